@@ -1,0 +1,329 @@
+//! [`ConfigError`]: every way a quota file can be refused, each naming the file, line,
+//! column and key path (`file:line:column: path: message`), so a failed reload can be fixed
+//! from the log line alone.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A place in a quota file: 1-based line and column (in characters), displayed as
+/// `file:line:column`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The file as it was named when loading (a path, or a source name given to
+    /// [`QuotaSet::from_sources`](crate::QuotaSet::from_sources)).
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, counted in characters.
+    pub column: u32,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+const UNITS: &str = "second, minute, hour, day, week, month or year";
+
+/// Why quota files were refused. A load fails on the first fault found, and nothing of it is
+/// kept: a server keeps serving its previous quotas.
+///
+/// Every variant but [`ConfigError::Io`] carries `at` (where) and, except
+/// [`ConfigError::DuplicateDomain`] whose path is always `domain`, `path` — the key path in
+/// the document, such as `descriptors[1].rate_limit.unit`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A quota file or directory could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The text is not valid YAML, or has a shape no finer variant describes. For syntax
+    /// errors `path` is the last node read before the fault.
+    #[error("{at}: {path}: {message}")]
+    Syntax {
+        /// Where the parser stopped.
+        at: Position,
+        /// Key path of the node at (or just before) the fault; `(root)` at the top.
+        path: String,
+        /// The parser's description.
+        message: String,
+    },
+
+    /// A key that the quota format does not have (often a misspelling).
+    #[error("{at}: {path}: unknown field \"{field}\" (expected one of: {})", .expected.join(", "))]
+    UnknownField {
+        /// The key.
+        at: Position,
+        /// Path ending in the unknown key.
+        path: String,
+        /// The key as written.
+        field: String,
+        /// The keys allowed in this map.
+        expected: Vec<&'static str>,
+    },
+
+    /// A map key that YAML reads as a number, boolean or null.
+    #[error("{at}: {path}: key {key} is not a string")]
+    NonStringKey {
+        /// The key.
+        at: Position,
+        /// Path ending in the key.
+        path: String,
+        /// The key as written.
+        key: String,
+    },
+
+    /// A value of the wrong kind: a list item that is not a map, a float where an integer is
+    /// expected, a map where a string is expected...
+    #[error("{at}: {path}: expected {expected}, found {found}")]
+    WrongType {
+        /// The value.
+        at: Position,
+        /// Path of the value.
+        path: String,
+        /// What the format wants here.
+        expected: &'static str,
+        /// What the file has (a quoted scalar, `a map` or `a list`).
+        found: String,
+    },
+
+    /// The same key twice in one YAML map.
+    #[error("{at}: {path}: duplicate key \"{key}\" in the same map")]
+    DuplicateYamlKey {
+        /// The second occurrence.
+        at: Position,
+        /// Path ending in the key.
+        path: String,
+        /// The key.
+        key: String,
+    },
+
+    /// A required field (`domain`, `key`, a `replaces` entry's `name`) is absent.
+    #[error("{at}: {path}: required field is missing")]
+    Missing {
+        /// The map that lacks the field.
+        at: Position,
+        /// Path ending in the missing field.
+        path: String,
+    },
+
+    /// A field that must not be empty (`domain`, `key`, a `replaces` name, `rate_limits`)
+    /// is empty.
+    #[error("{at}: {path}: must not be empty")]
+    Empty {
+        /// The empty value.
+        at: Position,
+        /// Path of the value.
+        path: String,
+    },
+
+    /// Two descriptors with the same key and value at one level.
+    #[error(
+        "{at}: {path}: duplicate descriptor composite key \"{composite_key}\" (first defined at {first})"
+    )]
+    DuplicateDescriptor {
+        /// The second descriptor.
+        at: Position,
+        /// Path of the second descriptor.
+        path: String,
+        /// The reference's name for it: `domain.key_value` (with parents).
+        composite_key: String,
+        /// The first descriptor.
+        first: Position,
+    },
+
+    /// The same domain in two documents while domain merging is off.
+    #[error(
+        "{at}: domain: duplicate domain \"{domain}\" (first defined at {first}; enable domain merging to combine them)"
+    )]
+    DuplicateDomain {
+        /// The second `domain` value.
+        at: Position,
+        /// The domain name.
+        domain: String,
+        /// The first `domain` value.
+        first: Position,
+    },
+
+    /// A `unit` that is not one of the seven units.
+    #[error("{at}: {path}: unknown unit \"{unit}\" (expected {UNITS})")]
+    UnknownUnit {
+        /// The unit value.
+        at: Position,
+        /// Path ending in `unit`.
+        path: String,
+        /// The unit as written.
+        unit: String,
+    },
+
+    /// A limit without `unit` that is not `unlimited`.
+    #[error("{at}: {path}: missing unit (expected {UNITS}, or unlimited: true)")]
+    MissingUnit {
+        /// The limit's map.
+        at: Position,
+        /// Path of the limit (`...rate_limit`).
+        path: String,
+    },
+
+    /// `unit` (or one of our period/algorithm fields) given on an `unlimited: true` limit.
+    #[error("{at}: {path}: must not be set when unlimited is true")]
+    ConflictsWithUnlimited {
+        /// The conflicting value.
+        at: Position,
+        /// Path ending in the conflicting field.
+        path: String,
+    },
+
+    /// A `replaces` entry naming a limit of its own descriptor.
+    #[error("{at}: {path}: replaces \"{name}\", a limit of this same descriptor")]
+    ReplacesOwnRule {
+        /// The name value.
+        at: Position,
+        /// Path ending in `replaces[i].name`.
+        path: String,
+        /// The name.
+        name: String,
+    },
+
+    /// `share_threshold: true` on a descriptor whose value has no `*`.
+    #[error(
+        "{at}: {path}: share_threshold needs a value with a `*` wildcard, but value is {value}"
+    )]
+    ShareThresholdWithoutWildcard {
+        /// The share_threshold value.
+        at: Position,
+        /// Path ending in `share_threshold`.
+        path: String,
+        /// The descriptor's value, quoted, or `absent`.
+        value: String,
+    },
+
+    /// Both `rate_limit` and `rate_limits` on one descriptor.
+    #[error("{at}: {path}: rate_limit and rate_limits cannot both be set")]
+    RateLimitAndRateLimits {
+        /// The `rate_limits` value.
+        at: Position,
+        /// Path ending in `rate_limits`.
+        path: String,
+    },
+
+    /// `burst` on a `fixed_window` limit.
+    #[error("{at}: {path}: burst is only valid with algorithm token_bucket")]
+    BurstWithFixedWindow {
+        /// The burst value.
+        at: Position,
+        /// Path ending in `burst`.
+        path: String,
+    },
+
+    /// `unit_multiplier: 0`.
+    #[error("{at}: {path}: must be at least 1")]
+    ZeroUnitMultiplier {
+        /// The multiplier value.
+        at: Position,
+        /// Path ending in `unit_multiplier`.
+        path: String,
+    },
+
+    /// An `algorithm` that is neither `token_bucket` nor `fixed_window`.
+    #[error(
+        "{at}: {path}: unknown algorithm \"{algorithm}\" (expected token_bucket or fixed_window)"
+    )]
+    UnknownAlgorithm {
+        /// The algorithm value.
+        at: Position,
+        /// Path ending in `algorithm`.
+        path: String,
+        /// The algorithm as written.
+        algorithm: String,
+    },
+
+    /// Two limits of one descriptor with the same `name`.
+    #[error(
+        "{at}: {path}: duplicate limit name \"{name}\" in one descriptor (first defined at {first})"
+    )]
+    DuplicateLimitName {
+        /// The second name.
+        at: Position,
+        /// Path ending in `name`.
+        path: String,
+        /// The name.
+        name: String,
+        /// The first name.
+        first: Position,
+    },
+
+    /// `unlimited: true` in a `rate_limits` list of more than one limit.
+    #[error("{at}: {path}: unlimited must be the only limit of its descriptor")]
+    UnlimitedNotAlone {
+        /// The unlimited value.
+        at: Position,
+        /// Path ending in `unlimited`.
+        path: String,
+    },
+}
+
+impl ConfigError {
+    /// Where the fault is, for every error but [`ConfigError::Io`].
+    pub fn position(&self) -> Option<&Position> {
+        match self {
+            Self::Io { .. } => None,
+            Self::Syntax { at, .. }
+            | Self::UnknownField { at, .. }
+            | Self::NonStringKey { at, .. }
+            | Self::WrongType { at, .. }
+            | Self::DuplicateYamlKey { at, .. }
+            | Self::Missing { at, .. }
+            | Self::Empty { at, .. }
+            | Self::DuplicateDescriptor { at, .. }
+            | Self::DuplicateDomain { at, .. }
+            | Self::UnknownUnit { at, .. }
+            | Self::MissingUnit { at, .. }
+            | Self::ConflictsWithUnlimited { at, .. }
+            | Self::ReplacesOwnRule { at, .. }
+            | Self::ShareThresholdWithoutWildcard { at, .. }
+            | Self::RateLimitAndRateLimits { at, .. }
+            | Self::BurstWithFixedWindow { at, .. }
+            | Self::ZeroUnitMultiplier { at, .. }
+            | Self::UnknownAlgorithm { at, .. }
+            | Self::DuplicateLimitName { at, .. }
+            | Self::UnlimitedNotAlone { at, .. } => Some(at),
+        }
+    }
+
+    /// The key path of the fault (`domain` for a duplicate domain), for every error but
+    /// [`ConfigError::Io`].
+    pub fn key_path(&self) -> Option<&str> {
+        match self {
+            Self::Io { .. } => None,
+            Self::DuplicateDomain { .. } => Some("domain"),
+            Self::Syntax { path, .. }
+            | Self::UnknownField { path, .. }
+            | Self::NonStringKey { path, .. }
+            | Self::WrongType { path, .. }
+            | Self::DuplicateYamlKey { path, .. }
+            | Self::Missing { path, .. }
+            | Self::Empty { path, .. }
+            | Self::DuplicateDescriptor { path, .. }
+            | Self::UnknownUnit { path, .. }
+            | Self::MissingUnit { path, .. }
+            | Self::ConflictsWithUnlimited { path, .. }
+            | Self::ReplacesOwnRule { path, .. }
+            | Self::ShareThresholdWithoutWildcard { path, .. }
+            | Self::RateLimitAndRateLimits { path, .. }
+            | Self::BurstWithFixedWindow { path, .. }
+            | Self::ZeroUnitMultiplier { path, .. }
+            | Self::UnknownAlgorithm { path, .. }
+            | Self::DuplicateLimitName { path, .. }
+            | Self::UnlimitedNotAlone { path, .. } => Some(path),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! [`QuotaSet`]: every domain loaded from a file, a directory of files, or named sources;
+//! one load is all-or-nothing.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, Position};
+use crate::file;
+use crate::quota::Algorithm;
+use crate::tree::Domain;
+
+/// How to load quota files.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Let several documents define the same domain, adding their descriptors to it (the
+    /// reference's `MERGE_DOMAIN_CONFIG`). Off: a repeated domain is an error.
+    pub merge_domains: bool,
+    /// The algorithm of limits that do not name one.
+    pub default_algorithm: Algorithm,
+}
+
+/// Every domain of a load, immutable once built.
+#[derive(Debug, Default)]
+pub struct QuotaSet {
+    /// Sorted by name.
+    domains: Vec<Domain>,
+    index: HashMap<String, usize>,
+    files: Vec<PathBuf>,
+}
+
+impl QuotaSet {
+    /// Loads a quota file, or every quota file of a directory: its top-level, non-hidden
+    /// (not starting with `.`) regular files — symlinks followed — ending in `.yaml` or
+    /// `.yml`, in name order. This skips a Kubernetes ConfigMap mount's `..data` entries and
+    /// any subdirectory. Each file may hold several `---` documents, one domain each; empty
+    /// documents are skipped. No files or no domains is a valid, empty set.
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<QuotaSet, ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let files = if fs::metadata(path).map_err(io)?.is_dir() {
+            quota_files(path)?
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let texts = files
+            .iter()
+            .map(|file| {
+                let text = fs::read_to_string(file).map_err(|source| ConfigError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+                Ok((file.display().to_string(), text))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let sources = texts
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str()));
+        Self::build(sources, options, files.clone())
+    }
+
+    /// Loads several named sources (the name is used in errors, then the YAML text), as if
+    /// each were a file of a directory, in the order given.
+    pub fn from_sources<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+        options: &LoadOptions,
+    ) -> Result<QuotaSet, ConfigError> {
+        let sources: Vec<_> = sources.into_iter().collect();
+        let files = sources
+            .iter()
+            .map(|(name, _)| PathBuf::from(name))
+            .collect();
+        Self::build(sources, options, files)
+    }
+
+    /// The domain named `name`.
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.index.get(name).map(|&i| &self.domains[i])
+    }
+
+    /// Every domain, sorted by name.
+    pub fn domains(&self) -> impl Iterator<Item = &Domain> {
+        self.domains.iter()
+    }
+
+    /// The number of rules (descriptor nodes with a rate limit) in all domains.
+    pub fn rule_count(&self) -> usize {
+        self.domains.iter().map(Domain::rule_count).sum()
+    }
+
+    /// The files that were loaded, in load order (source names for
+    /// [`QuotaSet::from_sources`]).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    fn build<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+        options: &LoadOptions,
+        files: Vec<PathBuf>,
+    ) -> Result<QuotaSet, ConfigError> {
+        let mut domains: Vec<Domain> = Vec::new();
+        // Domain name -> (index in `domains`, where its first `domain:` is).
+        let mut seen: HashMap<String, (usize, Position)> = HashMap::new();
+        for (name, text) in sources {
+            for document in file::parse_documents(name, text)? {
+                let root = file::position(name, &document.referenced);
+                let doc = document.value;
+                let domain = match doc.domain {
+                    None => {
+                        return Err(ConfigError::Missing {
+                            at: root,
+                            path: "domain".to_owned(),
+                        });
+                    }
+                    Some(domain) if domain.value.is_empty() => {
+                        return Err(ConfigError::Empty {
+                            at: file::position(name, &domain.referenced),
+                            path: "domain".to_owned(),
+                        });
+                    }
+                    Some(domain) => domain,
+                };
+                let at = file::position(name, &domain.referenced);
+                let index = match seen.get(&domain.value) {
+                    Some((index, _)) if options.merge_domains => *index,
+                    Some((_, first)) => {
+                        return Err(ConfigError::DuplicateDomain {
+                            at,
+                            domain: domain.value,
+                            first: first.clone(),
+                        });
+                    }
+                    None => {
+                        seen.insert(domain.value.clone(), (domains.len(), at));
+                        domains.push(Domain::new(domain.value));
+                        domains.len() - 1
+                    }
+                };
+                let descriptors = doc.descriptors.unwrap_or_default();
+                domains[index].add_descriptors(name, descriptors, options.default_algorithm)?;
+            }
+        }
+        domains.sort_by(|a, b| a.name().cmp(b.name()));
+        let index = domains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name().to_owned(), i))
+            .collect();
+        Ok(QuotaSet {
+            domains,
+            index,
+            files,
+        })
+    }
+}
+
+/// The quota files of a directory, sorted by name.
+fn quota_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConfigError::Io { path, source }
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_yaml = [".yaml", ".yml"].iter().any(|ext| name.ends_with(ext));
+        if name.starts_with('.') || !is_yaml {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symlinks: ConfigMap mounts link each file into `..data/`.
+        if fs::metadata(&path).map_err(io(&path))?.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,471 @@
+//! [`Limit`] and [`Rule`], the validated quota of one descriptor node, and the checks that
+//! turn a `rate_limit`/`rate_limits` DTO into them (so an invalid limit cannot exist).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use crate::error::{ConfigError, Position};
+use crate::file::{self, DescriptorDto, RateLimitDto};
+
+/// How a limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// GCRA token bucket: `requests_per_unit` tokens refill evenly over the period, up to
+    /// `burst` tokens.
+    #[default]
+    TokenBucket,
+    /// The reference's epoch-aligned fixed window: at most `requests_per_unit` per window.
+    FixedWindow,
+}
+
+impl Algorithm {
+    /// The name used in quota files: `token_bucket` or `fixed_window`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenBucket => "token_bucket",
+            Self::FixedWindow => "fixed_window",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "token_bucket" => Some(Self::TokenBucket),
+            "fixed_window" => Some(Self::FixedWindow),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The time unit of a limit. Week, month and year are fixed lengths (7, 30 and 365 days),
+/// as in the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// 1 s.
+    Second,
+    /// 60 s.
+    Minute,
+    /// 3 600 s.
+    Hour,
+    /// 86 400 s.
+    Day,
+    /// 7 days.
+    Week,
+    /// 30 days.
+    Month,
+    /// 365 days.
+    Year,
+}
+
+impl Unit {
+    /// Length in seconds.
+    pub fn seconds(self) -> u64 {
+        const DAY: u64 = 86_400;
+        match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3_600,
+            Self::Day => DAY,
+            Self::Week => 7 * DAY,
+            Self::Month => 30 * DAY,
+            Self::Year => 365 * DAY,
+        }
+    }
+
+    /// Lowercase name: `"second"`, `"minute"`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Second => "second",
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+            Self::Year => "year",
+        }
+    }
+
+    /// Parses a unit name in any case (`second`, `MINUTE`, `Hour`...), as the reference does.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Second,
+            Self::Minute,
+            Self::Hour,
+            Self::Day,
+            Self::Week,
+            Self::Month,
+            Self::Year,
+        ]
+        .into_iter()
+        .find(|unit| unit.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One limit of a descriptor (validated; invalid quotas are unrepresentable).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limit {
+    /// `rate_limit.name`: echoed to Envoy, target of other rules' `replaces`.
+    pub name: Option<String>,
+    /// The unit of the period.
+    pub unit: Unit,
+    /// The period is `unit × unit_multiplier` (ours; 1 in reference files).
+    pub unit_multiplier: NonZeroU32,
+    /// Requests allowed per period; 0 blocks everything.
+    pub requests_per_unit: u32,
+    /// Token-bucket capacity; equals `requests_per_unit` unless given (token bucket only).
+    pub burst: u32,
+    /// How the limit counts.
+    pub algorithm: Algorithm,
+    /// Names of limits that this one drops from a request in which both match.
+    pub replaces: Vec<String>,
+}
+
+impl Limit {
+    /// The period: `unit × unit_multiplier`.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs(self.period_secs())
+    }
+
+    /// The period in seconds.
+    pub fn period_secs(&self) -> u64 {
+        self.unit.seconds() * u64::from(self.unit_multiplier.get())
+    }
+}
+
+/// The rule at one descriptor node that has `rate_limit`/`rate_limits`.
+#[derive(Debug)]
+pub struct Rule {
+    /// The limits; a request passes only if all allow it. Empty iff `unlimited`.
+    pub limits: Vec<Limit>,
+    /// `unlimited: true`: matched requests pass without counting.
+    pub unlimited: bool,
+    /// Evaluated and counted, but reported OK.
+    pub shadow_mode: bool,
+    /// Over-limit makes the request over limit only if all quota-mode descriptors are.
+    pub quota_mode: bool,
+    /// Stats keys include request values (see [`Rule::stats_key_for`]).
+    pub detailed_metric: bool,
+    /// This node's `value_to_metric` (ancestors' flags also count in
+    /// [`Rule::stats_key_for`]).
+    pub value_to_metric: bool,
+    /// Free-form `metadata`, for Envoy's dynamic metadata.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Per depth of the path from the domain root to this node: `Some(pattern)` when the
+    /// node matched at that depth has `share_threshold` (the bucket key then uses the
+    /// pattern instead of the request's value), else `None`. Its length is the node's depth
+    /// (= number of request entries that reach it).
+    pub shared_values: Vec<Option<String>>,
+    /// The reference's stats key for this rule: `<domain>.<k1>_<v1>.<k2>`, the matched
+    /// composite keys joined by `.` (a default node contributes its key only, a wildcard node
+    /// `key_pattern`).
+    pub stats_key: String,
+    /// Where this rule was defined: `file:line:column`.
+    pub origin: String,
+    /// Length of the domain prefix of `stats_key` (domains may contain dots).
+    pub(crate) domain_len: usize,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) replaces: Vec<String>,
+}
+
+/// One node on the path from the domain root to a rule.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    pub key: String,
+    pub value: StepValue,
+    pub value_to_metric: bool,
+    pub share_threshold: bool,
+}
+
+/// How a node's value matches.
+#[derive(Clone, Debug)]
+pub(crate) enum StepValue {
+    Exact(String),
+    Wildcard(String),
+    Default,
+}
+
+impl Step {
+    /// The reference's composite key: `key` or `key_value`.
+    pub fn composite(&self) -> String {
+        match &self.value {
+            StepValue::Exact(v) | StepValue::Wildcard(v) => format!("{}_{v}", self.key),
+            StepValue::Default => self.key.clone(),
+        }
+    }
+}
+
+impl Rule {
+    /// Every name this rule replaces: its limits' `replaces`, and for an unlimited rule its
+    /// own (the reference applies those too).
+    pub fn replaces(&self) -> &[String] {
+        &self.replaces
+    }
+
+    /// Whether [`Rule::stats_key_for`] depends on the request's values (`detailed_metric`,
+    /// or `value_to_metric` on this node or an ancestor); when false it is `stats_key`.
+    pub fn stats_key_depends_on_values(&self) -> bool {
+        self.detailed_metric || self.steps.iter().any(|s| s.value_to_metric)
+    }
+
+    /// The stats key for a request that resolved to this rule, with the reference's
+    /// `detailed_metric` / `value_to_metric` rules. `entries` are the request's (key, value)
+    /// pairs, one per depth. Sanitising `:`, `|` and IPv4 dots is the stats sink's job.
+    ///
+    /// - `detailed_metric`: every entry as `key_value` (the request's value), except entries
+    ///   at `share_threshold` depths, which use the pattern (`key_pattern`).
+    /// - else, per depth: an exact match gives `key_value`; a wildcard match gives
+    ///   `key_pattern` unless the node has `value_to_metric` (then `key_value`) and not
+    ///   `share_threshold`; a default match gives `key`, or `key_value` with
+    ///   `value_to_metric`.
+    pub fn stats_key_for(&self, entries: &[(&str, &str)]) -> String {
+        if !self.stats_key_depends_on_values() {
+            return self.stats_key.clone();
+        }
+        let mut key = String::with_capacity(self.stats_key.len() + 32);
+        key.push_str(&self.stats_key[..self.domain_len]);
+        let shared = self.shared_values.iter().any(Option::is_some);
+        for (i, &(entry_key, value)) in entries.iter().enumerate() {
+            key.push('.');
+            key.push_str(entry_key);
+            let step = self.steps.get(i);
+            let pattern = self.shared_values.get(i).and_then(Option::as_deref);
+            let suffix = if self.detailed_metric {
+                match pattern {
+                    Some(p) => Some(p),
+                    // The reference writes `key_` for an empty value here, unless some
+                    // depth shares a threshold; kept for identical metric names.
+                    None if !shared || !value.is_empty() => Some(value),
+                    None => None,
+                }
+            } else {
+                match step.map(|s| (&s.value, s.value_to_metric)) {
+                    _ if pattern.is_some() => pattern,
+                    Some((StepValue::Wildcard(p), false)) => Some(p.as_str()),
+                    Some((StepValue::Default, false)) | None => None,
+                    Some((StepValue::Exact(_) | StepValue::Wildcard(_), _))
+                    | Some((StepValue::Default, true)) => (!value.is_empty()).then_some(value),
+                }
+            };
+            if let Some(suffix) = suffix {
+                key.push('_');
+                key.push_str(suffix);
+            }
+        }
+        key
+    }
+}
+
+/// What the limits of one descriptor validate to.
+pub(crate) struct RuleLimits {
+    pub limits: Vec<Limit>,
+    pub unlimited: bool,
+    pub replaces: Vec<String>,
+}
+
+/// Validates a descriptor's `rate_limit` / `rate_limits` (`None` when it has neither).
+/// `path` is the descriptor's key path.
+pub(crate) fn rule_limits(
+    file: &str,
+    path: &str,
+    dto: &DescriptorDto,
+    default_algorithm: Algorithm,
+) -> Result<Option<RuleLimits>, ConfigError> {
+    let specs: Vec<(&Spanned<RateLimitDto>, String)> = match (&dto.rate_limit, &dto.rate_limits) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(list)) => {
+            return Err(ConfigError::RateLimitAndRateLimits {
+                at: file::position(file, &list.referenced),
+                path: format!("{path}.rate_limits"),
+            });
+        }
+        (Some(one), None) => vec![(one, format!("{path}.rate_limit"))],
+        (None, Some(list)) if list.value.is_empty() => {
+            return Err(ConfigError::Empty {
+                at: file::position(file, &list.referenced),
+                path: format!("{path}.rate_limits"),
+            });
+        }
+        (None, Some(list)) => list
+            .value
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (spec, format!("{path}.rate_limits[{i}]")))
+            .collect(),
+    };
+
+    let mut limits = Vec::with_capacity(specs.len());
+    let mut unlimited = false;
+    let mut replaces = Vec::new();
+    let mut names: HashMap<&str, Position> = HashMap::new();
+    for (spec, spec_path) in &specs {
+        let dto = &spec.value;
+        if let Some(name) = dto.name.as_ref().filter(|n| !n.value.is_empty()) {
+            let at = file::position(file, &name.referenced);
+            if let Some(first) = names.insert(&name.value, at.clone()) {
+                return Err(ConfigError::DuplicateLimitName {
+                    at,
+                    path: format!("{spec_path}.name"),
+                    name: name.value.clone(),
+                    first,
+                });
+            }
+        }
+        match limit(file, spec_path, spec, default_algorithm)? {
+            Some(limit) => {
+                replaces.extend(limit.replaces.iter().cloned());
+                limits.push(limit);
+            }
+            None if specs.len() > 1 => {
+                let flag = dto
+                    .unlimited
+                    .as_ref()
+                    .map_or(&spec.referenced, |u| &u.referenced);
+                return Err(ConfigError::UnlimitedNotAlone {
+                    at: file::position(file, flag),
+                    path: format!("{spec_path}.unlimited"),
+                });
+            }
+            None => {
+                unlimited = true;
+                replaces.extend(replaces_names(file, spec_path, dto)?);
+            }
+        }
+    }
+    // `replaces` may not name a limit of this same descriptor (the reference: "replaces
+    // should not contain name of same descriptor").
+    for (spec, spec_path) in &specs {
+        for (i, entry) in spec.value.replaces.iter().flatten().enumerate() {
+            if let Some(name) = &entry.value.name
+                && names.contains_key(name.value.as_str())
+            {
+                return Err(ConfigError::ReplacesOwnRule {
+                    at: file::position(file, &name.referenced),
+                    path: format!("{spec_path}.replaces[{i}].name"),
+                    name: name.value.clone(),
+                });
+            }
+        }
+    }
+    Ok(Some(RuleLimits {
+        limits,
+        unlimited,
+        replaces,
+    }))
+}
+
+/// Validates one limit map; `None` for `unlimited: true`.
+fn limit(
+    file: &str,
+    path: &str,
+    spec: &Spanned<RateLimitDto>,
+    default_algorithm: Algorithm,
+) -> Result<Option<Limit>, ConfigError> {
+    let dto = &spec.value;
+    let at = |location: &serde_saphyr::Location| file::position(file, location);
+    if dto.unlimited.as_ref().is_some_and(|u| u.value) {
+        let conflicts = [
+            ("unit", dto.unit.as_ref().map(|s| &s.referenced)),
+            ("algorithm", dto.algorithm.as_ref().map(|s| &s.referenced)),
+            ("burst", dto.burst.as_ref().map(|s| &s.referenced)),
+            (
+                "unit_multiplier",
+                dto.unit_multiplier.as_ref().map(|s| &s.referenced),
+            ),
+        ];
+        if let Some((field, Some(location))) = conflicts.into_iter().find(|(_, l)| l.is_some()) {
+            return Err(ConfigError::ConflictsWithUnlimited {
+                at: at(location),
+                path: format!("{path}.{field}"),
+            });
+        }
+        return Ok(None);
+    }
+
+    let unit = match &dto.unit {
+        None => {
+            return Err(ConfigError::MissingUnit {
+                at: at(&spec.referenced),
+                path: path.to_owned(),
+            });
+        }
+        Some(unit) => Unit::from_name(&unit.value).ok_or_else(|| ConfigError::UnknownUnit {
+            at: at(&unit.referenced),
+            path: format!("{path}.unit"),
+            unit: unit.value.clone(),
+        })?,
+    };
+    let algorithm = match &dto.algorithm {
+        None => default_algorithm,
+        Some(name) => {
+            Algorithm::from_name(&name.value).ok_or_else(|| ConfigError::UnknownAlgorithm {
+                at: at(&name.referenced),
+                path: format!("{path}.algorithm"),
+                algorithm: name.value.clone(),
+            })?
+        }
+    };
+    let requests_per_unit = dto.requests_per_unit.unwrap_or(0);
+    let burst = match (&dto.burst, algorithm) {
+        (None, _) => requests_per_unit,
+        (Some(burst), Algorithm::TokenBucket) => burst.value,
+        (Some(burst), Algorithm::FixedWindow) => {
+            return Err(ConfigError::BurstWithFixedWindow {
+                at: at(&burst.referenced),
+                path: format!("{path}.burst"),
+            });
+        }
+    };
+    let unit_multiplier = match &dto.unit_multiplier {
+        None => NonZeroU32::MIN,
+        Some(m) => NonZeroU32::new(m.value).ok_or_else(|| ConfigError::ZeroUnitMultiplier {
+            at: at(&m.referenced),
+            path: format!("{path}.unit_multiplier"),
+        })?,
+    };
+    Ok(Some(Limit {
+        name: dto
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .filter(|n| !n.is_empty()),
+        unit,
+        unit_multiplier,
+        requests_per_unit,
+        burst,
+        algorithm,
+        replaces: replaces_names(file, path, dto)?,
+    }))
+}
+
+/// The names of a limit's `replaces` entries, each required and non-empty.
+fn replaces_names(file: &str, path: &str, dto: &RateLimitDto) -> Result<Vec<String>, ConfigError> {
+    let entries = dto.replaces.iter().flatten().enumerate();
+    entries
+        .map(|(i, entry)| match &entry.value.name {
+            None => Err(ConfigError::Missing {
+                at: file::position(file, &entry.referenced),
+                path: format!("{path}.replaces[{i}].name"),
+            }),
+            Some(name) if name.value.is_empty() => Err(ConfigError::Empty {
+                at: file::position(file, &name.referenced),
+                path: format!("{path}.replaces[{i}].name"),
+            }),
+            Some(name) => Ok(name.value.clone()),
+        })
+        .collect()
+}

@@ -1,0 +1,140 @@
+//! Runs the shared GCRA test vectors in `tests/vectors/gcra.json` against [`Bucket`]. The Redis
+//! Lua implementation must pass the same file, which is how the two are kept to one maths.
+//!
+//! # Format
+//!
+//! ```text
+//! {
+//!   "format": "<one line pointing here>",
+//!   "vectors": [
+//!     {
+//!       "name":  "<the behaviour, as a sentence>",
+//!       "rate":  { "requests": u32, "period_ns": u64, "burst": u32 },
+//!       "steps": [
+//!         { "at_ns": u64, "cost": u32, "refund": bool (optional, default false),
+//!           "expect": { "allowed": bool, "remaining": u32, "reset_after_ns": u64,
+//!                       "retry_after_ns": u64 (present iff allowed is false) } }
+//!       ]
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! - Each vector starts from a fresh (full) bucket; its steps run in order on that one bucket.
+//! - `at_ns` is absolute nanoseconds since the Unix epoch (around 1.7e18), so an implementation
+//!   must keep 64-bit integer precision: a Lua number (a double) is exact only to 2^53.
+//! - The rate is `requests` per `period_ns` with capacity `burst`: T = ceil(period_ns /
+//!   requests), τ = burst × T; `requests == 0` or `burst == 0` denies every positive cost.
+//! - A step without `refund` checks `cost` tokens at `at_ns` and must answer `expect`
+//!   (`retry_after_ns` 18446744073709551615 = u64::MAX means "never").
+//! - A step with `"refund": true` gives `cost` tokens back at `at_ns` (tat moves back by
+//!   cost × T, never below now); its `expect` is what a cost-0 check at `at_ns` answers after
+//!   the refund.
+
+use std::time::Duration;
+
+use limiter::{Bucket, Decision, Rate};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    /// A pointer for readers of the JSON to this file.
+    format: String,
+    vectors: Vec<Vector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vector {
+    name: String,
+    rate: RateSpec,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateSpec {
+    requests: u32,
+    period_ns: u64,
+    burst: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Step {
+    at_ns: u64,
+    cost: u32,
+    #[serde(default)]
+    refund: bool,
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    allowed: bool,
+    remaining: u32,
+    reset_after_ns: u64,
+    retry_after_ns: Option<u64>,
+}
+
+impl Expect {
+    /// The decision this expectation describes; panics on a malformed vector.
+    fn decision(&self, vector: &str) -> Decision {
+        match (self.allowed, self.retry_after_ns) {
+            (true, None) => Decision::Allowed {
+                remaining: self.remaining,
+                reset_after: self.reset_after_ns,
+            },
+            (false, Some(retry_after)) => {
+                assert_eq!(self.remaining, 0, "{vector}: a denial has remaining 0");
+                Decision::Denied {
+                    retry_after,
+                    reset_after: self.reset_after_ns,
+                }
+            }
+            _ => panic!("{vector}: retry_after_ns must be present iff allowed is false"),
+        }
+    }
+}
+
+fn load() -> File {
+    let text = include_str!("vectors/gcra.json");
+    serde_json::from_str(text).expect("tests/vectors/gcra.json parses")
+}
+
+#[test]
+fn every_shared_vector_passes_on_the_in_memory_bucket() {
+    let file = load();
+    for vector in &file.vectors {
+        let spec = &vector.rate;
+        let rate = Rate::new(
+            spec.requests,
+            Duration::from_nanos(spec.period_ns),
+            spec.burst,
+        );
+        let bucket = Bucket::new();
+        for (i, step) in vector.steps.iter().enumerate() {
+            let expected = step.expect.decision(&vector.name);
+            let got = if step.refund {
+                bucket.refund(&rate, step.cost, step.at_ns);
+                bucket.check(&rate, 0, step.at_ns)
+            } else {
+                bucket.check(&rate, step.cost, step.at_ns)
+            };
+            assert_eq!(got, expected, "vector {:?}, step {i}", vector.name);
+        }
+    }
+}
+
+#[test]
+fn the_shared_vectors_are_many_and_distinctly_named() {
+    let file = load();
+    assert!(file.format.contains("limiter/tests/vectors.rs"));
+    assert!(file.vectors.len() >= 12);
+    let mut names: Vec<&str> = file.vectors.iter().map(|v| v.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), file.vectors.len());
+}

@@ -1,0 +1,142 @@
+//! One `should_rate_limit` decision, server-side work only (no gRPC): 1 descriptor,
+//! 4 descriptors, and 100k distinct keys, on the memory store and, as the baseline in the
+//! same run, on a naive store that keeps every bucket behind one `Mutex<HashMap>`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use config::{LoadOptions, QuotaSet};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use limiter::{Bucket, Decision, FakeClock, Window};
+use proto::common::RateLimitDescriptor;
+use proto::common::rate_limit_descriptor::Entry;
+use proto::rls::RateLimitRequest;
+use rls::RlsError;
+use rls::decide::{AnswerOptions, Decider};
+use rls::store::{Batch, BucketStore, MemoryStore, Meter};
+
+const QUOTAS: &str = "
+domain: bench
+descriptors:
+  - key: path
+    rate_limit: {unit: second, requests_per_unit: 1000000000}
+  - key: user
+    rate_limit: {unit: second, requests_per_unit: 1000000000}
+  - key: tenant
+    descriptors:
+      - key: method
+        rate_limit: {unit: second, requests_per_unit: 1000000000}
+  - key: region
+    rate_limit: {algorithm: fixed_window, unit: second, requests_per_unit: 1000000000}
+";
+
+/// The baseline: one lock around every bucket, keys copied into owned vectors.
+#[derive(Default)]
+struct NaiveStore {
+    buckets: Mutex<HashMap<Vec<u8>, (Bucket, Window)>>,
+}
+
+impl BucketStore for NaiveStore {
+    async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
+        let mut map = self
+            .buckets
+            .lock()
+            .map_err(|_| RlsError::Unavailable("poisoned".into()))?;
+        Ok(batch
+            .checks
+            .iter()
+            .map(|check| {
+                let (bucket, window) = map.entry(batch.key(check).to_vec()).or_default();
+                match check.meter {
+                    Meter::TokenBucket(rate) => bucket.check(&rate, check.cost, batch.now),
+                    Meter::FixedWindow { period_secs, limit } => window
+                        .hit(period_secs, check.cost, batch.now)
+                        .decision(limit),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Polls a future that completes without waiting (both stores do) to its end.
+fn now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the store did not answer at once"),
+    }
+}
+
+fn descriptor(pairs: &[(&str, &str)]) -> RateLimitDescriptor {
+    RateLimitDescriptor {
+        entries: pairs
+            .iter()
+            .map(|(k, v)| Entry {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        ..RateLimitDescriptor::default()
+    }
+}
+
+fn request(descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
+    RateLimitRequest {
+        domain: "bench".into(),
+        descriptors,
+        hits_addend: 1,
+    }
+}
+
+fn decider<S: BucketStore>(store: S) -> Decider<S> {
+    let quotas = QuotaSet::from_sources([("bench.yaml", QUOTAS)], &LoadOptions::default())
+        .expect("bench quotas are valid");
+    let clock = Arc::new(FakeClock::new(1_700_000_000_000_000_000));
+    Decider::new(quotas, store, clock, AnswerOptions::default())
+}
+
+fn run<S: BucketStore>(c: &mut Criterion, name: &str, store: impl Fn() -> S) {
+    let mut group = c.benchmark_group("decide");
+    let one = request(vec![descriptor(&[("path", "/api/users")])]);
+    let four = request(vec![
+        descriptor(&[("path", "/api/users")]),
+        descriptor(&[("user", "alice")]),
+        descriptor(&[("tenant", "acme"), ("method", "GET")]),
+        descriptor(&[("region", "eu-west-1")]),
+    ]);
+    let many: Vec<RateLimitRequest> = (0..100_000)
+        .map(|i| request(vec![descriptor(&[("user", &format!("user-{i}"))])]))
+        .collect();
+
+    let d = decider(store());
+    group.bench_function(BenchmarkId::new(name, "1 descriptor"), |b| {
+        b.iter(|| now(d.decide(black_box(&one))).expect("answer"))
+    });
+    group.bench_function(BenchmarkId::new(name, "4 descriptors"), |b| {
+        b.iter(|| now(d.decide(black_box(&four))).expect("answer"))
+    });
+    let d = decider(store());
+    let mut i = 0;
+    group.bench_function(BenchmarkId::new(name, "100k keys"), |b| {
+        b.iter(|| {
+            i = (i + 1) % many.len();
+            now(d.decide(black_box(&many[i]))).expect("answer")
+        })
+    });
+    group.finish();
+}
+
+fn decisions(c: &mut Criterion) {
+    run(c, "memory", MemoryStore::new);
+    run(c, "naive-mutex", NaiveStore::default);
+}
+
+criterion_group!(benches, decisions);
+criterion_main!(benches);

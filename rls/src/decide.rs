@@ -1,0 +1,352 @@
+//! `Decider`: turns one `RateLimitRequest` into its `RateLimitResponse` — resolve each
+//! descriptor against the quota snapshot, check the buckets in one batch, fold the
+//! statuses, add headers. Shared by gRPC and `POST /json`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use config::{Algorithm, Limit, QuotaSet, Rule, Unit};
+use limiter::{Clock, Decision, Nanos, Rate};
+use proto::common::RateLimitDescriptor;
+use proto::common::rate_limit_descriptor::RateLimitOverride;
+use proto::rls::rate_limit_response::rate_limit::Unit as ProtoUnit;
+use proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
+use proto::rls::{RateLimitRequest, RateLimitResponse};
+use proto::types::RateLimitUnit;
+
+use crate::error::RlsError;
+use crate::headers::HeaderNames;
+use crate::keys::push_key;
+use crate::request::RequestBounds;
+use crate::store::{Batch, BucketStore, Check, Meter, Role, request_denied};
+
+/// How answers are shaped, beyond the quota files.
+#[derive(Clone, Debug, Default)]
+pub struct AnswerOptions {
+    /// Global shadow mode: `overall_code` is always OK.
+    pub global_shadow: bool,
+    /// RateLimit-* response headers, when enabled.
+    pub headers: Option<HeaderNames>,
+    /// Fixed windows: increment only the counters that go over.
+    pub stop_increment: bool,
+    /// Algorithm of `limit` overrides carried by requests.
+    pub default_algorithm: Algorithm,
+    /// Bounds on requests.
+    pub bounds: RequestBounds,
+}
+
+/// Answers rate limit requests from a quota snapshot and a bucket store.
+pub struct Decider<S> {
+    quotas: ArcSwap<QuotaSet>,
+    store: S,
+    clock: Arc<dyn Clock>,
+    options: AnswerOptions,
+}
+
+/// What one request descriptor resolved to.
+enum Target<'a> {
+    /// No rule (unknown key, whitelisted, or a placeholder level): OK, nothing counted.
+    None,
+    /// An `unlimited` rule: OK with remaining u32::MAX, nothing counted (its `replaces`
+    /// still apply, as in the reference).
+    Unlimited(&'a Rule),
+    /// A configured rule.
+    Rule(&'a Rule),
+    /// The request's own `limit`, replacing any configured rule.
+    Override(Limit),
+}
+
+impl<S: BucketStore> Decider<S> {
+    /// A decider serving `quotas` from `store`, reading time from `clock`.
+    pub fn new(quotas: QuotaSet, store: S, clock: Arc<dyn Clock>, options: AnswerOptions) -> Self {
+        Decider {
+            quotas: ArcSwap::from_pointee(quotas),
+            store,
+            clock,
+            options,
+        }
+    }
+
+    /// The quota snapshot now serving.
+    pub fn quotas(&self) -> Arc<QuotaSet> {
+        self.quotas.load_full()
+    }
+
+    /// The bucket store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Answers one request. Statuses match the request's descriptors in number and order.
+    pub async fn decide(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, RlsError> {
+        self.options.bounds.validate(request)?;
+        let quotas = self.quotas.load();
+        let mut statuses = vec![
+            DescriptorStatus {
+                code: Code::Ok as i32,
+                ..DescriptorStatus::default()
+            };
+            request.descriptors.len()
+        ];
+        let Some(domain) = quotas.domain(&request.domain) else {
+            return Ok(response(Code::Ok, statuses));
+        };
+
+        let targets = self.resolve(domain, &request.descriptors);
+        let replaced: Vec<&str> = targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::Rule(rule) | Target::Unlimited(rule) => Some(rule.replaces()),
+                _ => None,
+            })
+            .flatten()
+            .map(String::as_str)
+            .collect();
+
+        let mut batch = Batch {
+            now: self.clock.now(),
+            global_shadow: self.options.global_shadow,
+            stop_increment: self.options.stop_increment,
+            ..Batch::default()
+        };
+        let mut limits: Vec<&Limit> = Vec::with_capacity(targets.len());
+        for (i, (target, descriptor)) in targets.iter().zip(&request.descriptors).enumerate() {
+            let cost = hits(request, descriptor);
+            let entries = descriptor.entries.iter();
+            match target {
+                Target::None => {}
+                Target::Unlimited(_) => statuses[i].limit_remaining = u32::MAX,
+                Target::Override(limit) => {
+                    let values = entries.map(|e| (e.key.as_str(), e.value.as_str()));
+                    push_check(
+                        &mut batch,
+                        limit,
+                        0,
+                        &request.domain,
+                        values,
+                        cost,
+                        i,
+                        Role::Enforced,
+                    );
+                    limits.push(limit);
+                }
+                Target::Rule(rule) => {
+                    let role = match (rule.shadow_mode, rule.quota_mode) {
+                        (true, _) => Role::Shadow,
+                        (false, true) => Role::Quota,
+                        (false, false) => Role::Enforced,
+                    };
+                    for (index, limit) in rule.limits.iter().enumerate() {
+                        if is_replaced(limit, &replaced) {
+                            continue;
+                        }
+                        // A level with share_threshold counts under its pattern.
+                        let values = descriptor.entries.iter().zip(&rule.shared_values).map(
+                            |(e, shared)| (e.key.as_str(), shared.as_deref().unwrap_or(&e.value)),
+                        );
+                        push_check(
+                            &mut batch,
+                            limit,
+                            index,
+                            &request.domain,
+                            values,
+                            cost,
+                            i,
+                            role,
+                        );
+                        limits.push(limit);
+                    }
+                }
+            }
+        }
+        if batch.checks.is_empty() {
+            return Ok(response(Code::Ok, statuses));
+        }
+
+        let decisions = self.store.check(&batch).await?;
+        fill_statuses(&mut statuses, &batch, &decisions, &limits);
+        let code = if request_denied(&batch, &decisions) {
+            Code::OverLimit
+        } else {
+            Code::Ok
+        };
+        let mut answer = response(code, statuses);
+        if let Some(names) = &self.options.headers {
+            answer.response_headers_to_add = names.headers_for(&answer.statuses);
+        }
+        Ok(answer)
+    }
+
+    fn resolve<'a>(
+        &self,
+        domain: &'a config::Domain,
+        descriptors: &[RateLimitDescriptor],
+    ) -> Vec<Target<'a>> {
+        let mut entries: Vec<(&str, &str)> = Vec::new();
+        descriptors
+            .iter()
+            .map(|descriptor| {
+                if let Some(limit) = &descriptor.limit {
+                    return Target::Override(self.override_limit(limit));
+                }
+                entries.clear();
+                entries.extend(
+                    descriptor
+                        .entries
+                        .iter()
+                        .map(|e| (e.key.as_str(), e.value.as_str())),
+                );
+                match domain.resolve(&entries) {
+                    None => Target::None,
+                    Some(rule) if rule.unlimited => Target::Unlimited(rule),
+                    Some(rule) => Target::Rule(rule),
+                }
+            })
+            .collect()
+    }
+
+    /// The request's own limit as a rule limit; validation has checked its unit.
+    fn override_limit(&self, limit: &RateLimitOverride) -> Limit {
+        let unit = match RateLimitUnit::try_from(limit.unit) {
+            Ok(RateLimitUnit::Minute) => Unit::Minute,
+            Ok(RateLimitUnit::Hour) => Unit::Hour,
+            Ok(RateLimitUnit::Day) => Unit::Day,
+            Ok(RateLimitUnit::Month) => Unit::Month,
+            Ok(RateLimitUnit::Year) => Unit::Year,
+            _ => Unit::Second,
+        };
+        Limit {
+            name: None,
+            unit,
+            unit_multiplier: NonZeroU32::MIN,
+            requests_per_unit: limit.requests_per_unit,
+            burst: limit.requests_per_unit,
+            algorithm: self.options.default_algorithm,
+            replaces: Vec::new(),
+        }
+    }
+}
+
+/// The hits a descriptor takes: its own `hits_addend` when set (0 checks without
+/// counting), else the request's, where 0 means 1.
+fn hits(request: &RateLimitRequest, descriptor: &RateLimitDescriptor) -> u32 {
+    match &descriptor.hits_addend {
+        Some(n) => u32::try_from(n.value).unwrap_or(u32::MAX),
+        None => request.hits_addend.max(1),
+    }
+}
+
+fn is_replaced(limit: &Limit, replaced: &[&str]) -> bool {
+    limit
+        .name
+        .as_deref()
+        .is_some_and(|name| replaced.contains(&name))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_check<'a>(
+    batch: &mut Batch,
+    limit: &Limit,
+    index: usize,
+    domain: &str,
+    values: impl Iterator<Item = (&'a str, &'a str)>,
+    cost: u32,
+    descriptor: usize,
+    role: Role,
+) {
+    let meter = match limit.algorithm {
+        Algorithm::TokenBucket => Meter::TokenBucket(Rate::new(
+            limit.requests_per_unit,
+            limit.period(),
+            limit.burst,
+        )),
+        Algorithm::FixedWindow => Meter::FixedWindow {
+            period_secs: limit.period_secs(),
+            limit: limit.requests_per_unit,
+        },
+    };
+    let start = batch.keys.len();
+    push_key(&mut batch.keys, &meter, index, domain, values);
+    batch.checks.push(Check {
+        key: start..batch.keys.len(),
+        meter,
+        cost,
+        descriptor,
+        role,
+    });
+}
+
+/// Writes each checked descriptor's status from its deciding limit: the first one over,
+/// else the one with the fewest tokens left.
+fn fill_statuses(
+    statuses: &mut [DescriptorStatus],
+    batch: &Batch,
+    decisions: &[Decision],
+    limits: &[&Limit],
+) {
+    let mut i = 0;
+    while i < batch.checks.len() {
+        let descriptor = batch.checks[i].descriptor;
+        let role = batch.checks[i].role;
+        let mut deciding = i;
+        while i < batch.checks.len() && batch.checks[i].descriptor == descriptor {
+            let (best, this) = (&decisions[deciding], &decisions[i]);
+            let better = match (best.is_allowed(), this.is_allowed()) {
+                (true, false) => true,
+                (true, true) => this.remaining() < best.remaining(),
+                _ => false,
+            };
+            if better {
+                deciding = i;
+            }
+            i += 1;
+        }
+        let decision = &decisions[deciding];
+        let over = !decision.is_allowed() && role != Role::Shadow;
+        let limit = limits[deciding];
+        statuses[descriptor] = DescriptorStatus {
+            code: if over { Code::OverLimit } else { Code::Ok } as i32,
+            current_limit: Some(RateLimit {
+                requests_per_unit: limit.requests_per_unit,
+                unit: proto_unit(limit.unit) as i32,
+                name: limit.name.clone().unwrap_or_default(),
+            }),
+            limit_remaining: decision.remaining(),
+            duration_until_reset: Some(duration(decision.reset_after())),
+            quota: None,
+        };
+    }
+}
+
+fn response(code: Code, statuses: Vec<DescriptorStatus>) -> RateLimitResponse {
+    RateLimitResponse {
+        overall_code: code as i32,
+        statuses,
+        ..RateLimitResponse::default()
+    }
+}
+
+fn proto_unit(unit: Unit) -> ProtoUnit {
+    match unit {
+        Unit::Second => ProtoUnit::Second,
+        Unit::Minute => ProtoUnit::Minute,
+        Unit::Hour => ProtoUnit::Hour,
+        Unit::Day => ProtoUnit::Day,
+        Unit::Week => ProtoUnit::Week,
+        Unit::Month => ProtoUnit::Month,
+        Unit::Year => ProtoUnit::Year,
+    }
+}
+
+fn duration(nanos: Nanos) -> proto::wkt::Duration {
+    proto::wkt::Duration {
+        seconds: (nanos / 1_000_000_000) as i64,
+        nanos: (nanos % 1_000_000_000) as i32,
+    }
+}

@@ -1,0 +1,57 @@
+//! `HeaderNames`: the RateLimit-Limit / -Remaining / -Reset response headers, chosen the
+//! way the reference service chooses them.
+
+use proto::core::HeaderValue;
+use proto::rls::rate_limit_response::{Code, DescriptorStatus};
+
+/// Names of the three response headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderNames {
+    /// The limit header (default `RateLimit-Limit`).
+    pub limit: String,
+    /// The remaining header (default `RateLimit-Remaining`).
+    pub remaining: String,
+    /// The reset header (default `RateLimit-Reset`).
+    pub reset: String,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames {
+            limit: "RateLimit-Limit".into(),
+            remaining: "RateLimit-Remaining".into(),
+            reset: "RateLimit-Reset".into(),
+        }
+    }
+}
+
+impl HeaderNames {
+    /// The headers for an answer: those of the last descriptor over its limit if any,
+    /// else of the one with the fewest tokens left; none when no descriptor has a limit.
+    pub fn headers_for(&self, statuses: &[DescriptorStatus]) -> Vec<HeaderValue> {
+        let limited = statuses.iter().filter(|s| s.current_limit.is_some());
+        let over = limited.clone().rfind(|s| s.code == Code::OverLimit as i32);
+        let Some(status) = over.or_else(|| limited.min_by_key(|s| s.limit_remaining)) else {
+            return Vec::new();
+        };
+        let limit = status
+            .current_limit
+            .as_ref()
+            .map_or(0, |l| l.requests_per_unit);
+        // Whole seconds, rounded up so that a client waiting that long finds tokens.
+        let reset = status
+            .duration_until_reset
+            .as_ref()
+            .map_or(0, |d| d.seconds + i64::from(d.nanos > 0));
+        let header = |key: &str, value: String| HeaderValue {
+            key: key.to_string(),
+            value,
+            ..HeaderValue::default()
+        };
+        vec![
+            header(&self.limit, limit.to_string()),
+            header(&self.remaining, status.limit_remaining.to_string()),
+            header(&self.reset, reset.to_string()),
+        ]
+    }
+}

@@ -1,0 +1,127 @@
+//! The HTTP port: `/healthz` (alive), `/readyz` and `/healthcheck` (serving, not draining),
+//! `POST /json` (proto3-JSON `ShouldRateLimit`), `/metrics` (Prometheus), `/config`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use proto::rls::RateLimitRequest;
+use proto::rls::rate_limit_response::Code;
+
+use crate::decide::Decider;
+use crate::error::RlsError;
+use crate::service::record_answer;
+use crate::store::BucketStore;
+use crate::summary::describe;
+
+/// Whether the server is draining (shutdown started): readiness turns false at once.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// Marks the server as draining.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// True until shutdown starts.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst)
+    }
+}
+
+struct HttpState<S> {
+    decider: Arc<Decider<S>>,
+    readiness: Arc<Readiness>,
+    metrics: PrometheusHandle,
+}
+
+/// The HTTP routes.
+pub fn router<S: BucketStore>(
+    decider: Arc<Decider<S>>,
+    readiness: Arc<Readiness>,
+    metrics: PrometheusHandle,
+) -> Router {
+    let state = Arc::new(HttpState {
+        decider,
+        readiness,
+        metrics,
+    });
+    Router::new()
+        .route("/healthz", get(|| async { "OK\n" }))
+        .route("/readyz", get(ready::<S>))
+        // The reference service's health path, for drop-in probes.
+        .route("/healthcheck", get(ready::<S>))
+        .route("/json", post(json::<S>))
+        .route("/metrics", get(render_metrics::<S>))
+        .route("/config", get(config::<S>))
+        .with_state(state)
+}
+
+async fn ready<S>(State(state): State<Arc<HttpState<S>>>) -> Response {
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "OK\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
+}
+
+/// proto3 JSON in and out: 200 OK, 429 over limit, 400 for a body that is not a valid
+/// request, 503 when the backend cannot answer.
+async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Bytes) -> Response {
+    let request: RateLimitRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid request: {error}\n"),
+            )
+                .into_response();
+        }
+    };
+    match state.decider.decide(&request).await {
+        Ok(answer) => {
+            record_answer(answer.overall_code);
+            let status = if answer.overall_code == Code::OverLimit as i32 {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::OK
+            };
+            match serde_json::to_vec(&answer) {
+                Ok(body) => {
+                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                }
+                Err(error) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+                }
+            }
+        }
+        Err(error @ RlsError::InvalidRequest(_)) => {
+            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        }
+        Err(error @ RlsError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
+    }
+}
+
+async fn render_metrics<S>(State(state): State<Arc<HttpState<S>>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn config<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Response {
+    describe(&state.decider.quotas()).into_response()
+}

@@ -1,0 +1,83 @@
+//! Bucket keys: an unambiguous byte encoding of (algorithm, limit, domain, entries).
+//!
+//! The reference joins parts with `_`, so `a_b=c` and `a=b_c` collide; here every part is
+//! length-prefixed. The quota's numbers are not part of a token-bucket key, so a changed
+//! quota keeps its bucket's state; a fixed-window key carries its period, because a
+//! counter of one window length means nothing for another.
+
+use crate::store::Meter;
+
+/// Appends the key of limit number `index` of a descriptor to `buf`. `values` gives, per
+/// entry, the value that identifies the bucket (the request's value, or a shared pattern).
+pub fn push_key<'a>(
+    buf: &mut Vec<u8>,
+    meter: &Meter,
+    index: usize,
+    domain: &str,
+    entries: impl Iterator<Item = (&'a str, &'a str)>,
+) {
+    match meter {
+        Meter::TokenBucket(_) => buf.push(b't'),
+        Meter::FixedWindow { period_secs, .. } => {
+            buf.push(b'f');
+            buf.extend_from_slice(&period_secs.to_le_bytes());
+        }
+    }
+    // More than 255 limits on one descriptor is not a real configuration; saturate.
+    buf.push(u8::try_from(index).unwrap_or(u8::MAX));
+    push_part(buf, domain);
+    for (key, value) in entries {
+        push_part(buf, key);
+        push_part(buf, value);
+    }
+}
+
+fn push_part(buf: &mut Vec<u8>, part: &str) {
+    // Request sizes are bounded far below 4 GiB, so a u32 length cannot truncate.
+    buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+    buf.extend_from_slice(part.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use limiter::Rate;
+    use std::time::Duration;
+
+    fn key(meter: Meter, index: usize, entries: &[(&str, &str)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        push_key(&mut buf, &meter, index, "edge", entries.iter().copied());
+        buf
+    }
+
+    const MINUTE: Meter = Meter::FixedWindow {
+        period_secs: 60,
+        limit: 10,
+    };
+
+    #[test]
+    fn keys_whose_joined_text_is_equal_stay_distinct() {
+        // The reference's `edge_a_b_c` collision: key a_b value c vs key a value b_c.
+        assert_ne!(
+            key(MINUTE, 0, &[("a_b", "c")]),
+            key(MINUTE, 0, &[("a", "b_c")])
+        );
+    }
+
+    #[test]
+    fn a_changed_token_bucket_quota_keeps_its_key() {
+        let ten = Meter::TokenBucket(Rate::new(10, Duration::from_secs(1), 10));
+        let twenty = Meter::TokenBucket(Rate::new(20, Duration::from_secs(1), 40));
+        assert_eq!(key(ten, 0, &[("a", "b")]), key(twenty, 0, &[("a", "b")]));
+    }
+
+    #[test]
+    fn limits_of_one_descriptor_and_window_lengths_have_their_own_keys() {
+        let hour = Meter::FixedWindow {
+            period_secs: 3600,
+            limit: 10,
+        };
+        assert_ne!(key(MINUTE, 0, &[("a", "b")]), key(MINUTE, 1, &[("a", "b")]));
+        assert_ne!(key(MINUTE, 0, &[("a", "b")]), key(hour, 0, &[("a", "b")]));
+    }
+}

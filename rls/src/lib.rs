@@ -1,0 +1,54 @@
+//! An Envoy Rate Limit Service: answers `ShouldRateLimit` over gRPC from declarative quota
+//! files, with token buckets (exact, GCRA) or the reference service's fixed windows.
+//!
+//! Modules: [`settings`] (flags and environment), [`decide`] (one request to one answer),
+//! [`store`] (where bucket state lives: [`store::MemoryStore`]), [`service`] (gRPC),
+//! [`http`] (health, `/json`, `/metrics`), [`server`] (serve both until shutdown),
+//! [`query`] and [`summary`] (the `rls query` and `rls check` commands).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use config::{LoadOptions, QuotaSet};
+//! use limiter::FakeClock;
+//! use proto::common::{RateLimitDescriptor, rate_limit_descriptor::Entry};
+//! use proto::rls::{RateLimitRequest, rate_limit_response::Code};
+//! use rls::decide::{AnswerOptions, Decider};
+//! use rls::store::MemoryStore;
+//!
+//! let yaml = "domain: edge\ndescriptors:\n  - key: path\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
+//! let quotas = QuotaSet::from_sources([("edge.yaml", yaml)], &LoadOptions::default())?;
+//! let clock = Arc::new(FakeClock::new(1_700_000_000_000_000_000));
+//! let decider = Decider::new(quotas, MemoryStore::new(), clock, AnswerOptions::default());
+//! let request = RateLimitRequest {
+//!     domain: "edge".into(),
+//!     descriptors: vec![RateLimitDescriptor {
+//!         entries: vec![Entry { key: "path".into(), value: "/".into() }],
+//!         ..Default::default()
+//!     }],
+//!     hits_addend: 1,
+//! };
+//! let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! let first = runtime.block_on(decider.decide(&request))?;
+//! let second = runtime.block_on(decider.decide(&request))?;
+//! assert_eq!(first.overall_code(), Code::Ok);
+//! assert_eq!(second.overall_code(), Code::OverLimit);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod cli;
+pub mod decide;
+pub mod error;
+pub mod headers;
+pub mod http;
+pub mod keys;
+pub mod query;
+pub mod request;
+pub mod server;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod summary;
+
+pub use error::RlsError;
+pub use server::{Listeners, serve};
+pub use settings::Settings;

@@ -1,0 +1,91 @@
+//! The `rls` binary: parse the command line, set up logging, run the command.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+use config::{LoadOptions, QuotaSet};
+use rls::cli::{Cli, Command};
+use rls::settings::LogFormat;
+use rls::{Listeners, Settings};
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let result = match cli.command {
+        Command::Serve(mut settings) => {
+            let serve_matches = matches.subcommand_matches("serve").unwrap_or(&matches);
+            match settings.apply_reference_env(serve_matches, |name| std::env::var(name).ok()) {
+                Ok(()) => run_serve(*settings),
+                Err(error) => Err(error.into()),
+            }
+        }
+        Command::Check(args) => {
+            let options = LoadOptions {
+                merge_domains: args.merge_domains,
+                ..LoadOptions::default()
+            };
+            QuotaSet::load(&args.config, &options)
+                .map(|quotas| print!("{}", rls::summary::describe(&quotas)))
+                .map_err(Into::into)
+        }
+        Command::Query(args) => runtime().and_then(|rt| {
+            let text = rt.block_on(rls::query::run(&args))?;
+            print!("{text}");
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_serve(settings: Settings) -> anyhow::Result<()> {
+    init_tracing(&settings)?;
+    runtime()?.block_on(async {
+        let listeners = Listeners::bind(&settings).await?;
+        rls::serve(listeners, settings, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

@@ -1,0 +1,219 @@
+//! `serve`: binds nothing itself (listeners come in bound), loads the quota files, and
+//! runs the gRPC and HTTP servers until `shutdown` resolves; then it stops accepting,
+//! finishes the calls in flight, and returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use config::{LoadOptions, QuotaSet};
+use limiter::{Clock, SystemClock};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use proto::rls::rate_limit_service_server::RateLimitServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::decide::{AnswerOptions, Decider};
+use crate::error::RlsError;
+use crate::headers::HeaderNames;
+use crate::http::{Readiness, router};
+use crate::request::RequestBounds;
+use crate::service::RlsService;
+use crate::settings::{BackendKind, Settings};
+use crate::store::MemoryStore;
+
+/// How often full buckets and ended windows are dropped from the memory store.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Names under which `grpc.health.v1` reports: the default, the service's full name,
+/// and the reference service's `ratelimit`.
+const HEALTH_NAMES: [&str; 3] = [
+    "",
+    "envoy.service.ratelimit.v3.RateLimitService",
+    "ratelimit",
+];
+
+/// The two bound listeners.
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// HTTP.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both listeners at the settings' addresses.
+    pub async fn bind(settings: &Settings) -> Result<Listeners, RlsError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| RlsError::Listen { addr, source })
+        };
+        Ok(Listeners {
+            grpc: bind(settings.grpc_addr).await?,
+            http: bind(settings.http_addr).await?,
+        })
+    }
+}
+
+impl Settings {
+    /// Loads the quota files the settings name.
+    pub fn load_quotas(&self) -> Result<QuotaSet, RlsError> {
+        let path = self.config.as_ref().ok_or(RlsError::NoConfigPath)?;
+        let options = LoadOptions {
+            merge_domains: self.merge_domains,
+            default_algorithm: self.default_algorithm.into(),
+        };
+        Ok(QuotaSet::load(path, &options)?)
+    }
+
+    /// How answers are shaped.
+    pub fn answer_options(&self) -> AnswerOptions {
+        AnswerOptions {
+            global_shadow: self.shadow_mode,
+            headers: self.response_headers.then(|| HeaderNames {
+                limit: self.limit_header.clone(),
+                remaining: self.remaining_header.clone(),
+                reset: self.reset_header.clone(),
+            }),
+            stop_increment: self.stop_increment_when_over_limit,
+            default_algorithm: self.default_algorithm.into(),
+            bounds: RequestBounds {
+                max_descriptors: self.max_descriptors,
+                max_entries: self.max_entries,
+                max_bytes: self.max_request_bytes,
+            },
+        }
+    }
+}
+
+/// Serves the quota files named by `settings` on `listeners` until `shutdown` resolves.
+/// Refuses to start on an invalid quota file, with the same message as `rls check`.
+pub async fn serve(
+    listeners: Listeners,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    let quotas = settings.load_quotas()?;
+    tracing::info!(
+        domains = quotas.domains().count(),
+        rules = quotas.rule_count(),
+        "quota files loaded"
+    );
+    match settings.backend {
+        BackendKind::Memory => {
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+            let decider =
+                Decider::new(quotas, MemoryStore::new(), clock, settings.answer_options());
+            serve_memory(listeners, Arc::new(decider), shutdown).await
+        }
+    }
+}
+
+/// Serves `decider` (a memory store) on `listeners` until `shutdown` resolves. Tests call
+/// this with a fake clock.
+pub async fn serve_memory(
+    listeners: Listeners,
+    decider: Arc<Decider<MemoryStore>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    let sweeper = {
+        let decider = decider.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                let dropped = decider.store().sweep(decider.clock().now());
+                metrics::gauge!("rls_memory_keys").set(decider.store().len() as f64);
+                tracing::trace!(dropped, "swept idle buckets");
+            }
+        })
+    };
+    let result = serve_store(listeners, decider, shutdown).await;
+    sweeper.abort();
+    result
+}
+
+/// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
+/// and `grpc.health.v1`) and HTTP. On shutdown, readiness and gRPC health turn to not
+/// serving, both listeners stop accepting, and calls in flight finish.
+pub async fn serve_store<S: crate::store::BucketStore>(
+    listeners: Listeners,
+    decider: Arc<Decider<S>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    let grpc_addr = local_addr(&listeners.grpc);
+    let http_addr = local_addr(&listeners.http);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in HEALTH_NAMES {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let readiness = Arc::new(Readiness::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let drain = {
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight calls");
+            readiness.drain();
+            for name in HEALTH_NAMES {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            let _ = stop_tx.send(true);
+        })
+    };
+
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(RateLimitServiceServer::new(RlsService::new(
+            decider.clone(),
+        )))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+            stopped(),
+        );
+    let http = axum::serve(listeners.http, router(decider, readiness, prometheus()))
+        .with_graceful_shutdown(stopped());
+    tracing::info!(%grpc_addr, %http_addr, "serving");
+    let (grpc, http) = tokio::join!(grpc, http);
+    drain.abort();
+    grpc?;
+    http.map_err(|source| RlsError::Listen {
+        addr: http_addr,
+        source,
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// The process's Prometheus recorder, installed on first use (several servers in one
+/// test process share it).
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; metrics then go there.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,192 @@
+//! `BucketStore`: where bucket state lives. A request's limits arrive as one [`Batch`] and
+//! leave as one [`Decision`] per check; the memory store is [`MemoryStore`].
+
+mod memory;
+
+use std::future::Future;
+use std::ops::Range;
+
+use limiter::{Decision, Nanos, Rate};
+
+pub use memory::MemoryStore;
+
+use crate::error::RlsError;
+
+/// How a descriptor's outcome counts towards the request's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Over limit denies the request.
+    Enforced,
+    /// Evaluated and reported OK: never denies.
+    Shadow,
+    /// Denies only when every quota-mode descriptor of the request is over.
+    Quota,
+}
+
+/// What a check counts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Meter {
+    /// A GCRA token bucket.
+    TokenBucket(Rate),
+    /// An epoch-aligned fixed window of `period_secs` allowing `limit` hits.
+    FixedWindow {
+        /// Window length in seconds.
+        period_secs: u64,
+        /// Hits allowed per window.
+        limit: u32,
+    },
+}
+
+/// One limit of one descriptor to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// The bucket key: a range of [`Batch::keys`].
+    pub key: Range<usize>,
+    /// How it counts.
+    pub meter: Meter,
+    /// Tokens (hits) this request takes; 0 checks without counting.
+    pub cost: u32,
+    /// Index of the request descriptor it belongs to.
+    pub descriptor: usize,
+    /// How its outcome counts.
+    pub role: Role,
+}
+
+/// All checks of one request, in descriptor order. The store charges the request's token
+/// buckets only if the request passes as a whole ([`request_denied`]): a denied request
+/// takes no tokens from any bucket. Fixed windows count every hit, as the reference does.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// The time of the request, read once.
+    pub now: Nanos,
+    /// Every key of the batch, back to back (one allocation per request).
+    pub keys: Vec<u8>,
+    /// The checks.
+    pub checks: Vec<Check>,
+    /// Global shadow mode: the request always passes.
+    pub global_shadow: bool,
+    /// Fixed windows: if any counter would go over, increment only those that go over.
+    pub stop_increment: bool,
+}
+
+impl Batch {
+    /// The key bytes of `check`.
+    pub fn key(&self, check: &Check) -> &[u8] {
+        &self.keys[check.key.clone()]
+    }
+}
+
+/// Where bucket state lives.
+pub trait BucketStore: Send + Sync + 'static {
+    /// Checks every bucket of `batch` and returns one decision per check, in order.
+    fn check(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Decision>, RlsError>> + Send;
+}
+
+/// Whether a request with these decisions is denied: some enforced descriptor is over, or
+/// the request has quota-mode descriptors and all of them are over; never in global
+/// shadow mode. One definition serves every store and the response's `overall_code`.
+pub fn request_denied(batch: &Batch, decisions: &[Decision]) -> bool {
+    if batch.global_shadow {
+        return false;
+    }
+    let mut quota_seen = false;
+    let mut quota_all_over = true;
+    for_each_descriptor(batch, decisions, |role, over| match role {
+        Role::Enforced => over,
+        Role::Quota => {
+            quota_seen = true;
+            quota_all_over &= over;
+            false
+        }
+        _ => false,
+    }) || (quota_seen && quota_all_over)
+}
+
+/// Calls `f(role, over)` once per descriptor that has checks, where `over` means one of
+/// its checks was denied; stops early when `f` returns true, and returns whether it did.
+fn for_each_descriptor(
+    batch: &Batch,
+    decisions: &[Decision],
+    mut f: impl FnMut(Role, bool) -> bool,
+) -> bool {
+    let mut i = 0;
+    while i < batch.checks.len() {
+        let descriptor = batch.checks[i].descriptor;
+        let role = batch.checks[i].role;
+        let mut over = false;
+        while i < batch.checks.len() && batch.checks[i].descriptor == descriptor {
+            over |= !decisions[i].is_allowed();
+            i += 1;
+        }
+        if f(role, over) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(roles: &[(usize, Role)]) -> Batch {
+        Batch {
+            checks: roles
+                .iter()
+                .map(|&(descriptor, role)| Check {
+                    key: 0..0,
+                    meter: Meter::FixedWindow {
+                        period_secs: 1,
+                        limit: 1,
+                    },
+                    cost: 1,
+                    descriptor,
+                    role,
+                })
+                .collect(),
+            ..Batch::default()
+        }
+    }
+
+    const OK: Decision = Decision::Allowed {
+        remaining: 1,
+        reset_after: 0,
+    };
+    const OVER: Decision = Decision::Denied {
+        retry_after: 1,
+        reset_after: 1,
+    };
+
+    #[test]
+    fn an_enforced_descriptor_over_its_limit_denies_the_request() {
+        let b = batch(&[(0, Role::Enforced), (1, Role::Enforced)]);
+        assert!(request_denied(&b, &[OK, OVER]));
+        assert!(!request_denied(&b, &[OK, OK]));
+    }
+
+    #[test]
+    fn a_shadow_descriptor_never_denies_the_request() {
+        let b = batch(&[(0, Role::Shadow)]);
+        assert!(!request_denied(&b, &[OVER]));
+    }
+
+    #[test]
+    fn quota_mode_denies_only_when_every_quota_descriptor_is_over() {
+        let b = batch(&[(0, Role::Quota), (1, Role::Quota), (2, Role::Enforced)]);
+        assert!(!request_denied(&b, &[OVER, OK, OK]));
+        assert!(request_denied(&b, &[OVER, OVER, OK]));
+    }
+
+    #[test]
+    fn a_descriptor_is_over_when_any_of_its_limits_is_over() {
+        let b = batch(&[(0, Role::Enforced), (0, Role::Enforced)]);
+        assert!(request_denied(&b, &[OK, OVER]));
+    }
+
+    #[test]
+    fn global_shadow_mode_lets_every_request_pass() {
+        let mut b = batch(&[(0, Role::Enforced)]);
+        b.global_shadow = true;
+        assert!(!request_denied(&b, &[OVER]));
+    }
+}

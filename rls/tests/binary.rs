@@ -1,0 +1,180 @@
+//! The `rls` binary as a user runs it: `serve` on the example quota files, `query` against
+//! it, `check`, and a clean exit on SIGTERM. Real processes over real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+fn rls() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rls"))
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples")
+}
+
+/// A loopback port free at the time of asking.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `rls serve` and returns once it logs that it is serving.
+fn serve(grpc: u16, http: u16) -> Child {
+    let mut child = rls()
+        .args(["serve", "--config"])
+        .arg(examples())
+        .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .env("RLS_LOG_FORMAT", "text")
+        .env("RLS_LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("rls serve starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // Reading the log blocks until the server has bound and says so: no sleeping.
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("serving") => break,
+            Some(Ok(_)) => continue,
+            other => panic!("rls serve ended before serving: {other:?}"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+#[test]
+fn serve_answers_queries_on_the_examples_and_exits_cleanly_on_sigterm() {
+    let (grpc, http) = (free_port(), free_port());
+    let mut server = serve(grpc, http);
+    let addr = format!("127.0.0.1:{grpc}");
+
+    let query = |descriptor: &str| {
+        rls()
+            .args([
+                "query",
+                "--addr",
+                &addr,
+                "--domain",
+                "edge",
+                "--descriptor",
+                descriptor,
+            ])
+            .output()
+            .expect("rls query runs")
+    };
+    let first = query("remote_address=203.0.113.7");
+    let (stdout, stderr) = text(&first);
+    assert!(first.status.success(), "query failed: {stderr}");
+    assert!(stdout.starts_with("OK\n"), "{stdout}");
+    assert!(
+        stdout.contains("[0] remote_address=203.0.113.7: OK  limit 50/second (per_ip)"),
+        "{stdout}"
+    );
+
+    let json = rls()
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "--domain",
+            "edge",
+            "--descriptor",
+            "path=/login",
+            "--json",
+        ])
+        .output()
+        .expect("rls query runs");
+    let answer: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON answer");
+    assert_eq!(answer["overallCode"], "OK");
+
+    let refused = rls()
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "--domain",
+            "",
+            "--descriptor",
+            "a=b",
+        ])
+        .output()
+        .expect("rls query runs");
+    let (_, stderr) = text(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("rate limit domain must not be empty"),
+        "{stderr}"
+    );
+
+    let pid = server.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = server.wait().expect("server exits");
+    assert!(
+        status.success(),
+        "rls serve exited with {status} on SIGTERM"
+    );
+}
+
+#[test]
+fn check_summarises_the_examples() {
+    let output = rls()
+        .arg("check")
+        .arg("--config")
+        .arg(examples())
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("domain edge"), "{stdout}");
+}
+
+#[test]
+fn check_and_serve_refuse_an_invalid_file_with_the_same_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "domain: edge\ndescriptors:\n  - key: path\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n")
+        .expect("write");
+    let check = rls()
+        .arg("check")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("runs");
+    let serve = rls()
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(serve.status.code(), Some(1));
+    let (_, check_err) = text(&check);
+    let (_, serve_err) = text(&serve);
+    assert!(check_err.contains("bad.yaml:4:"), "{check_err}");
+    assert!(check_err.contains("fortnight"), "{check_err}");
+    assert_eq!(check_err.lines().last(), serve_err.lines().last());
+}

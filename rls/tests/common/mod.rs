@@ -1,0 +1,115 @@
+//! A server for tests: `rls` on 127.0.0.1:0 with a fake clock, driven over real sockets.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use config::{LoadOptions, QuotaSet};
+use limiter::FakeClock;
+use proto::rls::rate_limit_service_client::RateLimitServiceClient;
+use rls::Listeners;
+use rls::decide::{AnswerOptions, Decider};
+use rls::store::MemoryStore;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// 2023-11-14T22:13:20Z: 20 seconds into a minute, so fixed windows are not aligned with
+/// the start of a test.
+pub const START_SECS: u64 = 1_700_000_000;
+
+/// A running server.
+pub struct TestServer {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub clock: FakeClock,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), rls::RlsError>>,
+}
+
+impl TestServer {
+    /// Serves `yaml` (one quota file) with `options`, time starting at `start_secs`.
+    pub async fn start(
+        yaml: &str,
+        load: &LoadOptions,
+        options: AnswerOptions,
+        start_secs: u64,
+    ) -> TestServer {
+        let quotas =
+            QuotaSet::from_sources([("quotas.yaml", yaml)], load).expect("test quotas are valid");
+        TestServer::start_with(quotas, options, start_secs).await
+    }
+
+    /// Serves `quotas` with `options`, time starting at `start_secs`.
+    pub async fn start_with(
+        quotas: QuotaSet,
+        options: AnswerOptions,
+        start_secs: u64,
+    ) -> TestServer {
+        let clock = FakeClock::new(start_secs * 1_000_000_000);
+        let decider = Decider::new(quotas, MemoryStore::new(), Arc::new(clock.clone()), options);
+        let listeners = Listeners {
+            grpc: TcpListener::bind("127.0.0.1:0").await.expect("bind grpc"),
+            http: TcpListener::bind("127.0.0.1:0").await.expect("bind http"),
+        };
+        let grpc = listeners.grpc.local_addr().expect("grpc addr");
+        let http = listeners.http.local_addr().expect("http addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(rls::server::serve_memory(
+            listeners,
+            Arc::new(decider),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            grpc,
+            http,
+            clock,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// A gRPC client connected to the server.
+    pub async fn client(&self) -> RateLimitServiceClient<Channel> {
+        RateLimitServiceClient::connect(format!("http://{}", self.grpc))
+            .await
+            .expect("connect to test server")
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task)
+            .await
+            .expect("server task")
+            .expect("server ends cleanly");
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: (status, body).
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect http");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("receive");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    (status, body.to_string())
+}
