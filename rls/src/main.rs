@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Command::Check(args) => {
             let options = LoadOptions {
                 merge_domains: args.merge_domains,
-                ..LoadOptions::default()
+                default_algorithm: args.default_algorithm.into(),
             };
             QuotaSet::load(&args.config, &options)
                 .map(|quotas| print!("{}", rls::summary::describe(&quotas)))
@@ -63,7 +63,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match settings.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
