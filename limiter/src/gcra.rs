@@ -61,6 +61,59 @@ impl Rate {
     pub fn tolerance(&self) -> Nanos {
         self.tolerance
     }
+
+    /// The decision for a check of `cost` on a bucket whose theoretical arrival time is
+    /// `tat`, and the tat to store when it is allowed. Pure: [`Bucket::check`] applies it
+    /// with a compare-exchange, and a remote store (Redis) applies the same rule in its
+    /// script, then rebuilds the decision here from the tat it read.
+    ///
+    /// A check that would push the tat past `u64::MAX` (the year 2554) is denied as never
+    /// allowed rather than saturated, since a saturated tat would stop counting.
+    pub fn decide(&self, cost: u32, tat: Nanos, now: Nanos) -> (Decision, Option<Nanos>) {
+        let denied = |ahead: Option<Nanos>| Decision::Denied {
+            retry_after: match ahead {
+                Some(ahead) if cost <= self.burst && ahead <= u64::MAX - now => {
+                    ahead - self.tolerance
+                }
+                _ => u64::MAX,
+            },
+            reset_after: tat.saturating_sub(now),
+        };
+        if cost > self.burst {
+            return (denied(None), None);
+        }
+        let limit = self.tolerance.min(u64::MAX - now);
+        let ahead = u64::from(cost)
+            .checked_mul(self.interval)
+            .and_then(|charge| (tat.max(now) - now).checked_add(charge));
+        match ahead.filter(|&ahead| ahead <= limit) {
+            // ahead <= limit <= u64::MAX − now, so now + ahead cannot overflow.
+            Some(ahead) => (
+                Decision::Allowed {
+                    remaining: u32::try_from((limit - ahead) / self.interval).unwrap_or(u32::MAX),
+                    reset_after: ahead,
+                },
+                Some(now + ahead),
+            ),
+            None => (denied(ahead), None),
+        }
+    }
+
+    /// This replica's share of the rate when `replicas` replicas split it: the emission
+    /// interval multiplied and the burst divided (rounded up, at least one token for a
+    /// non-zero rate). One replica's share is the rate itself.
+    pub fn share(&self, replicas: u32) -> Rate {
+        if replicas <= 1 || self.burst == 0 {
+            return *self;
+        }
+        let interval = self.interval.saturating_mul(u64::from(replicas));
+        let burst = self.burst.div_ceil(replicas);
+        Rate {
+            interval,
+            tolerance: interval.saturating_mul(u64::from(burst)),
+            burst,
+        }
+    }
 }
 
 /// The answer to one check. A denial is a value, not an error: it is the common case under load.
@@ -146,49 +199,16 @@ impl Bucket {
     /// allowed rather than saturated, since a saturated tat would stop counting.
     pub fn check(&self, rate: &Rate, cost: u32, now: Nanos) -> Decision {
         let mut tat = self.tat.load(Ordering::Relaxed);
-        if cost > rate.burst {
-            return Decision::Denied {
-                retry_after: u64::MAX,
-                reset_after: tat.saturating_sub(now),
-            };
-        }
-        // Plain u64 with checked sums (u128 division is a library call on the hot path). None
-        // means "past u64::MAX": the tat could never hold it, so the check can never pass.
-        let charge = u64::from(cost).checked_mul(rate.interval);
-        // How far ahead of now the tat may run: τ, or less where the tat would pass u64::MAX.
-        // Only a burst worth centuries of refill ever hits the second bound.
-        let limit = rate.tolerance.min(u64::MAX - now);
         loop {
-            // ahead = new − now, where new = max(tat, now) + cost × T.
-            let ahead = charge.and_then(|charge| (tat.max(now) - now).checked_add(charge));
-            let Some(ahead) = ahead.filter(|&ahead| ahead <= limit) else {
-                let retry_after = match ahead {
-                    // Here ahead > τ, and waiting ahead − τ makes ahead == τ: exact.
-                    Some(ahead) if ahead <= u64::MAX - now => ahead - rate.tolerance,
-                    _ => u64::MAX,
-                };
-                return Decision::Denied {
-                    retry_after,
-                    reset_after: tat.saturating_sub(now),
-                };
+            let (decision, new_tat) = rate.decide(cost, tat, now);
+            let Some(new_tat) = new_tat.filter(|_| cost > 0) else {
+                return decision;
             };
-            // (limit − ahead) / T <= τ / T <= burst, so this fits a u32.
-            let remaining = u32::try_from((limit - ahead) / rate.interval).unwrap_or(u32::MAX);
-            let allowed = Decision::Allowed {
-                remaining,
-                reset_after: ahead,
-            };
-            if cost == 0 {
-                // A free check stores nothing, so it never contends with charges.
-                return allowed;
-            }
-            match self.tat.compare_exchange_weak(
-                tat,
-                now + ahead, // <= u64::MAX: ahead <= limit <= u64::MAX − now
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return allowed,
+            match self
+                .tat
+                .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return decision,
                 Err(current) => tat = current,
             }
         }

@@ -272,9 +272,10 @@ fn push_check<'a>(
         },
     };
     let start = batch.keys.len();
-    push_key(&mut batch.keys, &meter, index, domain, values);
+    let identity = push_key(&mut batch.keys, &meter, index, domain, values);
     batch.checks.push(Check {
         key: start..batch.keys.len(),
+        identity,
         meter,
         cost,
         descriptor,

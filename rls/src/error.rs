@@ -15,6 +15,9 @@ pub enum RlsError {
     /// The quota files are invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The settings contradict each other or miss something.
+    #[error("invalid settings: {0}")]
+    Settings(String),
     /// No quota file location was given.
     #[error("no quota files: pass --config PATH (or set RLS_CONFIG or RUNTIME_ROOT)")]
     NoConfigPath,

@@ -66,11 +66,15 @@ pub fn router<S: BucketStore>(
         .with_state(state)
 }
 
-async fn ready<S>(State(state): State<Arc<HttpState<S>>>) -> Response {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "OK\n").into_response()
-    } else {
+/// Ready while not draining and while the store can answer from its own state (for
+/// Redis: connected).
+async fn ready<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Response {
+    if !state.readiness.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if !state.decider.store().is_ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "backend unavailable\n").into_response()
+    } else {
+        (StatusCode::OK, "OK\n").into_response()
     }
 }
 

@@ -7,15 +7,25 @@
 
 use crate::store::Meter;
 
-/// Appends the key of limit number `index` of a descriptor to `buf`. `values` gives, per
-/// entry, the value that identifies the bucket (the request's value, or a shared pattern).
+/// Appends the key of limit number `index` of a descriptor to `buf` and returns the
+/// length of its identity part: the descriptor (domain and entries) comes first, then
+/// which of its limits this is, so that every limit of one descriptor shares a prefix
+/// (one Redis shard, one cluster slot). `values` gives, per entry, the value that
+/// identifies the bucket (the request's value, or a shared pattern).
 pub fn push_key<'a>(
     buf: &mut Vec<u8>,
     meter: &Meter,
     index: usize,
     domain: &str,
     entries: impl Iterator<Item = (&'a str, &'a str)>,
-) {
+) -> usize {
+    let start = buf.len();
+    push_part(buf, domain);
+    for (key, value) in entries {
+        push_part(buf, key);
+        push_part(buf, value);
+    }
+    let identity = buf.len() - start;
     match meter {
         Meter::TokenBucket(_) => buf.push(b't'),
         Meter::FixedWindow { period_secs, .. } => {
@@ -25,11 +35,15 @@ pub fn push_key<'a>(
     }
     // More than 255 limits on one descriptor is not a real configuration; saturate.
     buf.push(u8::try_from(index).unwrap_or(u8::MAX));
-    push_part(buf, domain);
-    for (key, value) in entries {
-        push_part(buf, key);
-        push_part(buf, value);
-    }
+    identity
+}
+
+/// A stable 64-bit hash (FNV-1a) of a key's identity part: the same on every replica and
+/// every run, unlike the standard library's seeded hashers, so replicas agree on shards.
+pub fn identity_hash(identity: &[u8]) -> u64 {
+    identity.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn push_part(buf: &mut Vec<u8>, part: &str) {
@@ -62,6 +76,20 @@ mod tests {
             key(MINUTE, 0, &[("a_b", "c")]),
             key(MINUTE, 0, &[("a", "b_c")])
         );
+    }
+
+    #[test]
+    fn every_limit_of_a_descriptor_shares_its_identity_prefix() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let ia = push_key(&mut a, &MINUTE, 0, "edge", [("k", "v")].into_iter());
+        let ib = push_key(&mut b, &MINUTE, 3, "edge", [("k", "v")].into_iter());
+        assert_eq!(ia, ib);
+        assert_eq!(a[..ia], b[..ib]);
+        assert_eq!(identity_hash(&a[..ia]), identity_hash(&b[..ib]));
+        // FNV-1a of the empty input is its offset basis: the hash is the published one.
+        assert_eq!(identity_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(identity_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::http::{Readiness, router};
 use crate::request::RequestBounds;
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
-use crate::store::MemoryStore;
+use crate::store::redis::{Endpoint, RedisOptions, RedisStore, ShardOptions};
+use crate::store::{BucketStore, MemoryStore};
 
 /// How often full buckets and ended windows are dropped from the memory store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -70,6 +71,53 @@ impl Settings {
         Ok(QuotaSet::load(path, &options)?)
     }
 
+    /// The Redis store's settings; refuses a Redis backend without (or with two kinds
+    /// of) servers.
+    pub fn redis_options(&self) -> Result<RedisOptions, RlsError> {
+        let endpoints = match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
+            ([], []) => {
+                return Err(RlsError::Settings(
+                    "--backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
+                        .into(),
+                ));
+            }
+            (urls, []) => urls.iter().map(|u| Endpoint::Server(u.clone())).collect(),
+            ([], nodes) => vec![Endpoint::Cluster(
+                nodes
+                    .iter()
+                    .map(|n| {
+                        if n.contains("://") {
+                            n.clone()
+                        } else {
+                            format!("redis://{n}")
+                        }
+                    })
+                    .collect(),
+            )],
+            _ => {
+                return Err(RlsError::Settings(
+                    "give either --redis-url or --redis-cluster, not both".into(),
+                ));
+            }
+        };
+        Ok(RedisOptions {
+            endpoints,
+            key_prefix: self.key_prefix.clone(),
+            timeout: self.backend_timeout,
+            on_error: self.on_backend_error,
+            replicas: self.replicas,
+            max_in_flight: self.max_in_flight,
+            over_limit_cache: self.over_limit_cache,
+            time: self.redis_time,
+            shard: ShardOptions {
+                connect_timeout: Duration::from_secs(1),
+                batch_max_checks: self.batch_max_checks.max(1),
+                batch_window: self.batch_window,
+                pipeline_depth: self.pipeline_depth.max(1),
+            },
+        })
+    }
+
     /// How answers are shaped.
     pub fn answer_options(&self) -> AnswerOptions {
         AnswerOptions {
@@ -103,21 +151,36 @@ pub async fn serve(
         rules = quotas.rule_count(),
         "quota files loaded"
     );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let options = settings.answer_options();
     match settings.backend {
         BackendKind::Memory => {
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-            let decider =
-                Decider::new(quotas, MemoryStore::new(), clock, settings.answer_options());
-            serve_memory(listeners, Arc::new(decider), shutdown).await
+            let decider = Decider::new(quotas, MemoryStore::new(), clock, options);
+            serve_store(listeners, Arc::new(decider), shutdown).await
+        }
+        BackendKind::Redis => {
+            let store = RedisStore::new(settings.redis_options()?);
+            let decider = Decider::new(quotas, store, clock, options);
+            serve_store(listeners, Arc::new(decider), shutdown).await
         }
     }
 }
 
-/// Serves `decider` (a memory store) on `listeners` until `shutdown` resolves. Tests call
-/// this with a fake clock.
+/// Serves `decider` (a memory store) on `listeners` until `shutdown` resolves.
 pub async fn serve_memory(
     listeners: Listeners,
     decider: Arc<Decider<MemoryStore>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    serve_store(listeners, decider, shutdown).await
+}
+
+/// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
+/// and `grpc.health.v1`) and HTTP. On shutdown, readiness and gRPC health turn to not
+/// serving, both listeners stop accepting, and calls in flight finish.
+pub async fn serve_store<S: BucketStore>(
+    listeners: Listeners,
+    decider: Arc<Decider<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
     let sweeper = {
@@ -126,21 +189,16 @@ pub async fn serve_memory(
             let mut tick = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 tick.tick().await;
-                let dropped = decider.store().sweep(decider.clock().now());
-                metrics::gauge!("rls_memory_keys").set(decider.store().len() as f64);
-                tracing::trace!(dropped, "swept idle buckets");
+                decider.store().sweep(decider.clock().now());
             }
         })
     };
-    let result = serve_store(listeners, decider, shutdown).await;
+    let result = run(listeners, decider, shutdown).await;
     sweeper.abort();
     result
 }
 
-/// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
-/// and `grpc.health.v1`) and HTTP. On shutdown, readiness and gRPC health turn to not
-/// serving, both listeners stop accepting, and calls in flight finish.
-pub async fn serve_store<S: crate::store::BucketStore>(
+async fn run<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, ValueEnum};
 
 use crate::error::SettingsError;
+use crate::store::redis::{OnBackendError, TimeSource};
 
 /// Settings of `rls serve`. Precedence: flag, then `RLS_*` variable, then the reference
 /// service's variable (see [`Settings::apply_reference_env`]), then the default.
@@ -32,6 +33,66 @@ pub struct Settings {
     /// Where bucket state lives.
     #[arg(long, env = "RLS_BACKEND", value_enum, default_value_t = BackendKind::Memory)]
     pub backend: BackendKind,
+
+    /// A Redis server (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS,
+    /// `redis+unix:///path`). Repeat, or separate with commas, for client-side sharding.
+    #[arg(
+        long = "redis-url",
+        env = "RLS_REDIS_URL",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub redis_urls: Vec<String>,
+
+    /// Nodes of a Redis Cluster, `host:port,host:port,...` (or redis:// URLs).
+    #[arg(
+        long,
+        env = "RLS_REDIS_CLUSTER",
+        value_delimiter = ',',
+        value_name = "NODES"
+    )]
+    pub redis_cluster: Vec<String>,
+
+    /// Prefix of every Redis key.
+    #[arg(long, env = "RLS_KEY_PREFIX", default_value = "rls:")]
+    pub key_prefix: String,
+
+    /// Deadline of one request's backend work; keep it under Envoy's RLS timeout (20 ms).
+    #[arg(long, env = "RLS_BACKEND_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10ms")]
+    pub backend_timeout: std::time::Duration,
+
+    /// What to answer when the backend fails or misses the deadline.
+    #[arg(long, env = "RLS_ON_BACKEND_ERROR", value_enum, default_value_t = OnBackendError::Error)]
+    pub on_backend_error: OnBackendError,
+
+    /// How many replicas share each quota: `--on-backend-error local` keeps quota/replicas.
+    #[arg(long, env = "RLS_REPLICAS", default_value_t = 1)]
+    pub replicas: u32,
+
+    /// Requests in flight to the backend at once; beyond it the failure mode answers.
+    #[arg(long, env = "RLS_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    pub max_in_flight: usize,
+
+    /// Buckets remembered as over their limit and answered locally until they refill
+    /// (exact); 0 turns the cache off.
+    #[arg(long, env = "RLS_OVER_LIMIT_CACHE", default_value_t = 100_000)]
+    pub over_limit_cache: usize,
+
+    /// Whose clock the Redis scripts read.
+    #[arg(long, env = "RLS_REDIS_TIME", value_enum, default_value_t = TimeSource::Redis)]
+    pub redis_time: TimeSource,
+
+    /// Most checks in one Redis script call.
+    #[arg(long, env = "RLS_BATCH_MAX_CHECKS", default_value_t = 256)]
+    pub batch_max_checks: usize,
+
+    /// How long a batch waits for more checks (0: send what is queued at once).
+    #[arg(long, env = "RLS_BATCH_WINDOW", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub batch_window: std::time::Duration,
+
+    /// Redis script calls in flight at once per shard.
+    #[arg(long, env = "RLS_PIPELINE_DEPTH", default_value_t = 8)]
+    pub pipeline_depth: usize,
 
     /// Global shadow mode: evaluate and count, but always answer OK overall.
     #[arg(long, env = "RLS_SHADOW_MODE", value_parser = clap::builder::BoolishValueParser::new(),
@@ -114,6 +175,8 @@ impl From<AlgorithmArg> for config::Algorithm {
 pub enum BackendKind {
     /// In-process buckets: one replica's own state.
     Memory,
+    /// Redis: one quota shared by every replica.
+    Redis,
 }
 
 /// The `--log-format` values.
@@ -226,6 +289,7 @@ impl Settings {
         {
             self.http_addr = addr;
         }
+        self.apply_reference_redis_env(&unset, &env)?;
         // The reference reads RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY, the
         // last defaulting to "config".
         if self.config.is_none()
@@ -237,6 +301,67 @@ impl Settings {
             }
             path.push(env("RUNTIME_APPDIRECTORY").unwrap_or_else(|| "config".into()));
             self.config = Some(path);
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// The reference's backend variables: `BACKEND_TYPE`, `REDIS_URL` (host:port, a
+    /// comma list when `REDIS_TYPE=cluster`), `REDIS_AUTH` (password or user:password),
+    /// `CACHE_KEY_PREFIX`.
+    fn apply_reference_redis_env(
+        &mut self,
+        unset: &impl Fn(&str) -> bool,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), SettingsError> {
+        if unset("backend") {
+            match env("BACKEND_TYPE")
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref()
+            {
+                Some("redis") => self.backend = BackendKind::Redis,
+                None | Some("") => {}
+                Some(other) => {
+                    return Err(SettingsError::Invalid {
+                        name: "BACKEND_TYPE".into(),
+                        value: other.into(),
+                        expected: "redis (memcache is not supported)",
+                    });
+                }
+            }
+        }
+        if unset("key_prefix")
+            && let Some(prefix) = env("CACHE_KEY_PREFIX")
+        {
+            self.key_prefix = prefix;
+        }
+        let Some(url) = env("REDIS_URL").filter(|v| !v.is_empty()) else {
+            return Ok(());
+        };
+        if !(unset("redis_urls") && unset("redis_cluster")) {
+            return Ok(());
+        }
+        let auth = env("REDIS_AUTH").filter(|v| !v.is_empty());
+        let with_auth = |node: &str| {
+            let node = node.trim();
+            match (&auth, node.contains("://")) {
+                (_, true) => node.to_string(),
+                (Some(auth), false) if auth.contains(':') => format!("redis://{auth}@{node}"),
+                (Some(password), false) => format!("redis://:{password}@{node}"),
+                (None, false) => format!("redis://{node}"),
+            }
+        };
+        match env("REDIS_TYPE").map(|v| v.to_ascii_lowercase()).as_deref() {
+            Some("cluster") => self.redis_cluster = url.split(',').map(with_auth).collect(),
+            None | Some("") | Some("single") => self.redis_urls = vec![with_auth(&url)],
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    name: "REDIS_TYPE".into(),
+                    value: other.into(),
+                    expected: "single or cluster (sentinel is not supported)",
+                });
+            }
         }
         Ok(())
     }
@@ -358,6 +483,29 @@ mod tests {
             s.config,
             Some(PathBuf::from("/srv/runtime_data/current/ratelimit/config"))
         );
+    }
+
+    #[test]
+    fn reference_redis_variables_select_the_redis_backend() {
+        let s = settings_from(
+            &["rls"],
+            &[
+                ("BACKEND_TYPE", "redis"),
+                ("REDIS_URL", "redis.default.svc:6379"),
+                ("REDIS_AUTH", "s3cret"),
+                ("CACHE_KEY_PREFIX", "rl_"),
+            ],
+        )
+        .expect("valid settings");
+        assert_eq!(s.backend, BackendKind::Redis);
+        assert_eq!(s.redis_urls, ["redis://:s3cret@redis.default.svc:6379"]);
+        assert_eq!(s.key_prefix, "rl_");
+        let s = settings_from(
+            &["rls"],
+            &[("REDIS_TYPE", "cluster"), ("REDIS_URL", "a:7000,b:7001")],
+        )
+        .expect("valid settings");
+        assert_eq!(s.redis_cluster, ["redis://a:7000", "redis://b:7001"]);
     }
 
     #[test]

@@ -1,25 +1,15 @@
 //! The `rls` binary as a user runs it: `serve` on the example quota files, `query` against
 //! it, `check`, and a clean exit on SIGTERM. Real processes over real sockets.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
-fn rls() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rls"))
-}
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::process::{RlsProcess, rls};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples")
-}
-
-/// A loopback port free at the time of asking.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn text(output: &Output) -> (String, String) {
@@ -29,38 +19,12 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
-/// Runs `rls serve` and returns once it logs that it is serving.
-fn serve(grpc: u16, http: u16) -> Child {
-    let mut child = rls()
-        .args(["serve", "--config"])
-        .arg(examples())
-        .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
-        .args(["--http-addr", &format!("127.0.0.1:{http}")])
-        .env("RLS_LOG_FORMAT", "text")
-        .env("RLS_LOG_LEVEL", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("rls serve starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    // Reading the log blocks until the server has bound and says so: no sleeping.
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("serving") => break,
-            Some(Ok(_)) => continue,
-            other => panic!("rls serve ended before serving: {other:?}"),
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
 #[test]
 fn serve_answers_queries_on_the_examples_and_exits_cleanly_on_sigterm() {
-    let (grpc, http) = (free_port(), free_port());
-    let mut server = serve(grpc, http);
-    let addr = format!("127.0.0.1:{grpc}");
+    let config = examples();
+    let config = config.to_str().expect("utf-8 path");
+    let mut server = RlsProcess::start(&["--config", config], &["serving"]);
+    let addr = format!("127.0.0.1:{}", server.grpc);
 
     let query = |args: &[&str]| {
         rls()
@@ -102,14 +66,14 @@ fn serve_answers_queries_on_the_examples_and_exits_cleanly_on_sigterm() {
         "{stderr}"
     );
 
-    let pid = server.id().to_string();
+    let pid = server.child.id().to_string();
     // The shell's own `kill`: a minimal system may have no kill binary.
     let killed = Command::new("sh")
         .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let status = server.wait().expect("server exits");
+    let status = server.child.wait().expect("server exits");
     assert!(
         status.success(),
         "rls serve exited with {status} on SIGTERM"

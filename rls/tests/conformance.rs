@@ -28,12 +28,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{START_SECS, TestServer};
+use common::redis::{RedisCluster, RedisServer};
+use common::{Backend, START_SECS, TestServer};
 use config::{Algorithm, LoadOptions};
 use proto::rls::RateLimitRequest;
 use rls::decide::AnswerOptions;
 use rls::headers::HeaderNames;
 use rls::request::RequestBounds;
+use rls::store::redis::Endpoint;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -146,7 +148,12 @@ fn strip(value: &mut Value, ignore: &[String]) {
     }
 }
 
-async fn run_case(file: &str, case: &Case, algorithm: AlgorithmName) -> Result<(), String> {
+async fn run_case(
+    backend: &Backend,
+    file: &str,
+    case: &Case,
+    algorithm: AlgorithmName,
+) -> Result<(), String> {
     let default_algorithm = match algorithm {
         AlgorithmName::TokenBucket => Algorithm::TokenBucket,
         AlgorithmName::FixedWindow => Algorithm::FixedWindow,
@@ -170,7 +177,9 @@ async fn run_case(file: &str, case: &Case, algorithm: AlgorithmName) -> Result<(
             max_bytes: case.settings.max_bytes.unwrap_or(defaults.max_bytes),
         },
     };
-    let server = TestServer::start(&case.quotas, &load, options, case.start).await;
+    let quotas = config::QuotaSet::from_sources([("quotas.yaml", case.quotas.as_str())], &load)
+        .map_err(|e| format!("{file}: {}: quotas: {e}", case.name))?;
+    let server = TestServer::start_on(backend, quotas, options, case.start).await;
     let mut client = server.client().await;
     let mut failure = None;
     'steps: for (n, step) in case.steps.iter().enumerate() {
@@ -237,8 +246,8 @@ async fn run_case(file: &str, case: &Case, algorithm: AlgorithmName) -> Result<(
     failure.map_or(Ok(()), Err)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_conformance_case_holds_over_grpc() {
+/// Runs every case on `backend`; panics with every failure.
+async fn run_suite(backend: Backend) {
     let cases = load_cases();
     let mut runs = 0;
     let mut failures = Vec::new();
@@ -246,7 +255,7 @@ async fn every_conformance_case_holds_over_grpc() {
         assert!(!case.steps.is_empty(), "{file}: {} has no steps", case.name);
         for &algorithm in &case.algorithms {
             runs += 1;
-            if let Err(failure) = run_case(file, case, algorithm).await {
+            if let Err(failure) = run_case(&backend, file, case, algorithm).await {
                 failures.push(failure);
             }
         }
@@ -263,4 +272,39 @@ async fn every_conformance_case_holds_over_grpc() {
         failures.join("\n")
     );
     println!("{} cases, {runs} runs passed", cases.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_the_memory_store() {
+    run_suite(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_one_redis() {
+    let redis = RedisServer::start();
+    run_suite(Backend::Redis(vec![Endpoint::Server(redis.url())])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_three_client_side_redis_shards() {
+    let shards = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    run_suite(Backend::Redis(
+        shards.iter().map(|s| Endpoint::Server(s.url())).collect(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let nodes = cluster
+        .addrs()
+        .iter()
+        .map(|a| format!("redis://{a}"))
+        .collect();
+    run_suite(Backend::Redis(vec![Endpoint::Cluster(nodes)])).await;
 }

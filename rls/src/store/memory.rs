@@ -109,6 +109,11 @@ impl BucketStore for MemoryStore {
     async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
         Ok(self.check_now(batch))
     }
+
+    fn sweep(&self, now: Nanos) {
+        MemoryStore::sweep(self, now);
+        metrics::gauge!("rls_memory_keys").set(self.len() as f64);
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +135,7 @@ mod tests {
             batch.keys.extend_from_slice(format!("key{i}").as_bytes());
             batch.checks.push(Check {
                 key: start..batch.keys.len(),
+                identity: 0,
                 meter: Meter::TokenBucket(Rate::new(
                     per_second,
                     Duration::from_secs(1),
@@ -193,6 +199,7 @@ mod tests {
             batch.keys.push(i as u8);
             batch.checks.push(Check {
                 key: start..batch.keys.len(),
+                identity: 0,
                 meter: Meter::FixedWindow {
                     period_secs: 60,
                     limit,

@@ -2,6 +2,7 @@
 //! leave as one [`Decision`] per check; the memory store is [`MemoryStore`].
 
 mod memory;
+pub mod redis;
 
 use std::future::Future;
 use std::ops::Range;
@@ -42,6 +43,8 @@ pub enum Meter {
 pub struct Check {
     /// The bucket key: a range of [`Batch::keys`].
     pub key: Range<usize>,
+    /// Length of the key's identity part (the descriptor, without which of its limits).
+    pub identity: usize,
     /// How it counts.
     pub meter: Meter,
     /// Tokens (hits) this request takes; 0 checks without counting.
@@ -74,12 +77,28 @@ impl Batch {
     pub fn key(&self, check: &Check) -> &[u8] {
         &self.keys[check.key.clone()]
     }
+
+    /// The identity part of `check`'s key: the same for every limit of its descriptor.
+    pub fn identity(&self, check: &Check) -> &[u8] {
+        &self.keys[check.key.start..check.key.start + check.identity]
+    }
 }
 
 /// Where bucket state lives.
 pub trait BucketStore: Send + Sync + 'static {
     /// Checks every bucket of `batch` and returns one decision per check, in order.
     fn check(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Decision>, RlsError>> + Send;
+
+    /// Whether the store can answer from its own state now (readiness); the failure mode
+    /// answers otherwise.
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Drops state that no longer matters at `now`; called every few seconds.
+    fn sweep(&self, now: Nanos) {
+        let _ = now;
+    }
 }
 
 /// Whether a request with these decisions is denied: some enforced descriptor is over, or
@@ -135,6 +154,7 @@ mod tests {
                 .iter()
                 .map(|&(descriptor, role)| Check {
                     key: 0..0,
+                    identity: 0,
                     meter: Meter::FixedWindow {
                         period_secs: 1,
                         limit: 1,

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod process;
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,7 +13,12 @@ use limiter::FakeClock;
 use proto::rls::rate_limit_service_client::RateLimitServiceClient;
 use rls::Listeners;
 use rls::decide::{AnswerOptions, Decider};
-use rls::store::MemoryStore;
+use rls::store::redis::{
+    Endpoint, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
+};
+use rls::store::{BucketStore, MemoryStore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,14 +50,40 @@ impl TestServer {
         TestServer::start_with(quotas, options, start_secs).await
     }
 
-    /// Serves `quotas` with `options`, time starting at `start_secs`.
+    /// Serves `quotas` with `options` on the memory store, time starting at `start_secs`.
     pub async fn start_with(
         quotas: QuotaSet,
         options: AnswerOptions,
         start_secs: u64,
     ) -> TestServer {
+        TestServer::start_on(&Backend::Memory, quotas, options, start_secs).await
+    }
+
+    /// Serves `quotas` with `options` on `backend`, time starting at `start_secs`. Redis
+    /// stores read this fake clock too (`TimeSource::Local`), under a key prefix of their
+    /// own, and are connected before this returns.
+    pub async fn start_on(
+        backend: &Backend,
+        quotas: QuotaSet,
+        options: AnswerOptions,
+        start_secs: u64,
+    ) -> TestServer {
         let clock = FakeClock::new(start_secs * 1_000_000_000);
-        let decider = Decider::new(quotas, MemoryStore::new(), Arc::new(clock.clone()), options);
+        let shared: Arc<dyn limiter::Clock> = Arc::new(clock.clone());
+        match backend {
+            Backend::Memory => {
+                let decider = Decider::new(quotas, MemoryStore::new(), shared, options);
+                TestServer::serve(decider, clock).await
+            }
+            Backend::Redis(endpoints) => {
+                let store = RedisStore::new(redis_options(endpoints.clone()));
+                store.wait_connected().await;
+                TestServer::serve(Decider::new(quotas, store, shared, options), clock).await
+            }
+        }
+    }
+
+    async fn serve<S: BucketStore>(decider: Decider<S>, clock: FakeClock) -> TestServer {
         let listeners = Listeners {
             grpc: TcpListener::bind("127.0.0.1:0").await.expect("bind grpc"),
             http: TcpListener::bind("127.0.0.1:0").await.expect("bind http"),
@@ -57,7 +91,7 @@ impl TestServer {
         let grpc = listeners.grpc.local_addr().expect("grpc addr");
         let http = listeners.http.local_addr().expect("http addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(rls::server::serve_memory(
+        let task = tokio::spawn(rls::server::serve_store(
             listeners,
             Arc::new(decider),
             async move {
@@ -89,6 +123,37 @@ impl TestServer {
             .await
             .expect("server task")
             .expect("server ends cleanly");
+    }
+}
+
+/// Where a test server keeps its buckets.
+pub enum Backend {
+    /// In process.
+    Memory,
+    /// Redis: one server, several (client-side shards), or one cluster.
+    Redis(Vec<Endpoint>),
+}
+
+/// Redis store settings for tests: the fake clock's time, the cache on (it must be
+/// exact), generous deadlines (a loaded CI machine must not turn into UNAVAILABLE), and a
+/// key prefix of its own so that servers sharing a Redis never see each other's keys.
+pub fn redis_options(endpoints: Vec<Endpoint>) -> RedisOptions {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    RedisOptions {
+        endpoints,
+        key_prefix: format!("test{}:", NEXT.fetch_add(1, Ordering::Relaxed)),
+        timeout: Duration::from_secs(5),
+        on_error: OnBackendError::Error,
+        replicas: 1,
+        max_in_flight: 10_000,
+        over_limit_cache: 10_000,
+        time: TimeSource::Local,
+        shard: ShardOptions {
+            connect_timeout: Duration::from_secs(2),
+            batch_max_checks: 256,
+            batch_window: Duration::ZERO,
+            pipeline_depth: 8,
+        },
     }
 }
 

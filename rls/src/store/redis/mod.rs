@@ -1,0 +1,458 @@
+//! `RedisStore`: token buckets and fixed windows in Redis, shared by every replica.
+//!
+//! One Redis, several servers with client-side sharding (jump consistent hashing of the
+//! descriptor, so adding a server moves about 1/N of the keys), or a Redis Cluster (a
+//! `{hash tag}` per descriptor keeps all its limits in one slot). A request whose
+//! buckets share a shard is decided atomically by one script; one spread over shards is
+//! charged per shard, folded, and refunded where charged if it is denied. Every call has
+//! a deadline; on error or deadline the configured failure mode answers.
+
+mod cache;
+mod script;
+mod shard;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use limiter::{Decision, Nanos};
+use tokio::sync::Semaphore;
+
+pub use shard::{Endpoint, ShardOptions};
+
+use self::cache::OverLimitCache;
+use self::script::{charge, decode, encode_request};
+use self::shard::Shard;
+use super::{Batch, BucketStore, MemoryStore, Meter, request_denied};
+use crate::error::RlsError;
+
+/// What to answer when Redis fails or misses the deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnBackendError {
+    /// `UNAVAILABLE`: the proxy's `failure_mode_deny` decides (Envoy's default: allow).
+    Error,
+    /// Every descriptor OK.
+    Allow,
+    /// Every descriptor over its limit.
+    Deny,
+    /// This replica's share of each quota, in process (`quota / replicas`).
+    Local,
+}
+
+/// Whose clock the scripts read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeSource {
+    /// The Redis server's `TIME`: one clock for every replica (the default).
+    Redis,
+    /// This process's clock, sent with each call (for clients of a Redis without
+    /// `TIME`, and for tests on an injected clock).
+    Local,
+}
+
+/// Settings of the Redis store.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// The shards (one entry: a single Redis or one cluster).
+    pub endpoints: Vec<Endpoint>,
+    /// Prepended to every key.
+    pub key_prefix: String,
+    /// Deadline of one request's backend work.
+    pub timeout: Duration,
+    /// What answers when Redis cannot.
+    pub on_error: OnBackendError,
+    /// How many replicas share each quota, for `OnBackendError::Local`.
+    pub replicas: u32,
+    /// Requests in flight to Redis at once; more are answered by the failure mode at once.
+    pub max_in_flight: usize,
+    /// Buckets remembered as over their limit (0: off).
+    pub over_limit_cache: usize,
+    /// Whose clock the scripts read.
+    pub time: TimeSource,
+    /// Connection and batching.
+    pub shard: ShardOptions,
+}
+
+/// The Redis bucket store.
+pub struct RedisStore {
+    shards: Vec<Shard>,
+    cluster: bool,
+    prefix: Vec<u8>,
+    timeout: Duration,
+    on_error: OnBackendError,
+    replicas: u32,
+    in_flight: Arc<Semaphore>,
+    cache: OverLimitCache,
+    time: TimeSource,
+    local: MemoryStore,
+}
+
+/// One shard's part of a request: indices into the batch's checks.
+#[derive(Default)]
+struct Part {
+    checks: Vec<usize>,
+    known_over: Vec<bool>,
+}
+
+impl RedisStore {
+    /// Starts connecting to every shard in the background; the store answers at once,
+    /// with the failure mode until a shard is connected.
+    pub fn new(options: RedisOptions) -> RedisStore {
+        let cluster = matches!(options.endpoints.as_slice(), [Endpoint::Cluster(_)]);
+        let shards = options
+            .endpoints
+            .into_iter()
+            .map(|endpoint| Shard::start(endpoint, options.shard.clone(), options.timeout))
+            .collect();
+        RedisStore {
+            shards,
+            cluster,
+            prefix: options.key_prefix.into_bytes(),
+            timeout: options.timeout,
+            on_error: options.on_error,
+            replicas: options.replicas.max(1),
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            cache: OverLimitCache::new(options.over_limit_cache),
+            time: options.time,
+            local: MemoryStore::new(),
+        }
+    }
+
+    /// True when every shard is connected.
+    pub fn is_connected(&self) -> bool {
+        self.shards.iter().all(Shard::is_connected)
+    }
+
+    /// Resolves once every shard has connected for the first time.
+    pub async fn wait_connected(&self) {
+        for shard in &self.shards {
+            shard.wait_connected().await;
+        }
+    }
+
+    /// PINGs every shard.
+    pub async fn ping(&self) -> Result<(), String> {
+        for shard in &self.shards {
+            shard.ping().await?;
+        }
+        Ok(())
+    }
+
+    /// Drops stale local state: the over-limit cache and the fallback buckets.
+    pub fn sweep(&self, now: Nanos) {
+        self.cache.sweep(now);
+        self.local.sweep(now);
+        metrics::gauge!("rls_over_limit_cache_keys").set(self.cache.len() as f64);
+    }
+
+    /// The Redis key of a check: prefix, `{hash of the descriptor}`, then the binary key.
+    fn redis_key(&self, batch: &Batch, index: usize) -> Vec<u8> {
+        let check = &batch.checks[index];
+        let tag = crate::keys::identity_hash(batch.identity(check));
+        let key = batch.key(check);
+        let mut out = Vec::with_capacity(self.prefix.len() + 18 + key.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(format!("{{{tag:016x}}}").as_bytes());
+        out.extend_from_slice(key);
+        out
+    }
+
+    fn shard_of(&self, batch: &Batch, index: usize) -> usize {
+        if self.shards.len() <= 1 {
+            return 0;
+        }
+        let check = &batch.checks[index];
+        jump(
+            crate::keys::identity_hash(batch.identity(check)),
+            self.shards.len(),
+        )
+    }
+
+    fn now_arg(&self, batch: &Batch) -> String {
+        match self.time {
+            TimeSource::Redis => String::new(),
+            TimeSource::Local => batch.now.to_string(),
+        }
+    }
+
+    /// The decisions from Redis, without deadline or failure handling.
+    async fn check_redis(&self, batch: &Batch) -> Result<Vec<Decision>, String> {
+        let spread = self.shards.len() > 1 || self.cluster;
+        let windows = batch
+            .checks
+            .iter()
+            .any(|c| matches!(c.meter, Meter::FixedWindow { .. }));
+        if !(batch.stop_increment && spread && windows) {
+            return self.check_parts(batch).await;
+        }
+        // Stop-increment mode must see every window of the request, which shards split:
+        // read them all first (cost 0 only reads), then count only the windows that go
+        // over if any does.
+        let mut peek = batch.clone();
+        peek.stop_increment = false;
+        peek.checks.iter_mut().for_each(|c| c.cost = 0);
+        let counts = self.check_parts(&peek).await?;
+        let over: Vec<bool> = batch
+            .checks
+            .iter()
+            .zip(&counts)
+            .map(|(check, now)| {
+                matches!(check.meter, Meter::FixedWindow { .. })
+                    && (!now.is_allowed() || now.remaining() < check.cost)
+            })
+            .collect();
+        let mut real = batch.clone();
+        real.stop_increment = false;
+        if over.iter().any(|&o| o) {
+            for (check, &over) in real.checks.iter_mut().zip(&over) {
+                if matches!(check.meter, Meter::FixedWindow { .. }) && !over {
+                    check.cost = 0;
+                }
+            }
+        }
+        self.check_parts(&real).await
+    }
+
+    /// The decisions from Redis for a batch whose stop-increment needs no peek.
+    async fn check_parts(&self, batch: &Batch) -> Result<Vec<Decision>, String> {
+        let mut decisions: Vec<Option<Decision>> = vec![None; batch.checks.len()];
+        // Group by shard; in a cluster a script may only touch one slot, so group by
+        // descriptor identity there (one hash tag each).
+        let mut parts: BTreeMap<u64, (usize, Part)> = BTreeMap::new();
+        for i in 0..batch.checks.len() {
+            let check = &batch.checks[i];
+            let known = self.cache.denied(batch.key(check), check, batch.now);
+            if let Some(decision) = known {
+                decisions[i] = Some(decision);
+                metrics::counter!("rls_over_limit_cache_hits_total").increment(1);
+            }
+            let group = if self.cluster {
+                crate::keys::identity_hash(batch.identity(check))
+            } else {
+                self.shard_of(batch, i) as u64
+            };
+            let shard = self.shard_of(batch, i);
+            let part = &mut parts
+                .entry(group)
+                .or_insert_with(|| (shard, Part::default()))
+                .1;
+            part.checks.push(i);
+            part.known_over.push(known.is_some());
+        }
+        // Answered entirely from the cache: no Redis call at all.
+        if decisions.iter().all(Option::is_some) {
+            return Ok(decisions.into_iter().flatten().collect());
+        }
+        let fold = parts.len() == 1;
+        let now = self.now_arg(batch);
+        let calls = parts.values().map(|(shard, part)| {
+            let keys: Vec<Vec<u8>> = part
+                .checks
+                .iter()
+                .map(|&i| self.redis_key(batch, i))
+                .collect();
+            let mut args = Vec::with_capacity(5 + 6 * part.checks.len());
+            encode_request(batch, &now, &part.checks, &part.known_over, fold, &mut args);
+            self.shards[*shard].check(keys, args)
+        });
+        let replies = join_all(calls).await;
+        let mut charged: Vec<usize> = Vec::new();
+        for ((_, part), reply) in parts.values().zip(replies) {
+            let reply = reply?;
+            for (n, &i) in part.checks.iter().enumerate() {
+                let (first, second) = (&reply[2 * n], &reply[2 * n + 1]);
+                if part.known_over[n] {
+                    continue;
+                }
+                let check = &batch.checks[i];
+                let mut decision = decode(check, first, second)?;
+                if let Meter::TokenBucket(rate) = check.meter {
+                    if second == "1" {
+                        charged.push(i);
+                    } else if decision.is_allowed() && check.cost > 0 {
+                        // Allowed alone, but the script's fold denied the request: nothing
+                        // was taken, so report the bucket as it stands.
+                        decision = rate
+                            .decide(
+                                0,
+                                decision
+                                    .reset_after()
+                                    .saturating_sub(charge(rate, check.cost)),
+                                0,
+                            )
+                            .0;
+                    }
+                }
+                self.cache
+                    .remember(batch.key(check), check, &decision, batch.now);
+                decisions[i] = Some(decision);
+            }
+        }
+        let mut decisions: Vec<Decision> = decisions.into_iter().flatten().collect();
+        if !fold && request_denied(batch, &decisions) && !charged.is_empty() {
+            self.refund(batch, &charged, &mut decisions).await?;
+        }
+        Ok(decisions)
+    }
+
+    /// Gives back, shard by shard, what a request denied across shards took, and reports
+    /// those buckets as they are after the refund.
+    async fn refund(
+        &self,
+        batch: &Batch,
+        charged: &[usize],
+        decisions: &mut [Decision],
+    ) -> Result<(), String> {
+        self.give_back(batch, charged).await?;
+        for &i in charged {
+            let check = &batch.checks[i];
+            if let (Meter::TokenBucket(rate), Decision::Allowed { reset_after, .. }) =
+                (check.meter, decisions[i])
+            {
+                let back = reset_after.saturating_sub(charge(rate, check.cost));
+                decisions[i] = rate.decide(0, back, 0).0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back what the token-bucket checks `checks` of `batch` took (each bucket's tat
+    /// moves back by `cost × T`, never before now).
+    pub async fn give_back(&self, batch: &Batch, checks: &[usize]) -> Result<(), String> {
+        let now = self.now_arg(batch);
+        let mut groups: BTreeMap<u64, (usize, Vec<(Vec<u8>, u64)>)> = BTreeMap::new();
+        for &i in checks {
+            let check = &batch.checks[i];
+            let Meter::TokenBucket(rate) = check.meter else {
+                continue;
+            };
+            self.cache.forget(batch.key(check));
+            // A cluster script touches one slot: one call per descriptor there.
+            let group = if self.cluster {
+                crate::keys::identity_hash(batch.identity(check))
+            } else {
+                self.shard_of(batch, i) as u64
+            };
+            let entry = groups
+                .entry(group)
+                .or_insert_with(|| (self.shard_of(batch, i), Vec::new()));
+            entry
+                .1
+                .push((self.redis_key(batch, i), charge(rate, check.cost)));
+        }
+        let calls = groups
+            .into_values()
+            .map(|(shard, keys)| self.shards[shard].refund(&now, keys));
+        join_all(calls).await.into_iter().collect()
+    }
+
+    /// The failure mode's answer for `batch`.
+    fn fail(&self, batch: &Batch, why: &str) -> Result<Vec<Decision>, RlsError> {
+        metrics::counter!("rls_backend_failures_total", "mode" => mode_name(self.on_error))
+            .increment(1);
+        tracing::debug!(why, "backend failed; answering with the failure mode");
+        Ok(match self.on_error {
+            OnBackendError::Error => return Err(RlsError::Unavailable(why.to_string())),
+            OnBackendError::Allow => batch
+                .checks
+                .iter()
+                .map(|c| Decision::Allowed {
+                    remaining: match c.meter {
+                        Meter::TokenBucket(rate) => rate.burst(),
+                        Meter::FixedWindow { limit, .. } => limit,
+                    },
+                    reset_after: 0,
+                })
+                .collect(),
+            OnBackendError::Deny => batch
+                .checks
+                .iter()
+                .map(|_| Decision::Denied {
+                    retry_after: 1_000_000_000,
+                    reset_after: 1_000_000_000,
+                })
+                .collect(),
+            OnBackendError::Local => {
+                let mut share = batch.clone();
+                for check in &mut share.checks {
+                    check.meter = match check.meter {
+                        Meter::TokenBucket(rate) => Meter::TokenBucket(rate.share(self.replicas)),
+                        Meter::FixedWindow { period_secs, limit } => Meter::FixedWindow {
+                            period_secs,
+                            limit: limit.div_ceil(self.replicas),
+                        },
+                    };
+                }
+                self.local.check_now(&share)
+            }
+        })
+    }
+}
+
+impl BucketStore for RedisStore {
+    async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
+        // No queue beyond the bound: callers past it get the failure mode at once.
+        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+            return self.fail(batch, "too many calls in flight");
+        };
+        match tokio::time::timeout(self.timeout, self.check_redis(batch)).await {
+            Ok(Ok(decisions)) => Ok(decisions),
+            Ok(Err(error)) => {
+                metrics::counter!("rls_backend_errors_total", "kind" => "redis").increment(1);
+                self.fail(batch, &error)
+            }
+            Err(_) => {
+                metrics::counter!("rls_backend_errors_total", "kind" => "deadline").increment(1);
+                self.fail(batch, "backend deadline exceeded")
+            }
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.is_connected()
+    }
+
+    fn sweep(&self, now: Nanos) {
+        RedisStore::sweep(self, now);
+    }
+}
+
+fn mode_name(mode: OnBackendError) -> &'static str {
+    match mode {
+        OnBackendError::Error => "error",
+        OnBackendError::Allow => "allow",
+        OnBackendError::Deny => "deny",
+        OnBackendError::Local => "local",
+    }
+}
+
+/// Jump consistent hashing (Lamping and Veach): the shard of `key` among `shards`, such
+/// that going from N to N+1 shards moves only about 1/(N+1) of the keys.
+pub fn jump(mut key: u64, shards: usize) -> usize {
+    let (mut b, mut j) = (-1i64, 0i64);
+    while j < shards as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jump;
+
+    #[test]
+    fn jump_hashing_moves_about_one_key_in_n_when_a_shard_is_added() {
+        let keys = 100_000u64;
+        let hashes = (0..keys).map(|k| crate::keys::identity_hash(&k.to_le_bytes()));
+        let moved = hashes.filter(|&h| jump(h, 3) != jump(h, 4)).count() as f64;
+        // Ideal: a quarter. Jump hashing never moves a key between old shards.
+        assert!((moved / keys as f64 - 0.25).abs() < 0.01, "moved {moved}");
+        for k in 0..1000u64 {
+            let h = crate::keys::identity_hash(&k.to_le_bytes());
+            let (a, b) = (jump(h, 3), jump(h, 4));
+            assert!(a == b || b == 3, "a key moved between old shards");
+        }
+    }
+}

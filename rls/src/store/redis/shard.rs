@@ -1,0 +1,420 @@
+//! `Shard`: one Redis endpoint (a server, or a whole cluster) with its connection, kept
+//! up in the background, and its batcher, which sends the checks of concurrent requests
+//! as one script call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, RedisResult, Script, ScriptInvocation, Value};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, reply_strings};
+
+/// Where a shard's commands go.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// One server: `redis://`, `rediss://` or `redis+unix://`.
+    Server(String),
+    /// A Redis Cluster, by some of its nodes.
+    Cluster(Vec<String>),
+}
+
+/// Connection and batching settings of a shard.
+#[derive(Clone, Debug)]
+pub struct ShardOptions {
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+    /// Most checks in one script call.
+    pub batch_max_checks: usize,
+    /// How long the batcher waits for more checks once it has some; zero sends what is
+    /// queued at once (batches then form from the requests that arrive while earlier
+    /// calls are in flight). Tokio's timers round up to whole milliseconds.
+    pub batch_window: Duration,
+    /// Script calls in flight at once on this shard.
+    pub pipeline_depth: usize,
+}
+
+enum EndpointKind {
+    Server,
+    Cluster,
+}
+
+#[derive(Clone)]
+enum Link {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> RedisResult<Value> {
+        // Both connections are cheap handles onto one multiplexed connection per node.
+        match self.clone() {
+            Link::Server(mut c) => invocation.invoke_async(&mut c).await,
+            Link::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        }
+    }
+
+    async fn ping(&self) -> RedisResult<()> {
+        let ping = redis::cmd("PING");
+        match self.clone() {
+            Link::Server(mut c) => c.req_packed_command(&ping).await.map(drop),
+            Link::Cluster(mut c) => c.req_packed_command(&ping).await.map(drop),
+        }
+    }
+}
+
+/// One request's part of a script call, waiting in the batcher's queue.
+pub struct Job {
+    /// Its keys, in check order.
+    pub keys: Vec<Vec<u8>>,
+    /// Its arguments (the per-request part of `CHECK_BUCKETS`'s ARGV).
+    pub args: Vec<String>,
+    /// Where its two reply strings per check go.
+    pub reply: oneshot::Sender<Result<Vec<String>, String>>,
+}
+
+/// A Redis endpoint with its connection and batcher.
+pub struct Shard {
+    name: String,
+    link: Arc<ArcSwapOption<Link>>,
+    connected: watch::Receiver<bool>,
+    jobs: mpsc::Sender<Job>,
+    refund: Script,
+}
+
+impl Shard {
+    /// Starts connecting to `endpoint` in the background (with backoff, for ever) and
+    /// starts the batcher. Calls made before the first connection fail at once.
+    ///
+    /// `deadline` is also the client's response timeout: the client parks commands while
+    /// it reconnects, and one parked past its caller's deadline would run on the
+    /// reconnected server and charge buckets for a request already answered otherwise.
+    pub fn start(endpoint: Endpoint, options: ShardOptions, deadline: Duration) -> Shard {
+        let endpoint_kind = match &endpoint {
+            Endpoint::Server(_) => EndpointKind::Server,
+            Endpoint::Cluster(_) => EndpointKind::Cluster,
+        };
+        let name = match &endpoint {
+            Endpoint::Server(url) => redact(url),
+            Endpoint::Cluster(nodes) => format!(
+                "cluster {}",
+                nodes
+                    .iter()
+                    .map(|n| redact(n))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        let link = Arc::new(ArcSwapOption::empty());
+        let (signal, connected) = watch::channel(false);
+        tokio::spawn(connect(
+            endpoint,
+            options.clone(),
+            deadline,
+            link.clone(),
+            name.clone(),
+            signal,
+        ));
+        // Bounded: a full queue makes callers wait, and the store's deadline bounds that.
+        let (jobs, queue) =
+            mpsc::channel(options.batch_max_checks.max(1) * options.pipeline_depth.max(1) * 4);
+        let cluster = matches!(endpoint_kind, EndpointKind::Cluster);
+        tokio::spawn(batcher(queue, link.clone(), options, deadline, cluster));
+        Shard {
+            name,
+            link,
+            connected,
+            jobs,
+            refund: Script::new(REFUND_BUCKETS),
+        }
+    }
+
+    /// True once connected (the client reconnects by itself afterwards).
+    pub fn is_connected(&self) -> bool {
+        self.link.load().is_some()
+    }
+
+    /// Resolves once the first connection is made.
+    pub async fn wait_connected(&self) {
+        let mut connected = self.connected.clone();
+        let _ = connected.wait_for(|c| *c).await;
+    }
+
+    /// Queues one request's part for the next script call and waits for its reply.
+    pub async fn check(
+        &self,
+        keys: Vec<Vec<u8>>,
+        args: Vec<String>,
+    ) -> Result<Vec<String>, String> {
+        if !self.is_connected() {
+            return Err(format!("{}: not connected", self.name));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { keys, args, reply })
+            .await
+            .map_err(|_| format!("{}: batcher stopped", self.name))?;
+        answer
+            .await
+            .map_err(|_| format!("{}: call dropped", self.name))?
+    }
+
+    /// Gives back charges: `(key, charge in ns)`; `now` as in the check script.
+    pub async fn refund(&self, now: &str, keys: Vec<(Vec<u8>, u64)>) -> Result<(), String> {
+        let link = self
+            .link
+            .load_full()
+            .ok_or_else(|| format!("{}: not connected", self.name))?;
+        let mut invocation = self.refund.prepare_invoke();
+        invocation.arg(now);
+        for (key, charge) in keys {
+            invocation.key(key).arg(charge.to_string());
+        }
+        link.invoke(&invocation)
+            .await
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", self.name))
+    }
+
+    /// Sends PING: a readiness probe.
+    pub async fn ping(&self) -> Result<(), String> {
+        let link = self
+            .link
+            .load_full()
+            .ok_or_else(|| format!("{}: not connected", self.name))?;
+        link.ping().await.map_err(|e| format!("{}: {e}", self.name))
+    }
+}
+
+/// Connects with exponential backoff until it succeeds, then publishes the connection.
+async fn connect(
+    endpoint: Endpoint,
+    options: ShardOptions,
+    deadline: Duration,
+    link: Arc<ArcSwapOption<Link>>,
+    name: String,
+    signal: watch::Sender<bool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match open(&endpoint, &options, deadline).await {
+            Ok(opened) => {
+                link.store(Some(Arc::new(opened)));
+                let _ = signal.send(true);
+                tracing::info!(redis = %name, "connected");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(redis = %name, %error, retry_in = ?backoff, "cannot connect");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn open(
+    endpoint: &Endpoint,
+    options: &ShardOptions,
+    deadline: Duration,
+) -> RedisResult<Link> {
+    let tcp = TcpSettings::default().set_nodelay(true);
+    match endpoint {
+        Endpoint::Server(url) => {
+            let info = url.as_str().into_connection_info()?.set_tcp_settings(tcp);
+            let client = redis::Client::open(info)?;
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(deadline))
+                .set_connection_timeout(Some(options.connect_timeout))
+                .set_pipeline_buffer_size(4096)
+                .set_max_delay(Duration::from_secs(2));
+            let manager = tokio::time::timeout(
+                options.connect_timeout,
+                ConnectionManager::new_with_config(client, config),
+            )
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
+            Ok(Link::Server(manager))
+        }
+        Endpoint::Cluster(nodes) => {
+            let client = ClusterClient::builder(nodes.clone())
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(deadline)
+                .tcp_settings(tcp)
+                .build()?;
+            let connection =
+                tokio::time::timeout(options.connect_timeout, client.get_async_connection())
+                    .await
+                    .map_err(|_| {
+                        redis::RedisError::from((redis::ErrorKind::Io, "connect timed out"))
+                    })??;
+            Ok(Link::Cluster(connection))
+        }
+    }
+}
+
+/// Collects queued jobs into script calls: up to `batch_max_checks` checks, waiting at
+/// most `batch_window` for more, with at most `pipeline_depth` calls in flight.
+async fn batcher(
+    mut queue: mpsc::Receiver<Job>,
+    link: Arc<ArcSwapOption<Link>>,
+    options: ShardOptions,
+    deadline: Duration,
+    cluster: bool,
+) {
+    let script = Arc::new(Script::new(CHECK_BUCKETS));
+    let slots = Arc::new(Semaphore::new(options.pipeline_depth.max(1)));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // A caller whose deadline passed while its job waited has been answered by the
+        // failure mode: sending its checks now would charge buckets for a request that
+        // was never told so.
+        let mut jobs: Vec<Job> = Some(first)
+            .into_iter()
+            .filter(|j| !j.reply.is_closed())
+            .collect();
+        let mut checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
+        let window_end = tokio::time::Instant::now() + options.batch_window;
+        while checks < options.batch_max_checks {
+            let next = match queue.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Empty) if !options.batch_window.is_zero() => {
+                    tokio::time::timeout_at(window_end, queue.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                Err(_) => None,
+            };
+            let Some(job) = next else { break };
+            if job.reply.is_closed() {
+                continue;
+            }
+            checks += job.keys.len();
+            jobs.push(job);
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        // A cluster script may touch one slot only: one call per hash tag there (the
+        // jobs of one hot descriptor still share a call).
+        let groups = if cluster { by_tag(jobs) } else { vec![jobs] };
+        let link = link.load_full();
+        let script = script.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let calls = groups.into_iter().map(|jobs| {
+                let (script, link) = (script.clone(), link.clone());
+                async move {
+                    let checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
+                    metrics::histogram!("rls_redis_batch_checks").record(checks as f64);
+                    metrics::counter!("rls_redis_calls_total").increment(1);
+                    // Dropped at the deadline: a command the client parked for a reconnect
+                    // is cancelled instead of running later on the reconnected server.
+                    let result = match link {
+                        Some(link) => tokio::time::timeout(deadline, call(&script, &link, &jobs))
+                            .await
+                            .unwrap_or_else(|_| Err("deadline exceeded".to_string())),
+                        None => Err("not connected".to_string()),
+                    };
+                    deliver(jobs, result);
+                }
+            });
+            futures_util::future::join_all(calls).await;
+        });
+    }
+}
+
+/// Splits jobs by the hash tag of their first key (every key of a job shares it).
+fn by_tag(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut groups: Vec<(Vec<u8>, Vec<Job>)> = Vec::new();
+    for job in jobs {
+        let tag = job
+            .keys
+            .first()
+            .map(|k| hash_tag(k).to_vec())
+            .unwrap_or_default();
+        match groups.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, group)) => group.push(job),
+            None => groups.push((tag, vec![job])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+/// The part of a key Redis Cluster hashes: between the first `{` and the next `}`.
+fn hash_tag(key: &[u8]) -> &[u8] {
+    let Some(open) = key.iter().position(|&b| b == b'{') else {
+        return key;
+    };
+    match key[open + 1..].iter().position(|&b| b == b'}') {
+        Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+        _ => key,
+    }
+}
+
+async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<String>, String> {
+    let mut invocation = script.prepare_invoke();
+    // ARGV[1] is the number of requests; each job's args start with its own time.
+    invocation.arg(jobs.len());
+    for job in jobs {
+        for key in &job.keys {
+            invocation.key(key.as_slice());
+        }
+        for arg in &job.args {
+            invocation.arg(arg.as_str());
+        }
+    }
+    let value = link.invoke(&invocation).await.map_err(|e| e.to_string())?;
+    reply_strings(value)
+}
+
+/// Hands each job its slice of the reply (two strings per check).
+fn deliver(jobs: Vec<Job>, result: Result<Vec<String>, String>) {
+    match result {
+        Ok(mut values) => {
+            let mut rest = values.drain(..);
+            for job in jobs {
+                let mine: Vec<String> = rest.by_ref().take(job.keys.len() * 2).collect();
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(error) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// `url` without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_never_appear_in_names() {
+        assert_eq!(
+            redact("redis://user:secret@10.0.0.5:6379/0"),
+            "redis://***@10.0.0.5:6379/0"
+        );
+        assert_eq!(redact("redis://10.0.0.5:6379"), "redis://10.0.0.5:6379");
+        assert_eq!(redact("10.0.0.5:7000"), "10.0.0.5:7000");
+    }
+}

@@ -1,0 +1,285 @@
+//! The Redis store against a real `redis-server`: the Lua maths agrees with the Rust maths
+//! on the shared vectors, and failures (a stalled, killed, restarted or flushed Redis) are
+//! answered by the failure mode within the deadline, then recovered from.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::redis_options;
+use limiter::{Decision, Rate};
+use rls::RlsError;
+use rls::store::redis::{Endpoint, OnBackendError, RedisStore};
+use rls::store::{Batch, BucketStore, Check, Meter, Role};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct VectorFile {
+    vectors: Vec<Vector>,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    name: String,
+    rate: RateSpec,
+    steps: Vec<Step>,
+}
+
+#[derive(Deserialize)]
+struct RateSpec {
+    requests: u32,
+    period_ns: u64,
+    burst: u32,
+}
+
+#[derive(Deserialize)]
+struct Step {
+    at_ns: u64,
+    cost: u32,
+    #[serde(default)]
+    refund: bool,
+    expect: Expect,
+}
+
+#[derive(Deserialize)]
+struct Expect {
+    allowed: bool,
+    remaining: u32,
+    reset_after_ns: u64,
+    retry_after_ns: Option<u64>,
+}
+
+/// A batch of one token-bucket check of `cost` on bucket `key` at `now`.
+fn one_check(key: &str, meter: Meter, cost: u32, now: u64) -> Batch {
+    Batch {
+        now,
+        keys: key.as_bytes().to_vec(),
+        checks: vec![Check {
+            key: 0..key.len(),
+            identity: key.len(),
+            meter,
+            cost,
+            descriptor: 0,
+            role: Role::Enforced,
+        }],
+        ..Batch::default()
+    }
+}
+
+fn store(
+    redis: &RedisServer,
+    configure: impl FnOnce(&mut rls::store::redis::RedisOptions),
+) -> RedisStore {
+    let mut options = redis_options(vec![Endpoint::Server(redis.url())]);
+    configure(&mut options);
+    RedisStore::new(options)
+}
+
+#[tokio::test]
+async fn the_lua_script_agrees_with_the_rust_maths_on_every_shared_vector() {
+    let redis = RedisServer::start();
+    // The cache off: every answer comes from the script.
+    let store = store(&redis, |o| o.over_limit_cache = 0);
+    store.wait_connected().await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../limiter/tests/vectors/gcra.json"
+    ))
+    .expect("vector file");
+    let file: VectorFile = serde_json::from_str(&text).expect("vectors parse");
+    assert!(file.vectors.len() >= 12);
+    for (n, vector) in file.vectors.iter().enumerate() {
+        let rate = Rate::new(
+            vector.rate.requests,
+            Duration::from_nanos(vector.rate.period_ns),
+            vector.rate.burst,
+        );
+        let key = format!("vector{n}");
+        for (s, step) in vector.steps.iter().enumerate() {
+            let batch = one_check(&key, Meter::TokenBucket(rate), step.cost, step.at_ns);
+            let decision = if step.refund {
+                store.give_back(&batch, &[0]).await.expect("refund");
+                let probe = one_check(&key, Meter::TokenBucket(rate), 0, step.at_ns);
+                store.check(&probe).await.expect("check")[0]
+            } else {
+                store.check(&batch).await.expect("check")[0]
+            };
+            let expected = if step.expect.allowed {
+                Decision::Allowed {
+                    remaining: step.expect.remaining,
+                    reset_after: step.expect.reset_after_ns,
+                }
+            } else {
+                Decision::Denied {
+                    retry_after: step
+                        .expect
+                        .retry_after_ns
+                        .expect("denied steps give retry_after_ns"),
+                    reset_after: step.expect.reset_after_ns,
+                }
+            };
+            assert_eq!(decision, expected, "vector {:?} step {s}", vector.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_redis_is_answered_by_each_failure_mode_at_the_deadline() {
+    let redis = RedisServer::start();
+    let timeout = Duration::from_millis(10);
+    let rate = Rate::new(10, Duration::from_secs(1), 10);
+    let modes = [
+        OnBackendError::Error,
+        OnBackendError::Allow,
+        OnBackendError::Deny,
+        OnBackendError::Local,
+    ];
+    let stores: Vec<RedisStore> = modes
+        .iter()
+        .map(|&mode| {
+            store(&redis, |o| {
+                o.timeout = timeout;
+                o.on_error = mode;
+                o.replicas = 2;
+            })
+        })
+        .collect();
+    for store in &stores {
+        store.wait_connected().await;
+    }
+    redis.signal("STOP");
+    // From here on tokio's clock only moves when every task waits: the stalled call waits
+    // for Redis and for its deadline, so the deadline fires at exactly `timeout`.
+    tokio::time::pause();
+    for (store, mode) in stores.iter().zip(modes) {
+        let started = tokio::time::Instant::now();
+        let batch = one_check(
+            "stalled",
+            Meter::TokenBucket(rate),
+            1,
+            1_700_000_000_000_000_000,
+        );
+        let answer = store.check(&batch).await;
+        // Tokio's timer wheel rounds a deadline up to its next millisecond.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= timeout && elapsed <= timeout + Duration::from_millis(1),
+            "{mode:?} answered after {elapsed:?}, not at the {timeout:?} deadline"
+        );
+        match (mode, answer) {
+            (OnBackendError::Error, Err(RlsError::Unavailable(why))) => {
+                assert!(why.contains("deadline"), "{why}")
+            }
+            (OnBackendError::Allow, Ok(d)) => assert!(d[0].is_allowed()),
+            (OnBackendError::Deny, Ok(d)) => assert!(!d[0].is_allowed()),
+            // Half of 10 per second for each of 2 replicas: 5 tokens here, one taken.
+            (OnBackendError::Local, Ok(d)) => assert_eq!(d[0].remaining(), 4),
+            (mode, other) => panic!("{mode:?} answered {other:?}"),
+        }
+    }
+    tokio::time::resume();
+    redis.signal("CONT");
+}
+
+#[tokio::test]
+async fn calls_beyond_the_in_flight_bound_get_the_failure_mode_at_once() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |o| {
+        o.max_in_flight = 1;
+        o.on_error = OnBackendError::Deny;
+        o.timeout = Duration::from_secs(30);
+    });
+    store.wait_connected().await;
+    let rate = Rate::new(10, Duration::from_secs(1), 10);
+    redis.signal("STOP");
+    let held = one_check(
+        "held",
+        Meter::TokenBucket(rate),
+        1,
+        1_700_000_000_000_000_000,
+    );
+    let second = one_check(
+        "second",
+        Meter::TokenBucket(rate),
+        1,
+        1_700_000_000_000_000_000,
+    );
+    // The first call waits on the stalled Redis and holds the only slot; the second is
+    // answered by the failure mode without waiting for it.
+    let first = store.check(&held);
+    tokio::pin!(first);
+    let answer = tokio::select! {
+        biased;
+        _ = &mut first => panic!("a stalled call finished"),
+        answer = store.check(&second) => answer,
+    };
+    assert!(!answer.expect("deny mode answers")[0].is_allowed());
+    redis.signal("CONT");
+    assert!(first.await.expect("answered once Redis resumes")[0].is_allowed());
+}
+
+#[tokio::test]
+async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_recovered() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let store = store(&redis, |o| o.timeout = Duration::from_millis(200));
+    store.wait_connected().await;
+    let rate = Rate::new(10, Duration::from_secs(60), 10);
+    let now = 1_700_000_000_000_000_000;
+    let batch = one_check("restart", Meter::TokenBucket(rate), 1, now);
+    assert_eq!(
+        store.check(&batch).await.expect("healthy")[0].remaining(),
+        9
+    );
+
+    redis.kill();
+    for _ in 0..20 {
+        match store.check(&batch).await {
+            Err(RlsError::Unavailable(_)) => {}
+            other => panic!("a dead Redis answered {other:?}"),
+        }
+    }
+
+    // A new process on the same port: empty, and without the script.
+    let again = RedisServer::start_on(port);
+    let mut recovered = None;
+    for _ in 0..200 {
+        if let Ok(decisions) = store.check(&batch).await {
+            recovered = Some(decisions[0]);
+            break;
+        }
+        // Waits on a real process: the client reconnects to the new server in the
+        // background, after a backoff of its own.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The restarted Redis lost the state: a fresh bucket.
+    let recovered = recovered.expect("recovered after restart");
+    assert_eq!(recovered.remaining(), 9, "{recovered:?}");
+    drop(again);
+}
+
+#[tokio::test]
+async fn a_script_flush_is_recovered_by_loading_the_script_again() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |_| {});
+    store.wait_connected().await;
+    let rate = Rate::new(10, Duration::from_secs(60), 10);
+    let now = 1_700_000_000_000_000_000;
+    let batch = one_check("flush", Meter::TokenBucket(rate), 1, now);
+    assert_eq!(store.check(&batch).await.expect("first")[0].remaining(), 9);
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+    assert_eq!(
+        store.check(&batch).await.expect("after flush")[0].remaining(),
+        8
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_connection() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |_| {});
+    store.wait_connected().await;
+    assert!(store.is_ready());
+    store.ping().await.expect("ping");
+}
