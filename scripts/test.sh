@@ -4,4 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Redis tests start their own redis-server processes on free loopback ports (and a local
+# Redis Cluster with redis-cli); they need the Debian packages, not a running service.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "scripts/test.sh: installing redis-server and redis-tools (Debian packages)"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+
 cargo test --workspace --all-features

@@ -219,11 +219,10 @@ impl RedisStore {
         // Group by shard; in a cluster a script may only touch one slot, so group by
         // descriptor identity there (one hash tag each).
         let mut parts: BTreeMap<u64, (usize, Part)> = BTreeMap::new();
-        for i in 0..batch.checks.len() {
-            let check = &batch.checks[i];
+        for (i, (check, slot)) in batch.checks.iter().zip(decisions.iter_mut()).enumerate() {
             let known = self.cache.denied(batch.key(check), check, batch.now);
             if let Some(decision) = known {
-                decisions[i] = Some(decision);
+                *slot = Some(decision);
                 metrics::counter!("rls_over_limit_cache_hits_total").increment(1);
             }
             let group = if self.cluster {
@@ -320,7 +319,9 @@ impl RedisStore {
     /// moves back by `cost × T`, never before now).
     pub async fn give_back(&self, batch: &Batch, checks: &[usize]) -> Result<(), String> {
         let now = self.now_arg(batch);
-        let mut groups: BTreeMap<u64, (usize, Vec<(Vec<u8>, u64)>)> = BTreeMap::new();
+        // Group -> (shard, [(key, charge)]).
+        type Refunds = Vec<(Vec<u8>, u64)>;
+        let mut groups: BTreeMap<u64, (usize, Refunds)> = BTreeMap::new();
         for &i in checks {
             let check = &batch.checks[i];
             let Meter::TokenBucket(rate) = check.meter else {
