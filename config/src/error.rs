@@ -30,8 +30,9 @@ const UNITS: &str = "second, minute, hour, day, week, month or year";
 /// kept: a server keeps serving its previous quotas.
 ///
 /// Every variant but [`ConfigError::Io`] carries `at` (where) and, except
-/// [`ConfigError::DuplicateDomain`] whose path is always `domain`, `path` — the key path in
-/// the document, such as `descriptors[1].rate_limit.unit`.
+/// [`ConfigError::DuplicateDomain`] and [`ConfigError::DuplicateLocal`] whose paths are always
+/// `domain` and `local`, `path` — the key path in the document, such as
+/// `descriptors[1].rate_limit.unit`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -269,6 +270,128 @@ pub enum ConfigError {
         /// Path ending in `unlimited`.
         path: String,
     },
+
+    /// A duration that is not `<number><unit>` (`1s`, `500ms`, `0.25s`, `1m`).
+    #[error(
+        "{at}: {path}: invalid duration \"{value}\" (expected a duration such as 1s, 500ms or 0.25s)"
+    )]
+    BadDuration {
+        /// The duration value.
+        at: Position,
+        /// Path of the duration.
+        path: String,
+        /// The value as written.
+        value: String,
+    },
+
+    /// A token bucket's `fill_interval` below Envoy's minimum of 50 ms.
+    #[error("{at}: {path}: fill_interval {value} is shorter than 50ms, the minimum Envoy allows")]
+    FillIntervalTooShort {
+        /// The fill_interval value.
+        at: Position,
+        /// Path ending in `fill_interval`.
+        path: String,
+        /// The value as written.
+        value: String,
+    },
+
+    /// A number outside what its field allows (a percent above 100, a status below 400, 0
+    /// where at least 1 is needed).
+    #[error("{at}: {path}: {value} is out of range (expected {expected})")]
+    OutOfRange {
+        /// The value.
+        at: Position,
+        /// Path of the value.
+        path: String,
+        /// The value as written.
+        value: String,
+        /// The range allowed, in words.
+        expected: &'static str,
+    },
+
+    /// A string that is not one of its field's values.
+    #[error("{at}: {path}: unknown value \"{value}\" (expected {expected})")]
+    UnknownValue {
+        /// The value.
+        at: Position,
+        /// Path of the value.
+        path: String,
+        /// The value as written.
+        value: String,
+        /// The values allowed, in words.
+        expected: &'static str,
+    },
+
+    /// A `local` rate-limit action with no action or with several.
+    #[error(
+        "{at}: {path}: an action needs exactly one of request_headers, remote_address, generic_key or header_value_match (found {found})"
+    )]
+    ActionKinds {
+        /// The action's map.
+        at: Position,
+        /// Path of the action.
+        path: String,
+        /// The actions set, or `none`.
+        found: String,
+    },
+
+    /// A header matcher with no match rule or with several.
+    #[error(
+        "{at}: {path}: a header matcher needs exactly one of exact, prefix, suffix, contains or present (found {found})"
+    )]
+    MatcherKinds {
+        /// The matcher's map.
+        at: Position,
+        /// Path of the matcher.
+        path: String,
+        /// The rules set, or `none`.
+        found: String,
+    },
+
+    /// A header name that HTTP does not allow (or a pseudo-header other than `:path`,
+    /// `:method`, `:authority` and `:scheme`).
+    #[error("{at}: {path}: invalid header name \"{name}\"")]
+    BadHeaderName {
+        /// The name value.
+        at: Position,
+        /// Path of the name.
+        path: String,
+        /// The name as written.
+        name: String,
+    },
+
+    /// Two `local` descriptors with the same entries.
+    #[error("{at}: {path}: duplicate local descriptor {entries} (first defined at {first})")]
+    DuplicateLocalDescriptor {
+        /// The second descriptor.
+        at: Position,
+        /// Path of the second descriptor.
+        path: String,
+        /// Its entries, `[key=value, key=*]`.
+        entries: String,
+        /// The first descriptor.
+        first: Position,
+    },
+
+    /// A second `local` section in one load (a file or a directory).
+    #[error(
+        "{at}: local: a second local section (first defined at {first}); one load holds at most one"
+    )]
+    DuplicateLocal {
+        /// The second section.
+        at: Position,
+        /// The first section.
+        first: Position,
+    },
+
+    /// A `local` section that limits nothing: no `token_bucket` and no `descriptors`.
+    #[error("{at}: {path}: needs a token_bucket, descriptors, or both")]
+    NothingToLimit {
+        /// The section.
+        at: Position,
+        /// `local`.
+        path: String,
+    },
 }
 
 impl ConfigError {
@@ -295,16 +418,27 @@ impl ConfigError {
             | Self::ZeroUnitMultiplier { at, .. }
             | Self::UnknownAlgorithm { at, .. }
             | Self::DuplicateLimitName { at, .. }
-            | Self::UnlimitedNotAlone { at, .. } => Some(at),
+            | Self::UnlimitedNotAlone { at, .. }
+            | Self::BadDuration { at, .. }
+            | Self::FillIntervalTooShort { at, .. }
+            | Self::OutOfRange { at, .. }
+            | Self::UnknownValue { at, .. }
+            | Self::ActionKinds { at, .. }
+            | Self::MatcherKinds { at, .. }
+            | Self::BadHeaderName { at, .. }
+            | Self::DuplicateLocalDescriptor { at, .. }
+            | Self::DuplicateLocal { at, .. }
+            | Self::NothingToLimit { at, .. } => Some(at),
         }
     }
 
-    /// The key path of the fault (`domain` for a duplicate domain), for every error but
-    /// [`ConfigError::Io`].
+    /// The key path of the fault (`domain` for a duplicate domain, `local` for a second local
+    /// section), for every error but [`ConfigError::Io`].
     pub fn key_path(&self) -> Option<&str> {
         match self {
             Self::Io { .. } => None,
             Self::DuplicateDomain { .. } => Some("domain"),
+            Self::DuplicateLocal { .. } => Some("local"),
             Self::Syntax { path, .. }
             | Self::UnknownField { path, .. }
             | Self::NonStringKey { path, .. }
@@ -323,7 +457,16 @@ impl ConfigError {
             | Self::ZeroUnitMultiplier { path, .. }
             | Self::UnknownAlgorithm { path, .. }
             | Self::DuplicateLimitName { path, .. }
-            | Self::UnlimitedNotAlone { path, .. } => Some(path),
+            | Self::UnlimitedNotAlone { path, .. }
+            | Self::BadDuration { path, .. }
+            | Self::FillIntervalTooShort { path, .. }
+            | Self::OutOfRange { path, .. }
+            | Self::UnknownValue { path, .. }
+            | Self::ActionKinds { path, .. }
+            | Self::MatcherKinds { path, .. }
+            | Self::BadHeaderName { path, .. }
+            | Self::DuplicateLocalDescriptor { path, .. }
+            | Self::NothingToLimit { path, .. } => Some(path),
         }
     }
 }

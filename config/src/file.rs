@@ -1,18 +1,22 @@
 //! [`DomainFile`]: the serde shape of one YAML document (the reference's keys plus ours),
 //! keeping positions (`Spanned`) wherever a later check may point at a value. Only YAML
-//! types are checked here; `tree` and `quota` validate it into domain types.
+//! types are checked here; `tree`, `quota`, `local` and `actions` validate it into domain
+//! types.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::error::{ConfigError, Position};
 
-/// One `---` document: one domain.
+/// One `---` document: one domain, this pod's local limits, or both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DomainFile {
     pub domain: Option<Spanned<String>>,
     pub descriptors: Option<Vec<Spanned<DescriptorDto>>>,
+    /// Ours: per-pod limits for the embedded limiter, after Envoy's `LocalRateLimit`. The
+    /// RLS ignores it.
+    pub local: Option<Spanned<LocalDto>>,
 }
 
 /// One entry of a `descriptors` list.
@@ -58,6 +62,113 @@ pub(crate) struct ReplacesDto {
     pub name: Option<Spanned<String>>,
 }
 
+/// A `local` section (Envoy's `LocalRateLimit`, the fields we support).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LocalDto {
+    pub token_bucket: Option<Spanned<TokenBucketDto>>,
+    pub descriptors: Option<Vec<Spanned<LocalDescriptorDto>>>,
+    pub rate_limits: Option<Vec<Spanned<RateLimitActionsDto>>>,
+    pub always_consume_default_token_bucket: Option<bool>,
+    pub max_dynamic_descriptors: Option<Spanned<u32>>,
+    /// Percent, 0 to 100.
+    pub filter_enabled: Option<Spanned<f64>>,
+    /// Percent, 0 to 100.
+    pub filter_enforced: Option<Spanned<f64>>,
+    pub status: Option<Spanned<u16>>,
+    pub rate_limited_as_resource_exhausted: Option<bool>,
+    /// `OFF` or `DRAFT_VERSION_03`.
+    pub enable_x_ratelimit_headers: Option<Spanned<String>>,
+}
+
+/// Envoy's `TokenBucket`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenBucketDto {
+    pub max_tokens: Option<Spanned<u32>>,
+    pub tokens_per_fill: Option<Spanned<u32>>,
+    /// A duration: `1s`, `500ms`, `0.25s`.
+    pub fill_interval: Option<Spanned<String>>,
+}
+
+/// Envoy's `LocalRateLimitDescriptor`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LocalDescriptorDto {
+    pub entries: Option<Spanned<Vec<Spanned<EntryDto>>>>,
+    pub token_bucket: Option<Spanned<TokenBucketDto>>,
+    pub shadow_mode: Option<bool>,
+}
+
+/// One `{key, value}` of a local descriptor; an absent or empty value is a wildcard.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EntryDto {
+    pub key: Option<Spanned<String>>,
+    pub value: Option<Spanned<String>>,
+}
+
+/// Envoy's `RateLimit`: actions that together make one request descriptor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitActionsDto {
+    pub actions: Option<Spanned<Vec<Spanned<ActionDto>>>>,
+    pub hits_addend: Option<Spanned<i64>>,
+}
+
+/// Envoy's `RateLimit.Action`: exactly one field set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActionDto {
+    pub request_headers: Option<Spanned<RequestHeadersDto>>,
+    pub remote_address: Option<Spanned<RemoteAddressDto>>,
+    pub generic_key: Option<Spanned<GenericKeyDto>>,
+    pub header_value_match: Option<Spanned<HeaderValueMatchDto>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestHeadersDto {
+    pub header_name: Option<Spanned<String>>,
+    pub descriptor_key: Option<Spanned<String>>,
+    pub skip_if_absent: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoteAddressDto {
+    pub xff_num_trusted_hops: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GenericKeyDto {
+    pub descriptor_value: Option<Spanned<String>>,
+    pub descriptor_key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeaderValueMatchDto {
+    pub descriptor_value: Option<Spanned<String>>,
+    pub descriptor_key: Option<Spanned<String>>,
+    pub expect_match: Option<bool>,
+    pub headers: Option<Spanned<Vec<Spanned<HeaderMatcherDto>>>>,
+}
+
+/// Envoy's `HeaderMatcher`, the string forms: one of exact, prefix, suffix, contains, present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeaderMatcherDto {
+    pub name: Option<Spanned<String>>,
+    pub exact: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub suffix: Option<Spanned<String>>,
+    pub contains: Option<Spanned<String>>,
+    pub present: Option<Spanned<bool>>,
+    pub invert_match: Option<bool>,
+}
+
 /// Parses every non-empty document of `text`; `file` names it in errors.
 pub(crate) fn parse_documents(
     file: &str,
@@ -81,4 +192,25 @@ pub(crate) fn position(file: &str, location: &serde_saphyr::Location) -> Positio
 /// serde-saphyr keeps positions as `u32` and widens them; this narrows them back.
 pub(crate) fn saturate(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A string field that must be present and non-empty: `Missing` at the start of its map
+/// (`map`), `Empty` at the value.
+pub(crate) fn required_string(
+    file: &str,
+    path: &str,
+    map: &serde_saphyr::Location,
+    value: Option<Spanned<String>>,
+) -> Result<String, ConfigError> {
+    match value {
+        None => Err(ConfigError::Missing {
+            at: position(file, map),
+            path: path.to_owned(),
+        }),
+        Some(v) if v.value.is_empty() => Err(ConfigError::Empty {
+            at: position(file, &v.referenced),
+            path: path.to_owned(),
+        }),
+        Some(v) => Ok(v.value),
+    }
 }

@@ -1,12 +1,14 @@
 //! Quota files: loads the YAML that envoyproxy/ratelimit reads (unchanged, refused for the
 //! same faults, every error naming `file:line:column: key.path`), plus our extensions
-//! (`algorithm`, `burst`, `unit_multiplier`, several limits per descriptor), into an
-//! immutable [`QuotaSet`] whose [`Domain::resolve`] finds the rule for a request's
-//! descriptor without allocating. The format is described in `docs/quota-files.md`.
+//! (`algorithm`, `burst`, `unit_multiplier`, several limits per descriptor, and a `local`
+//! section of per-pod limits), into an immutable [`QuotaSet`] whose [`Domain::resolve`]
+//! finds the rule for a request's descriptor without allocating. The format is described in
+//! `docs/quota-files.md`.
 //!
 //! Modules: `load` ([`QuotaSet`], files and directories), `tree` ([`Domain`], matching),
-//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `file` (the serde shape),
-//! `error` ([`ConfigError`]).
+//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `local` ([`LocalSection`], after
+//! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
+//! serde shape), `error` ([`ConfigError`]).
 //!
 //! ```
 //! use config::{LoadOptions, QuotaSet, Unit};
@@ -26,15 +28,22 @@
 //! # Ok::<(), config::ConfigError>(())
 //! ```
 
+mod actions;
 mod error;
 mod file;
 mod load;
+mod local;
 mod pattern;
 mod quota;
 mod tree;
 mod yaml_error;
 
+pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 pub use error::{ConfigError, Position};
 pub use load::{LoadOptions, QuotaSet};
+pub use local::{
+    DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
+    Percent, TokenBucket,
+};
 pub use quota::{Algorithm, Limit, Rule, Unit};
 pub use tree::Domain;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Position};
 use crate::file;
+use crate::local::{self, LocalSection};
 use crate::quota::Algorithm;
 use crate::tree::Domain;
 
@@ -20,13 +21,15 @@ pub struct LoadOptions {
     pub default_algorithm: Algorithm,
 }
 
-/// Every domain of a load, immutable once built.
+/// Every domain of a load, and its `local` section if one document has it; immutable once
+/// built.
 #[derive(Debug, Default)]
 pub struct QuotaSet {
     /// Sorted by name.
     domains: Vec<Domain>,
     index: HashMap<String, usize>,
     files: Vec<PathBuf>,
+    local: Option<LocalSection>,
 }
 
 impl QuotaSet {
@@ -35,6 +38,9 @@ impl QuotaSet {
     /// `.yml`, in name order. This skips a Kubernetes ConfigMap mount's `..data` entries and
     /// any subdirectory. Each file may hold several `---` documents, one domain each; empty
     /// documents are skipped. No files or no domains is a valid, empty set.
+    ///
+    /// A document may also hold a `local` section (see [`QuotaSet::local`]), with or without a
+    /// domain; one load holds at most one.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<QuotaSet, ConfigError> {
         let io = |source| ConfigError::Io {
             path: path.to_path_buf(),
@@ -96,6 +102,12 @@ impl QuotaSet {
         &self.files
     }
 
+    /// The `local` section of the load: this pod's own limits, for the embedded limiter. The
+    /// RLS ignores it.
+    pub fn local(&self) -> Option<&LocalSection> {
+        self.local.as_ref()
+    }
+
     fn build<'a>(
         sources: impl IntoIterator<Item = (&'a str, &'a str)>,
         options: &LoadOptions,
@@ -104,10 +116,25 @@ impl QuotaSet {
         let mut domains: Vec<Domain> = Vec::new();
         // Domain name -> (index in `domains`, where its first `domain:` is).
         let mut seen: HashMap<String, (usize, Position)> = HashMap::new();
+        let mut local: Option<(LocalSection, Position)> = None;
         for (name, text) in sources {
             for document in file::parse_documents(name, text)? {
                 let root = file::position(name, &document.referenced);
                 let doc = document.value;
+                if let Some(section) = doc.local {
+                    let at = file::position(name, &section.referenced);
+                    if let Some((_, first)) = &local {
+                        return Err(ConfigError::DuplicateLocal {
+                            at,
+                            first: first.clone(),
+                        });
+                    }
+                    local = Some((local::section(name, section)?, at));
+                    // A document of local limits only needs no domain.
+                    if doc.domain.is_none() && doc.descriptors.is_none() {
+                        continue;
+                    }
+                }
                 let domain = match doc.domain {
                     None => {
                         return Err(ConfigError::Missing {
@@ -153,6 +180,7 @@ impl QuotaSet {
             domains,
             index,
             files,
+            local: local.map(|(section, _)| section),
         })
     }
 }

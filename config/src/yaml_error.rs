@@ -95,6 +95,9 @@ fn expected_kind(err: &Error) -> Option<&'static str> {
         },
         Error::InvalidScalar { ty, .. } => match *ty {
             "u32" => Some("an integer from 0 to 4294967295"),
+            "u16" => Some("an integer from 0 to 65535"),
+            "i64" => Some("an integer"),
+            "f64" => Some("a number"),
             "bool" => Some("true or false"),
             _ => None,
         },

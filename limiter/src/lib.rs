@@ -1,7 +1,8 @@
-//! Rate-limit maths with an injected clock: lock-free GCRA token buckets and fixed-window
-//! counters, and a sharded keyed store whose memory tracks only the keys in use. It serves the
-//! RLS memory backend and embeddable per-pod limiters alike, and knows nothing of gRPC, Redis or
-//! config files.
+//! Rate limits decided in-process: lock-free GCRA token buckets and fixed-window counters
+//! with an injected clock, keyed stores (unbounded with a sweep, or bounded), and the
+//! per-pod limits a Rust service embeds — Envoy's `local_ratelimit` filter as a tower layer,
+//! read from the `local` section of a quota file. It serves the RLS memory backend too, and
+//! knows nothing of gRPC stacks or Redis.
 //!
 //! - [`clock`]: [`Nanos`] since the Unix epoch, the [`Clock`] trait, [`SystemClock`],
 //!   [`FakeClock`].
@@ -9,6 +10,22 @@
 //! - [`window`]: [`Window`], a fixed-window counter with envoyproxy/ratelimit's semantics.
 //! - [`keyed`]: [`Keyed`], per-key buckets or windows, dropped by [`Keyed::sweep`] when
 //!   [`Idle`].
+//! - [`bounded`]: [`BoundedKeyed`], per-key buckets in a map of bounded size.
+//! - [`local`]: [`LocalLimits`] and [`RateLimitLayer`].
+//!
+//! A service adds per-pod limits in a few lines (`examples/axum_service.rs` is a whole one):
+//!
+//! ```no_run
+//! # fn app() -> Result<axum::Router, limiter::LimiterError> {
+//! let limits = limiter::LocalLimits::from_quota_file("quotas/page.yaml")?;
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "hello" }))
+//!     .layer(limiter::RateLimitLayer::new(limits));
+//! # Ok(app)
+//! # }
+//! ```
+//!
+//! The bucket underneath, used directly:
 //!
 //! ```
 //! use std::time::Duration;
@@ -27,12 +44,18 @@
 //! assert!(bucket.check(&rate, 1, clock.now()).is_allowed());
 //! ```
 
+pub mod bounded;
 pub mod clock;
+mod error;
 pub mod gcra;
 pub mod keyed;
+pub mod local;
 pub mod window;
 
+pub use bounded::BoundedKeyed;
 pub use clock::{Clock, FakeClock, Nanos, SystemClock};
+pub use error::LimiterError;
 pub use gcra::{Bucket, Decision, Rate};
 pub use keyed::{Idle, Keyed};
+pub use local::{Descriptor, LocalLimits, Outcome, Quota, RateLimitLayer, Verdict};
 pub use window::{Window, WindowCount};

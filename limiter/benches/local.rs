@@ -1,0 +1,279 @@
+//! The embedded limiter against governor (direct and dashmap-keyed) and a naive
+//! `Mutex<HashMap>` in the same run: an uncontended direct check, keyed checks over 1, 10k
+//! and 1M keys, two threads on one hot bucket, one and two threads on distinct keys, and a
+//! whole `LocalLimits::check`.
+//!
+//! Quotas are never exhausted (1e9/s, burst 1e9), so every iteration takes the allowing path,
+//! which writes state. `limiter` is given the time (a counter) where noted, since governor's
+//! quanta clock is cheaper than `Instant::now`; the `system_clock` rows include a clock read.
+//! Run: `cargo bench -p limiter --bench local`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use governor::{Quota, RateLimiter};
+use limiter::{
+    BoundedKeyed, Bucket, Clock, Descriptor, FakeClock, Keyed, LocalLimits, Nanos, Rate,
+    SystemClock, local,
+};
+
+const PER_SECOND: u32 = 1_000_000_000;
+
+fn rate() -> Rate {
+    Rate::new(PER_SECOND, Duration::from_secs(1), PER_SECOND)
+}
+
+fn quota() -> Quota {
+    Quota::per_second(NonZeroU32::new(PER_SECOND).expect("non-zero"))
+}
+
+/// The obvious implementation: one lock around a map of tats, the same GCRA maths.
+#[derive(Default)]
+struct NaiveStore {
+    tats: Mutex<HashMap<String, Nanos>>,
+}
+
+impl NaiveStore {
+    fn check(&self, key: &str, rate: &Rate, now: Nanos) -> bool {
+        let mut tats = self.tats.lock().expect("not poisoned");
+        let tat = match tats.get_mut(key) {
+            Some(tat) => tat,
+            None => tats.entry(key.to_owned()).or_insert(0),
+        };
+        naive_gcra(tat, rate, now)
+    }
+}
+
+fn naive_gcra(tat: &mut Nanos, rate: &Rate, now: Nanos) -> bool {
+    let new = (*tat).max(now) + rate.interval();
+    let allowed = new - now <= rate.tolerance();
+    if allowed {
+        *tat = new;
+    }
+    allowed
+}
+
+fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Runs `op(thread, i)` `iters` times split over `threads` threads; the wall time.
+fn on_threads(threads: u64, iters: u64, op: impl Fn(usize, u64) + Sync) -> Duration {
+    let per_thread = iters.div_ceil(threads);
+    let start = Instant::now();
+    thread::scope(|s| {
+        for t in 0..threads as usize {
+            let op = &op;
+            s.spawn(move || (0..per_thread).for_each(|i| op(t, i)));
+        }
+    });
+    start.elapsed()
+}
+
+fn direct(c: &mut Criterion) {
+    let rate = rate();
+    let clock = SystemClock::new();
+    let mut group = c.benchmark_group("direct");
+    let bucket = Bucket::new();
+    let mut now = clock.now();
+    group.bench_function("limiter_bucket_given_now", |b| {
+        b.iter(|| {
+            now += 1;
+            black_box(bucket.check(&rate, 1, black_box(now)))
+        })
+    });
+    group.bench_function("limiter_bucket_system_clock", |b| {
+        b.iter(|| black_box(bucket.check(&rate, 1, clock.now())))
+    });
+    let governor = RateLimiter::direct(quota());
+    group.bench_function("governor_direct", |b| {
+        b.iter(|| black_box(governor.check().is_ok()))
+    });
+    let naive = Mutex::new(0);
+    group.bench_function("naive_mutex_given_now", |b| {
+        b.iter(|| {
+            now += 1;
+            black_box(naive_gcra(&mut naive.lock().expect("lock"), &rate, now))
+        })
+    });
+    group.finish();
+}
+
+fn keyed(c: &mut Criterion) {
+    let rate = rate();
+    let clock = SystemClock::new();
+    for n in [1usize, 10_000, 1_000_000] {
+        let keys = keys("tenant", n);
+        let mut group = c.benchmark_group(format!("keyed_{n}_keys"));
+        let dashmap: Keyed<String, Bucket> = Keyed::new();
+        let bounded: BoundedKeyed<String> = BoundedKeyed::new(n);
+        let governor = RateLimiter::dashmap(quota());
+        let naive = NaiveStore::default();
+        for key in &keys {
+            dashmap.with(key.as_str(), |b| b.check(&rate, 1, clock.now()));
+            bounded.check(key.as_str(), &rate, 1, clock.now());
+            let _ = governor.check_key(key);
+            naive.check(key, &rate, clock.now());
+        }
+        let mut now = clock.now();
+        let mut i = 0;
+        group.bench_function("limiter_keyed_dashmap_given_now", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                now += 1;
+                black_box(dashmap.with(keys[i].as_str(), |b| b.check(&rate, 1, now)))
+            })
+        });
+        group.bench_function("limiter_bounded_given_now", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                now += 1;
+                black_box(bounded.check(keys[i].as_str(), &rate, 1, now))
+            })
+        });
+        group.bench_function("governor_keyed_dashmap", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                black_box(governor.check_key(&keys[i]).is_ok())
+            })
+        });
+        group.bench_function("naive_mutex_hashmap_given_now", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                now += 1;
+                black_box(naive.check(&keys[i], &rate, now))
+            })
+        });
+        group.finish();
+    }
+}
+
+fn contended(c: &mut Criterion) {
+    let rate = rate();
+    let clock = SystemClock::new();
+    let start = clock.now();
+    let mut group = c.benchmark_group("two_threads_one_hot_bucket");
+    let bucket = Bucket::new();
+    group.bench_function("limiter_bucket_given_now", |b| {
+        b.iter_custom(|iters| {
+            on_threads(2, iters, |_, i| {
+                black_box(bucket.check(&rate, 1, start + i));
+            })
+        })
+    });
+    let governor = RateLimiter::direct(quota());
+    group.bench_function("governor_direct", |b| {
+        b.iter_custom(|iters| {
+            on_threads(2, iters, |_, _| {
+                black_box(governor.check().is_ok());
+            })
+        })
+    });
+    let naive = Mutex::new(0);
+    group.bench_function("naive_mutex_given_now", |b| {
+        b.iter_custom(|iters| {
+            on_threads(2, iters, |_, i| {
+                black_box(naive_gcra(
+                    &mut naive.lock().expect("lock"),
+                    &rate,
+                    start + i,
+                ));
+            })
+        })
+    });
+    group.finish();
+
+    // Distinct keys per thread: wall time per check over all threads (lower is more
+    // throughput), so a store that scales halves its time from 1 to 2 threads.
+    const KEYS: usize = 10_000;
+    let sets = [keys("a", KEYS), keys("b", KEYS)];
+    let dashmap: Keyed<String, Bucket> = Keyed::new();
+    let bounded: BoundedKeyed<String> = BoundedKeyed::new(2 * KEYS);
+    let governor = RateLimiter::dashmap(quota());
+    let naive = NaiveStore::default();
+    let mut group = c.benchmark_group("distinct_keys");
+    for threads in [1u64, 2] {
+        let key = |t: usize, i: u64| sets[t][i as usize % KEYS].as_str();
+        group.bench_with_input(
+            BenchmarkId::new("limiter_keyed_dashmap_given_now", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |t, i| {
+                        black_box(dashmap.with(key(t, i), |b| b.check(&rate, 1, start + i)));
+                    })
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("limiter_bounded_given_now", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |t, i| {
+                        black_box(bounded.check(key(t, i), &rate, 1, start + i));
+                    })
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("governor_keyed_dashmap", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |t, i| {
+                        black_box(governor.check_key(&sets[t][i as usize % KEYS]).is_ok());
+                    })
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("naive_mutex_hashmap_given_now", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |t, i| {
+                        black_box(naive.check(key(t, i), &rate, start + i));
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn whole_check(c: &mut Criterion) {
+    let section = local::parse_section(
+        "bench.yaml",
+        "local:
+  token_bucket: {max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s}
+  descriptors:
+    - entries: [{key: client}]
+      token_bucket: {max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s}
+",
+    )
+    .expect("valid section");
+    let clock = FakeClock::new(SystemClock::new().now());
+    let limits = LocalLimits::builder(&section).clock(clock).build();
+    let mut group = c.benchmark_group("local_limits_check");
+    group.bench_function("default_bucket_only", |b| {
+        b.iter(|| black_box(limits.check(&[])))
+    });
+    let clients = keys("client", 10_000);
+    let mut i = 0;
+    group.bench_function("wildcard_descriptor_10k_values_and_default", |b| {
+        b.iter(|| {
+            i = (i + 1) % clients.len();
+            black_box(limits.check(&[Descriptor::new([("client", clients[i].as_str())])]))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, direct, keyed, contended, whole_check);
+criterion_main!(benches);

@@ -1,0 +1,195 @@
+//! `descriptors`: Envoy's rate-limit actions run on an `http::Request`, each
+//! [`RateLimitActions`] giving at most one request [`Descriptor`].
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+use config::{Action, HeaderMatcher, MatchRule, RateLimitActions};
+
+use crate::local::verdict::Descriptor;
+
+/// The descriptors `request` yields. A [`RateLimitActions`] whose action yields nothing (an
+/// absent header without `skip_if_absent`, a header match that fails, no client address) or
+/// whose actions were all skipped gives no descriptor, as in Envoy.
+pub(crate) fn descriptors<'r, B>(
+    all: &'r [RateLimitActions],
+    request: &'r http::Request<B>,
+) -> Vec<Descriptor<'r>> {
+    all.iter()
+        .filter_map(|item| descriptor(item, request))
+        .collect()
+}
+
+fn descriptor<'r, B>(
+    item: &'r RateLimitActions,
+    request: &'r http::Request<B>,
+) -> Option<Descriptor<'r>> {
+    let mut entries = Vec::with_capacity(item.actions.len());
+    for action in &item.actions {
+        match action {
+            Action::RequestHeaders {
+                header_name,
+                descriptor_key,
+                skip_if_absent,
+            } => match header(request, header_name) {
+                Some(value) => entries.push((Cow::Borrowed(descriptor_key.as_str()), value)),
+                None if *skip_if_absent => {}
+                None => return None,
+            },
+            Action::RemoteAddress {
+                xff_num_trusted_hops,
+            } => {
+                let address = client_address(request, *xff_num_trusted_hops)?;
+                entries.push((
+                    Cow::Borrowed("remote_address"),
+                    Cow::Owned(address.to_string()),
+                ));
+            }
+            Action::GenericKey {
+                descriptor_key,
+                descriptor_value,
+            } => entries.push((
+                Cow::Borrowed(descriptor_key.as_str()),
+                Cow::Borrowed(descriptor_value.as_str()),
+            )),
+            Action::HeaderValueMatch {
+                descriptor_key,
+                descriptor_value,
+                expect_match,
+                headers,
+            } => {
+                if headers.iter().all(|m| matches(request, m)) != *expect_match {
+                    return None;
+                }
+                entries.push((
+                    Cow::Borrowed(descriptor_key.as_str()),
+                    Cow::Borrowed(descriptor_value.as_str()),
+                ));
+            }
+            // `Action` may grow; an action this version cannot run yields nothing.
+            _ => return None,
+        }
+    }
+    (!entries.is_empty()).then_some(Descriptor {
+        entries,
+        hits_addend: item.hits_addend,
+    })
+}
+
+/// A header's first value, or a pseudo-header from the request line. Values that are not
+/// UTF-8 count as absent.
+fn header<'r, B>(request: &'r http::Request<B>, name: &str) -> Option<Cow<'r, str>> {
+    let uri = request.uri();
+    let value = match name {
+        // As Envoy's `:path`, with the query.
+        ":path" => uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        ":method" => request.method().as_str(),
+        ":authority" => match uri.authority() {
+            Some(authority) => authority.as_str(),
+            None => utf8(request.headers().get(http::header::HOST)?)?,
+        },
+        ":scheme" => uri.scheme_str()?,
+        _ => utf8(request.headers().get(name)?)?,
+    };
+    Some(Cow::Borrowed(value))
+}
+
+fn utf8(value: &http::HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
+fn matches<B>(request: &http::Request<B>, matcher: &HeaderMatcher) -> bool {
+    let value = header(request, &matcher.name);
+    let matched = match (&matcher.rule, value.as_deref()) {
+        (MatchRule::Present(present), value) => value.is_some() == *present,
+        (_, None) => false,
+        (MatchRule::Exact(s), Some(v)) => v == s,
+        (MatchRule::Prefix(s), Some(v)) => v.starts_with(s.as_str()),
+        (MatchRule::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
+        (MatchRule::Contains(s), Some(v)) => v.contains(s.as_str()),
+    };
+    matched != matcher.invert_match
+}
+
+/// The client's address: with `trusted_hops` = N > 0, the N-th address from the right of
+/// `x-forwarded-for` (all its header lines, in order), since each of the N trusted proxies
+/// appended the address it was connected from; otherwise, or when that entry is missing or
+/// not an address, the connection's peer.
+fn client_address<B>(request: &http::Request<B>, trusted_hops: u32) -> Option<IpAddr> {
+    if trusted_hops > 0 {
+        let mut hops = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .rev()
+            .filter_map(utf8)
+            .flat_map(|line| line.rsplit(','))
+            .map(str::trim);
+        if let Some(address) = hops
+            .nth(trusted_hops as usize - 1)
+            .and_then(|hop| hop.parse::<IpAddr>().ok())
+        {
+            return Some(address.to_canonical());
+        }
+    }
+    peer_address(request.extensions()).map(|ip| ip.to_canonical())
+}
+
+/// The peer of the connection: axum's `ConnectInfo<SocketAddr>` (served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`), or a plain `SocketAddr` extension
+/// (tonic users copy `TcpConnectInfo::remote_addr` into one).
+fn peer_address(extensions: &http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+        .or_else(|| extensions.get::<SocketAddr>().map(SocketAddr::ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut builder = http::Request::get("http://example.com/items?page=2");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn pseudo_headers_read_the_request_line() {
+        let req = request(&[]);
+        assert_eq!(header(&req, ":path").as_deref(), Some("/items?page=2"));
+        assert_eq!(header(&req, ":method").as_deref(), Some("GET"));
+        assert_eq!(header(&req, ":authority").as_deref(), Some("example.com"));
+        assert_eq!(header(&req, ":scheme").as_deref(), Some("http"));
+    }
+
+    #[test]
+    fn the_client_is_the_nth_forwarded_address_from_the_right() {
+        let mut req = request(&[
+            ("x-forwarded-for", "198.51.100.1, 203.0.113.9"),
+            ("x-forwarded-for", "192.0.2.7"),
+        ]);
+        req.extensions_mut()
+            .insert(SocketAddr::from(([10, 0, 0, 1], 5000)));
+        let ip = |hops| client_address(&req, hops).map(|ip| ip.to_string());
+        assert_eq!(ip(0).as_deref(), Some("10.0.0.1"));
+        assert_eq!(ip(1).as_deref(), Some("192.0.2.7"));
+        assert_eq!(ip(2).as_deref(), Some("203.0.113.9"));
+        assert_eq!(ip(3).as_deref(), Some("198.51.100.1"));
+        // Fewer entries than trusted hops: the peer.
+        assert_eq!(ip(4).as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn axum_connect_info_gives_the_peer() {
+        let mut req = request(&[]);
+        assert_eq!(client_address(&req, 0), None);
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 9], 1))));
+        assert_eq!(client_address(&req, 0), Some(IpAddr::from([127, 0, 0, 9])));
+    }
+}
