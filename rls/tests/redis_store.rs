@@ -283,3 +283,52 @@ async fn readiness_follows_the_connection() {
     assert!(store.is_ready());
     store.ping().await.expect("ping");
 }
+
+#[tokio::test]
+async fn a_unix_socket_url_reaches_redis() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("redis.sock");
+    let socket = socket.to_str().expect("utf-8");
+    let _redis = RedisServer::start_with(&["--unixsocket", socket, "--unixsocketperm", "700"]);
+    let store = RedisStore::new(redis_options(vec![Endpoint::Server(format!(
+        "redis+unix://{socket}"
+    ))]));
+    store.wait_connected().await;
+    let rate = Rate::new(10, Duration::from_secs(60), 10);
+    let batch = one_check(
+        "unix",
+        Meter::TokenBucket(rate),
+        1,
+        1_700_000_000_000_000_000,
+    );
+    assert_eq!(store.check(&batch).await.expect("check")[0].remaining(), 9);
+}
+
+#[tokio::test]
+async fn acl_credentials_in_the_url_authenticate_and_stay_out_of_errors() {
+    let acl = [
+        "--user", "limiter", "on", ">s3cret", "~*", "&*", "+@all", "--user", "default", "off",
+    ];
+    let redis = RedisServer::start_with(&acl);
+    let url = format!("redis://limiter:s3cret@127.0.0.1:{}", redis.port);
+    let store = RedisStore::new(redis_options(vec![Endpoint::Server(url)]));
+    store.wait_connected().await;
+    let rate = Rate::new(10, Duration::from_secs(60), 10);
+    let batch = one_check(
+        "acl",
+        Meter::TokenBucket(rate),
+        1,
+        1_700_000_000_000_000_000,
+    );
+    assert_eq!(store.check(&batch).await.expect("check")[0].remaining(), 9);
+
+    // A wrong password never connects, and what the store says names no secret.
+    let wrong = format!("redis://limiter:wrong-password@127.0.0.1:{}", redis.port);
+    let mut options = redis_options(vec![Endpoint::Server(wrong)]);
+    options.timeout = Duration::from_millis(100);
+    let store = RedisStore::new(options);
+    match store.check(&batch).await {
+        Err(RlsError::Unavailable(why)) => assert!(!why.contains("wrong-password"), "{why}"),
+        other => panic!("a wrong password answered {other:?}"),
+    }
+}

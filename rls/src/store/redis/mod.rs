@@ -130,6 +130,11 @@ impl RedisStore {
         }
     }
 
+    /// Check-script calls sent so far over all shards (Redis round trips).
+    pub fn script_calls(&self) -> u64 {
+        self.shards.iter().map(Shard::calls).sum()
+    }
+
     /// PINGs every shard.
     pub async fn ping(&self) -> Result<(), String> {
         for shard in &self.shards {

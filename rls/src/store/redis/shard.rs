@@ -3,6 +3,7 @@
 //! as one script call.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -83,6 +84,7 @@ pub struct Shard {
     name: String,
     link: Arc<ArcSwapOption<Link>>,
     connected: watch::Receiver<bool>,
+    calls: Arc<AtomicU64>,
     jobs: mpsc::Sender<Job>,
     refund: Script,
 }
@@ -124,11 +126,20 @@ impl Shard {
         let (jobs, queue) =
             mpsc::channel(options.batch_max_checks.max(1) * options.pipeline_depth.max(1) * 4);
         let cluster = matches!(endpoint_kind, EndpointKind::Cluster);
-        tokio::spawn(batcher(queue, link.clone(), options, deadline, cluster));
+        let calls = Arc::new(AtomicU64::new(0));
+        tokio::spawn(batcher(
+            queue,
+            link.clone(),
+            options,
+            deadline,
+            cluster,
+            calls.clone(),
+        ));
         Shard {
             name,
             link,
             connected,
+            calls,
             jobs,
             refund: Script::new(REFUND_BUCKETS),
         }
@@ -137,6 +148,11 @@ impl Shard {
     /// True once connected (the client reconnects by itself afterwards).
     pub fn is_connected(&self) -> bool {
         self.link.load().is_some()
+    }
+
+    /// Check-script calls sent so far: Redis round trips, for measuring batching.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Resolves once the first connection is made.
@@ -266,6 +282,7 @@ async fn batcher(
     options: ShardOptions,
     deadline: Duration,
     cluster: bool,
+    counter: Arc<AtomicU64>,
 ) {
     let script = Arc::new(Script::new(CHECK_BUCKETS));
     let slots = Arc::new(Semaphore::new(options.pipeline_depth.max(1)));
@@ -308,6 +325,7 @@ async fn batcher(
         let groups = if cluster { by_tag(jobs) } else { vec![jobs] };
         let link = link.load_full();
         let script = script.clone();
+        counter.fetch_add(groups.len() as u64, Ordering::Relaxed);
         tokio::spawn(async move {
             let _slot = slot;
             let calls = groups.into_iter().map(|jobs| {

@@ -1,0 +1,228 @@
+//! Decisions per second on one Redis against the memory store, in the same run: 1, 64 and
+//! 1000 concurrent callers; 1 and 4 descriptors; one hot key and 100k keys. Also Redis
+//! round trips (script calls) per decision. Server-side work only: callers call the
+//! decider directly, no gRPC.
+//!
+//!     cargo bench -p rls --bench redis [-- --seconds 3]
+//!
+//! It starts its own `redis-server` on a free loopback port (persistence off) and stops it.
+//! Prints a Markdown table for BENCHMARKS.md.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use config::{LoadOptions, QuotaSet};
+use limiter::SystemClock;
+use proto::common::RateLimitDescriptor;
+use proto::common::rate_limit_descriptor::Entry;
+use proto::rls::RateLimitRequest;
+use rls::decide::{AnswerOptions, Decider};
+use rls::store::redis::{
+    Endpoint, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
+};
+use rls::store::{BucketStore, MemoryStore};
+
+const QUOTAS: &str = "
+domain: bench
+descriptors:
+  - key: path
+    rate_limit: {unit: second, requests_per_unit: 1000000000}
+  - key: user
+    rate_limit: {unit: second, requests_per_unit: 1000000000}
+  - key: tenant
+    descriptors:
+      - key: method
+        rate_limit: {unit: second, requests_per_unit: 1000000000}
+  - key: region
+    rate_limit: {algorithm: fixed_window, unit: second, requests_per_unit: 1000000000}
+";
+
+struct Redis(Child, u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> Redis {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (Debian package redis-server) must be installed");
+    // Wait for it to answer: this bench is not a test, a short poll is fine.
+    for _ in 0..500 {
+        let pong = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output();
+        if pong.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
+            return Redis(child, port);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("redis-server did not start");
+}
+
+fn descriptor(pairs: &[(&str, &str)]) -> RateLimitDescriptor {
+    RateLimitDescriptor {
+        entries: pairs
+            .iter()
+            .map(|(k, v)| Entry {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        ..RateLimitDescriptor::default()
+    }
+}
+
+/// The requests of a workload: one (hot key) or 100k distinct ones, each with 1 or 4
+/// descriptors.
+fn workload(descriptors: usize, keys: usize) -> Vec<RateLimitRequest> {
+    (0..keys)
+        .map(|i| {
+            let user = format!("user-{i}");
+            let mut all = vec![descriptor(&[("user", &user)])];
+            if descriptors == 4 {
+                all.push(descriptor(&[("path", "/api/users")]));
+                all.push(descriptor(&[("tenant", &user), ("method", "GET")]));
+                all.push(descriptor(&[("region", "eu-west-1")]));
+            }
+            RateLimitRequest {
+                domain: "bench".into(),
+                descriptors: all,
+                hits_addend: 1,
+            }
+        })
+        .collect()
+}
+
+/// Runs `callers` tasks deciding for `seconds`; returns decisions per second.
+async fn measure<S: BucketStore>(
+    decider: Arc<Decider<S>>,
+    requests: Arc<Vec<RateLimitRequest>>,
+    callers: usize,
+    seconds: f64,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|n| {
+            let (decider, requests, done, stop) = (
+                decider.clone(),
+                requests.clone(),
+                done.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut i = n * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    i = (i + 1) % requests.len();
+                    decider.decide(&requests[i]).await.expect("decision");
+                    done.fetch_add(1, Ordering::Relaxed);
+                    // A memory decision never waits, so without this the callers would
+                    // starve the timer that ends the run (and each other).
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("caller");
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn quotas() -> QuotaSet {
+    QuotaSet::from_sources([("bench.yaml", QUOTAS)], &LoadOptions::default()).expect("valid")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let redis = start_redis();
+    println!(
+        "| callers | descriptors | keys | memory decisions/s | Redis decisions/s | Redis / memory | Redis round trips per decision |"
+    );
+    println!("| ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    for callers in [1, 64, 1000] {
+        for descriptors in [1, 4] {
+            for keys in [1, 100_000] {
+                let requests = Arc::new(workload(descriptors, keys));
+                let clock = Arc::new(SystemClock::new());
+                let memory = Arc::new(Decider::new(
+                    quotas(),
+                    MemoryStore::new(),
+                    clock.clone(),
+                    AnswerOptions::default(),
+                ));
+                let memory_rate = measure(memory, requests.clone(), callers, seconds).await;
+                let store = RedisStore::new(RedisOptions {
+                    endpoints: vec![Endpoint::Server(format!("redis://127.0.0.1:{}", redis.1))],
+                    key_prefix: format!("bench{callers}-{descriptors}-{keys}:"),
+                    timeout: Duration::from_secs(1),
+                    on_error: OnBackendError::Error,
+                    replicas: 1,
+                    max_in_flight: 100_000,
+                    over_limit_cache: 100_000,
+                    time: TimeSource::Redis,
+                    shard: ShardOptions {
+                        connect_timeout: Duration::from_secs(1),
+                        batch_max_checks: 256,
+                        batch_window: Duration::ZERO,
+                        pipeline_depth: 8,
+                    },
+                });
+                store.wait_connected().await;
+                let redis_decider = Arc::new(Decider::new(
+                    quotas(),
+                    store,
+                    clock,
+                    AnswerOptions::default(),
+                ));
+                let before = redis_decider.store().script_calls();
+                let started = Instant::now();
+                let redis_rate = measure(redis_decider.clone(), requests, callers, seconds).await;
+                let decisions = redis_rate * started.elapsed().as_secs_f64();
+                let calls = (redis_decider.store().script_calls() - before) as f64;
+                println!(
+                    "| {callers} | {descriptors} | {} | {:.0} | {:.0} | {:.2} | {:.3} |",
+                    if keys == 1 { "hot" } else { "100k" },
+                    memory_rate,
+                    redis_rate,
+                    redis_rate / memory_rate,
+                    calls / decisions
+                );
+            }
+        }
+    }
+}
