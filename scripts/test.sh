@@ -6,12 +6,17 @@ cd "$(dirname "$0")/.."
 
 # Redis tests start their own redis-server processes on free loopback ports (and a local
 # Redis Cluster with redis-cli); they need the Debian packages, not a running service.
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-    echo "scripts/test.sh: installing redis-server and redis-tools (Debian packages)"
+# The TLS test makes its certificates with openssl.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "scripts/test.sh: installing ${missing[*]} (Debian packages)"
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo test --workspace --all-features

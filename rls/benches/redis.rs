@@ -196,6 +196,7 @@ async fn main() {
                     over_limit_cache: 100_000,
                     time: TimeSource::Redis,
                     shard: ShardOptions {
+                        tls: Default::default(),
                         connect_timeout: Duration::from_secs(1),
                         batch_max_checks: 256,
                         batch_window: Duration::ZERO,

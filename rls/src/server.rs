@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use crate::http::{Readiness, router};
 use crate::request::RequestBounds;
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
-use crate::store::redis::{Endpoint, RedisOptions, RedisStore, ShardOptions};
+use crate::store::redis::{Endpoint, RedisOptions, RedisStore, ShardOptions, TlsFiles};
 use crate::store::{BucketStore, MemoryStore};
 
 /// How often full buckets and ended windows are dropped from the memory store.
@@ -100,6 +101,17 @@ impl Settings {
                 ));
             }
         };
+        let read = |path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| RlsError::Settings(format!("cannot read {}: {e}", path.display())))
+        };
+        let tls = TlsFiles {
+            ca: self.redis_tls_ca.as_ref().map(read).transpose()?,
+            client: match (&self.redis_tls_cert, &self.redis_tls_key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            },
+        };
         Ok(RedisOptions {
             endpoints,
             key_prefix: self.key_prefix.clone(),
@@ -110,6 +122,7 @@ impl Settings {
             over_limit_cache: self.over_limit_cache,
             time: self.redis_time,
             shard: ShardOptions {
+                tls,
                 connect_timeout: Duration::from_secs(1),
                 batch_max_checks: self.batch_max_checks.max(1),
                 batch_window: self.batch_window,

@@ -53,6 +53,29 @@ pub struct Settings {
     )]
     pub redis_cluster: Vec<String>,
 
+    /// PEM file of the CA certificates that may sign the Redis server's certificate, for
+    /// `rediss://` (default: the system's roots).
+    #[arg(long, env = "RLS_REDIS_TLS_CA", value_name = "PEM")]
+    pub redis_tls_ca: Option<PathBuf>,
+
+    /// PEM file of a client certificate, for Redis servers that require one.
+    #[arg(
+        long,
+        env = "RLS_REDIS_TLS_CERT",
+        value_name = "PEM",
+        requires = "redis_tls_key"
+    )]
+    pub redis_tls_cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key.
+    #[arg(
+        long,
+        env = "RLS_REDIS_TLS_KEY",
+        value_name = "PEM",
+        requires = "redis_tls_cert"
+    )]
+    pub redis_tls_key: Option<PathBuf>,
+
     /// Prefix of every Redis key.
     #[arg(long, env = "RLS_KEY_PREFIX", default_value = "rls:")]
     pub key_prefix: String,

@@ -10,7 +10,7 @@ use common::redis::RedisServer;
 use common::redis_options;
 use limiter::{Decision, Rate};
 use rls::RlsError;
-use rls::store::redis::{Endpoint, OnBackendError, RedisStore};
+use rls::store::redis::{Endpoint, OnBackendError, RedisStore, TlsFiles};
 use rls::store::{Batch, BucketStore, Check, Meter, Role};
 use serde::Deserialize;
 
@@ -331,4 +331,129 @@ async fn acl_credentials_in_the_url_authenticate_and_stay_out_of_errors() {
         Err(RlsError::Unavailable(why)) => assert!(!why.contains("wrong-password"), "{why}"),
         other => panic!("a wrong password answered {other:?}"),
     }
+}
+
+/// Makes a CA, and a server and a client certificate it signs, with `openssl`.
+fn certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=test-ca",
+        "-days",
+        "1",
+    ]);
+    for name in ["server", "client"] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ]);
+    }
+}
+
+#[tokio::test]
+async fn rediss_verifies_the_server_and_presents_a_client_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path());
+    let file = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let tls_port = common::redis::free_port();
+    let _redis = RedisServer::start_with(&[
+        "--port",
+        "0",
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &file("server.crt"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.crt"),
+        "--tls-auth-clients",
+        "yes",
+    ]);
+    let read = |name: &str| std::fs::read(dir.path().join(name)).expect("read pem");
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let rate = Rate::new(10, Duration::from_secs(60), 10);
+    let batch = one_check(
+        "tls",
+        Meter::TokenBucket(rate),
+        1,
+        1_700_000_000_000_000_000,
+    );
+
+    let mut options = redis_options(vec![Endpoint::Server(url.clone())]);
+    options.shard.tls = TlsFiles {
+        ca: Some(read("ca.crt")),
+        client: Some((read("client.crt"), read("client.key"))),
+    };
+    let store = RedisStore::new(options);
+    store.wait_connected().await;
+    assert_eq!(
+        store.check(&batch).await.expect("check over TLS")[0].remaining(),
+        9
+    );
+
+    // Without the client certificate the server refuses the handshake: never connected.
+    let mut options = redis_options(vec![Endpoint::Server(url)]);
+    options.shard.tls = TlsFiles {
+        ca: Some(read("ca.crt")),
+        client: None,
+    };
+    options.timeout = Duration::from_millis(100);
+    let store = RedisStore::new(options);
+    assert!(matches!(
+        store.check(&batch).await,
+        Err(RlsError::Unavailable(_))
+    ));
+    assert!(!store.is_ready());
 }

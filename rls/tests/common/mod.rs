@@ -149,6 +149,7 @@ pub fn redis_options(endpoints: Vec<Endpoint>) -> RedisOptions {
         over_limit_cache: 10_000,
         time: TimeSource::Local,
         shard: ShardOptions {
+            tls: Default::default(),
             connect_timeout: Duration::from_secs(2),
             batch_max_checks: 256,
             batch_window: Duration::ZERO,

@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use limiter::{Decision, Nanos};
 use tokio::sync::Semaphore;
 
-pub use shard::{Endpoint, ShardOptions};
+pub use shard::{Endpoint, ShardOptions, TlsFiles};
 
 use self::cache::OverLimitCache;
 use self::script::{charge, decode, encode_request};
@@ -98,6 +98,9 @@ impl RedisStore {
     /// Starts connecting to every shard in the background; the store answers at once,
     /// with the failure mode until a shard is connected.
     pub fn new(options: RedisOptions) -> RedisStore {
+        // rustls needs a process-wide crypto provider for rediss://; installing it twice
+        // (several stores in one process) fails harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let cluster = matches!(options.endpoints.as_slice(), [Endpoint::Cluster(_)]);
         let shards = options
             .endpoints

@@ -11,7 +11,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
-use redis::{IntoConnectionInfo, RedisResult, Script, ScriptInvocation, Value};
+use redis::{
+    ClientTlsConfig, IntoConnectionInfo, RedisResult, Script, ScriptInvocation, TlsCertificates,
+    Value,
+};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, reply_strings};
@@ -28,6 +31,9 @@ pub enum Endpoint {
 /// Connection and batching settings of a shard.
 #[derive(Clone, Debug)]
 pub struct ShardOptions {
+    /// Certificates for `rediss://`: a CA to verify the server (default: the system's
+    /// roots) and a client certificate for mutual TLS.
+    pub tls: TlsFiles,
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
     /// Most checks in one script call.
@@ -38,6 +44,30 @@ pub struct ShardOptions {
     pub batch_window: Duration,
     /// Script calls in flight at once on this shard.
     pub pipeline_depth: usize,
+}
+
+/// PEM contents for TLS to Redis; empty: system roots, no client certificate.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// CA certificates that may sign the server's certificate.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and key, for servers that require one.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    fn certificates(&self) -> Option<TlsCertificates> {
+        if self.ca.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(TlsCertificates {
+            client_tls: self.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: self.ca.clone(),
+        })
+    }
 }
 
 enum EndpointKind {
@@ -243,7 +273,10 @@ async fn open(
     match endpoint {
         Endpoint::Server(url) => {
             let info = url.as_str().into_connection_info()?.set_tcp_settings(tcp);
-            let client = redis::Client::open(info)?;
+            let client = match options.tls.certificates() {
+                Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
+                None => redis::Client::open(info)?,
+            };
             let config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(deadline))
                 .set_connection_timeout(Some(options.connect_timeout))
@@ -258,11 +291,14 @@ async fn open(
             Ok(Link::Server(manager))
         }
         Endpoint::Cluster(nodes) => {
-            let client = ClusterClient::builder(nodes.clone())
+            let mut builder = ClusterClient::builder(nodes.clone())
                 .connection_timeout(options.connect_timeout)
                 .response_timeout(deadline)
-                .tcp_settings(tcp)
-                .build()?;
+                .tcp_settings(tcp);
+            if let Some(certificates) = options.tls.certificates() {
+                builder = builder.certs(certificates);
+            }
+            let client = builder.build()?;
             let connection =
                 tokio::time::timeout(options.connect_timeout, client.get_async_connection())
                     .await
