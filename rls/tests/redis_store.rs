@@ -223,7 +223,7 @@ async fn calls_beyond_the_in_flight_bound_get_the_failure_mode_at_once() {
 async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_recovered() {
     let mut redis = RedisServer::start();
     let port = redis.port;
-    let store = store(&redis, |o| o.timeout = Duration::from_millis(200));
+    let store = store(&redis, |o| o.timeout = Duration::from_millis(50));
     store.wait_connected().await;
     let rate = Rate::new(10, Duration::from_secs(60), 10);
     let now = 1_700_000_000_000_000_000;
@@ -233,13 +233,46 @@ async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_reco
         9
     );
 
+    // Load from 20 concurrent callers while Redis dies under them: every answer is a
+    // decision or the failure mode (UNAVAILABLE), and none hangs (the guard below would
+    // fail the test, it measures nothing).
+    let store = std::sync::Arc::new(store);
+    let callers: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (mut decided, mut failed) = (0, 0);
+                for i in 0..50 {
+                    let key = format!("load{n}-{i}");
+                    let batch = one_check(&key, Meter::TokenBucket(rate), 1, now);
+                    match store.check(&batch).await {
+                        Ok(d) => {
+                            assert_eq!(d[0].remaining(), 9);
+                            decided += 1;
+                        }
+                        Err(RlsError::Unavailable(_)) => failed += 1,
+                        Err(other) => panic!("unexpected error {other}"),
+                    }
+                }
+                (decided, failed)
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
     redis.kill();
-    for _ in 0..20 {
-        match store.check(&batch).await {
-            Err(RlsError::Unavailable(_)) => {}
-            other => panic!("a dead Redis answered {other:?}"),
-        }
+    let mut failed = 0;
+    for caller in callers {
+        let answers = tokio::time::timeout(Duration::from_secs(60), caller)
+            .await
+            .expect("no caller hangs")
+            .expect("no caller panics");
+        assert_eq!(answers.0 + answers.1, 50);
+        failed += answers.1;
     }
+    assert!(
+        failed > 0,
+        "Redis died during the load, some calls must have failed"
+    );
 
     // A new process on the same port: empty, and without the script.
     let again = RedisServer::start_on(port);
