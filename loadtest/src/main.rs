@@ -1,9 +1,22 @@
-//! `loadtest`: the load harness for Envoy rate limit services.
-//!
-//! Placeholder: the harness itself is built in its own issue. It exists now so that the
-//! workspace layout is final.
+//! `loadtest`: parse the command line, run the subcommand, turn its error into exit code 1.
 
-fn main() {
-    eprintln!("loadtest: not implemented yet; see the README's map of the workspace");
-    std::process::exit(2);
+use clap::Parser;
+use loadtest::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(args) => loadtest::run::execute(args).await,
+        Command::Baseline(args) => loadtest::baseline::execute(args.listen).await,
+        Command::Compare(args) => loadtest::compare::execute(args).await,
+        Command::Stack(args) => loadtest::stack::execute(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("loadtest: {:#}", anyhow::Error::from(error));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

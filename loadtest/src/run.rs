@@ -1,0 +1,159 @@
+//! `loadtest run`: [`measure`] one phase against its targets (and first against the no-op
+//! baseline when asked), phase after phase, then print, write JSON and the report.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use config::{LoadOptions, QuotaSet};
+use serde::Serialize;
+
+use crate::accuracy::{RunWindow, evaluate};
+use crate::baseline::BaselineServer;
+use crate::chart;
+use crate::cli::RunArgs;
+use crate::error::HarnessError;
+use crate::generator::{Plan, connect, drive};
+use crate::progress::{Live, ProgressDisplay};
+use crate::report::{Measured, RunReport, error_summary, render_text};
+use crate::spec::{PhaseSpec, Scenario};
+use crate::workload::Workload;
+
+/// Loads a quota file or directory as `rls` does by default.
+pub fn load_quotas(path: &Path) -> Result<QuotaSet, HarnessError> {
+    QuotaSet::load(path, &LoadOptions::default()).map_err(|source| HarnessError::Quota {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+/// Drives `targets` with one phase and reports it; with `quotas`, adds accuracy.
+pub async fn run_phase(
+    targets: &[String],
+    spec: &PhaseSpec,
+    workload: Arc<Workload>,
+    quotas: Option<&QuotaSet>,
+    progress: bool,
+) -> Result<RunReport, HarnessError> {
+    let channels = connect(targets, spec.connections).await?;
+    let live = Arc::new(Live::default());
+    let label = if spec.name.is_empty() {
+        targets.join(",")
+    } else {
+        spec.name.clone()
+    };
+    let display =
+        ProgressDisplay::start(live.clone(), &label, spec.warmup + spec.duration, progress);
+    let (tally, timing) = drive(&channels, workload.clone(), &Plan::of(spec), live).await;
+    display.finish();
+    let accuracy = quotas.map(|quotas| {
+        let window = RunWindow {
+            start_unix: timing.start_unix,
+            end_unix: timing.start_unix + timing.elapsed.as_secs_f64(),
+        };
+        evaluate(
+            quotas,
+            &workload.domain,
+            &workload.keys,
+            &tally.asked,
+            &tally.allowed,
+            &window,
+        )
+    });
+    let report = RunReport::new(&spec.name, targets, spec, &tally, &timing, accuracy);
+    if report.decisions == 0 {
+        return Err(HarnessError::NoDecisions {
+            answers: report.answers,
+            summary: error_summary(&tally),
+        });
+    }
+    Ok(report)
+}
+
+/// One phase against `targets`, after the same phase against an in-process no-op server
+/// when `baseline` is set. The baseline gets its own runtime, as a server process would.
+pub async fn measure(
+    targets: &[String],
+    spec: &PhaseSpec,
+    quotas: Option<&QuotaSet>,
+    baseline: bool,
+    progress: bool,
+) -> Result<Measured, HarnessError> {
+    spec.validate()?;
+    let workload = Arc::new(Workload::build(spec)?);
+    let baseline = if baseline {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let server = BaselineServer::start_dedicated(threads)?;
+        let spec = PhaseSpec {
+            name: format!("{} baseline", spec.name).trim_start().to_string(),
+            ..spec.clone()
+        };
+        let targets = [server.addr.to_string()];
+        Some(run_phase(&targets, &spec, workload.clone(), None, progress).await?)
+    } else {
+        None
+    };
+    let run = run_phase(targets, spec, workload, quotas, progress).await?;
+    Ok(Measured::new(run, baseline))
+}
+
+/// What `loadtest run --json` prints.
+#[derive(Debug, Serialize)]
+pub struct RunOutput {
+    /// Each phase, in order.
+    pub phases: Vec<Measured>,
+}
+
+/// `loadtest run`.
+pub async fn execute(args: &RunArgs) -> Result<(), HarnessError> {
+    let scenario = match &args.scenario {
+        Some(path) => Scenario::load(path)?,
+        None => Scenario {
+            phases: vec![args.phase.clone()],
+            ..Scenario::default()
+        },
+    };
+    let targets = if args.targets.is_empty() {
+        scenario.target.clone()
+    } else {
+        args.targets.clone()
+    };
+    if targets.is_empty() {
+        return Err(HarnessError::Workload(
+            "at least one --target is required (or `target:` in the scenario file)".into(),
+        ));
+    }
+    let quota_path = args.quota.clone().or(scenario.quota.clone());
+    let quotas = quota_path.as_deref().map(load_quotas).transpose()?;
+    let quota_label = quota_path.as_ref().map(|p| p.display().to_string());
+
+    let mut output = RunOutput { phases: Vec::new() };
+    for phase in &scenario.phases {
+        let measured =
+            measure(&targets, phase, quotas.as_ref(), args.baseline, !args.quiet).await?;
+        if !args.json {
+            println!("{}", render_text(&measured, quota_label.as_deref()));
+        }
+        output.phases.push(measured);
+    }
+    if args.json {
+        let json = serde_json::to_string_pretty(&output)
+            .map_err(|e| HarnessError::Process(format!("cannot encode the results: {e}")))?;
+        println!("{json}");
+    }
+    if let Some(path) = &args.report {
+        let document = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        {
+            chart::svg_report(&output.phases)
+        } else {
+            chart::html_report(&output.phases, quota_label.as_deref())
+        };
+        std::fs::write(path, document)
+            .map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))?;
+        if !args.json {
+            println!("report written to {}", path.display());
+        }
+    }
+    Ok(())
+}
