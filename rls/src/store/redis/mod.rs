@@ -258,7 +258,7 @@ impl RedisStore {
                 .iter()
                 .map(|&i| self.redis_key(batch, i))
                 .collect();
-            let mut args = Vec::with_capacity(5 + 6 * part.checks.len());
+            let mut args = Vec::with_capacity(1 + part.checks.len());
             encode_request(batch, &now, &part.checks, &part.known_over, fold, &mut args);
             self.shards[*shard].check(keys, args)
         });

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -15,7 +17,7 @@ use redis::{
     ClientTlsConfig, IntoConnectionInfo, RedisResult, Script, ScriptInvocation, TlsCertificates,
     Value,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, reply_strings};
 
@@ -40,7 +42,8 @@ pub struct ShardOptions {
     pub batch_max_checks: usize,
     /// How long the batcher waits for more checks once it has some; zero sends what is
     /// queued at once (batches then form from the requests that arrive while earlier
-    /// calls are in flight). Tokio's timers round up to whole milliseconds.
+    /// calls are in flight). Tokio's timers round up to whole milliseconds, and replies
+    /// of calls in flight are handed out after the wait: keep it zero unless measured.
     pub batch_window: Duration,
     /// Script calls in flight at once on this shard.
     pub pipeline_depth: usize,
@@ -320,11 +323,18 @@ async fn batcher(
     cluster: bool,
     counter: Arc<AtomicU64>,
 ) {
-    let script = Arc::new(Script::new(CHECK_BUCKETS));
-    let slots = Arc::new(Semaphore::new(options.pipeline_depth.max(1)));
-    while let Some(first) = queue.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+    let script = Script::new(CHECK_BUCKETS);
+    let depth = options.pipeline_depth.max(1);
+    // The calls in flight are driven here rather than spawned: no task per batch, and a
+    // reply wakes this task only, which hands each caller its answer.
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        let first = tokio::select! {
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            job = queue.recv(), if in_flight.len() < depth => match job {
+                Some(job) => job,
+                None => break,
+            },
         };
         // A caller whose deadline passed while its job waited has been answered by the
         // failure mode: sending its checks now would charge buckets for a request that
@@ -359,31 +369,27 @@ async fn batcher(
         // A cluster script may touch one slot only: one call per hash tag there (the
         // jobs of one hot descriptor still share a call).
         let groups = if cluster { by_tag(jobs) } else { vec![jobs] };
-        let link = link.load_full();
-        let script = script.clone();
         counter.fetch_add(groups.len() as u64, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let calls = groups.into_iter().map(|jobs| {
-                let (script, link) = (script.clone(), link.clone());
-                async move {
-                    let checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
-                    metrics::histogram!("rls_redis_batch_checks").record(checks as f64);
-                    metrics::counter!("rls_redis_calls_total").increment(1);
-                    // Dropped at the deadline: a command the client parked for a reconnect
-                    // is cancelled instead of running later on the reconnected server.
-                    let result = match link {
-                        Some(link) => tokio::time::timeout(deadline, call(&script, &link, &jobs))
-                            .await
-                            .unwrap_or_else(|_| Err("deadline exceeded".to_string())),
-                        None => Err("not connected".to_string()),
-                    };
-                    deliver(jobs, result);
-                }
+        let link = link.load_full();
+        for jobs in groups {
+            let (script, link) = (&script, link.clone());
+            in_flight.push(async move {
+                let checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
+                metrics::histogram!("rls_redis_batch_checks").record(checks as f64);
+                metrics::counter!("rls_redis_calls_total").increment(1);
+                // Dropped at the deadline: a command the client parked for a reconnect is
+                // cancelled instead of running later on the reconnected server.
+                let result = match link {
+                    Some(link) => tokio::time::timeout(deadline, call(script, &link, &jobs))
+                        .await
+                        .unwrap_or_else(|_| Err("deadline exceeded".to_string())),
+                    None => Err("not connected".to_string()),
+                };
+                deliver(jobs, result);
             });
-            futures_util::future::join_all(calls).await;
-        });
+        }
     }
+    while in_flight.next().await.is_some() {}
 }
 
 /// Splits jobs by the hash tag of their first key (every key of a job shares it).
