@@ -8,55 +8,19 @@
 //! quanta clock is cheaper than `Instant::now`; the `system_clock` rows include a clock read.
 //! Run: `cargo bench -p limiter --bench local`.
 
-use std::collections::HashMap;
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{NaiveStore, naive_gcra, quota, rate};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use governor::{Quota, RateLimiter};
+use governor::RateLimiter;
 use limiter::{
-    BoundedKeyed, Bucket, Clock, Descriptor, FakeClock, Keyed, LocalLimits, Nanos, Rate,
-    SystemClock, local,
+    BoundedKeyed, Bucket, Clock, Descriptor, FakeClock, Keyed, LocalLimits, SystemClock, local,
 };
-
-const PER_SECOND: u32 = 1_000_000_000;
-
-fn rate() -> Rate {
-    Rate::new(PER_SECOND, Duration::from_secs(1), PER_SECOND)
-}
-
-fn quota() -> Quota {
-    Quota::per_second(NonZeroU32::new(PER_SECOND).expect("non-zero"))
-}
-
-/// The obvious implementation: one lock around a map of tats, the same GCRA maths.
-#[derive(Default)]
-struct NaiveStore {
-    tats: Mutex<HashMap<String, Nanos>>,
-}
-
-impl NaiveStore {
-    fn check(&self, key: &str, rate: &Rate, now: Nanos) -> bool {
-        let mut tats = self.tats.lock().expect("not poisoned");
-        let tat = match tats.get_mut(key) {
-            Some(tat) => tat,
-            None => tats.entry(key.to_owned()).or_insert(0),
-        };
-        naive_gcra(tat, rate, now)
-    }
-}
-
-fn naive_gcra(tat: &mut Nanos, rate: &Rate, now: Nanos) -> bool {
-    let new = (*tat).max(now) + rate.interval();
-    let allowed = new - now <= rate.tolerance();
-    if allowed {
-        *tat = new;
-    }
-    allowed
-}
 
 fn keys(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
@@ -98,7 +62,7 @@ fn direct(c: &mut Criterion) {
     group.bench_function("naive_mutex_given_now", |b| {
         b.iter(|| {
             now += 1;
-            black_box(naive_gcra(&mut naive.lock().expect("lock"), &rate, now))
+            black_box(naive_gcra(&mut naive.lock().expect("lock"), &rate, 1, now))
         })
     });
     group.finish();
@@ -113,12 +77,12 @@ fn keyed(c: &mut Criterion) {
         let dashmap: Keyed<String, Bucket> = Keyed::new();
         let bounded: BoundedKeyed<String> = BoundedKeyed::new(n);
         let governor = RateLimiter::dashmap(quota());
-        let naive = NaiveStore::default();
+        let naive: NaiveStore<String> = NaiveStore::default();
         for key in &keys {
             dashmap.with(key.as_str(), |b| b.check(&rate, 1, clock.now()));
             bounded.check(key.as_str(), &rate, 1, clock.now());
             let _ = governor.check_key(key);
-            naive.check(key, &rate, clock.now());
+            naive.check(key.as_str(), &rate, 1, clock.now());
         }
         let mut now = clock.now();
         let mut i = 0;
@@ -146,7 +110,7 @@ fn keyed(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % n;
                 now += 1;
-                black_box(naive.check(&keys[i], &rate, now))
+                black_box(naive.check(keys[i].as_str(), &rate, 1, now))
             })
         });
         group.finish();
@@ -181,6 +145,7 @@ fn contended(c: &mut Criterion) {
                 black_box(naive_gcra(
                     &mut naive.lock().expect("lock"),
                     &rate,
+                    1,
                     start + i,
                 ));
             })
@@ -195,7 +160,7 @@ fn contended(c: &mut Criterion) {
     let dashmap: Keyed<String, Bucket> = Keyed::new();
     let bounded: BoundedKeyed<String> = BoundedKeyed::new(2 * KEYS);
     let governor = RateLimiter::dashmap(quota());
-    let naive = NaiveStore::default();
+    let naive: NaiveStore<String> = NaiveStore::default();
     let mut group = c.benchmark_group("distinct_keys");
     for threads in [1u64, 2] {
         let key = |t: usize, i: u64| sets[t][i as usize % KEYS].as_str();
@@ -238,7 +203,7 @@ fn contended(c: &mut Criterion) {
             |b, &threads| {
                 b.iter_custom(|iters| {
                     on_threads(threads, iters, |t, i| {
-                        black_box(naive.check(key(t, i), &rate, start + i));
+                        black_box(naive.check(key(t, i), &rate, 1, start + i));
                     })
                 })
             },

@@ -50,6 +50,7 @@ mod error;
 pub mod gcra;
 pub mod keyed;
 pub mod local;
+pub mod vectors;
 pub mod window;
 
 pub use bounded::BoundedKeyed;

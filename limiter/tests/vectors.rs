@@ -31,92 +31,24 @@
 //!   cost × T, never below now); its `expect` is what a cost-0 check at `at_ns` answers after
 //!   the refund.
 
-use std::time::Duration;
+use limiter::Bucket;
+use limiter::vectors::{VectorFile, gcra};
 
-use limiter::{Bucket, Decision, Rate};
-use serde::Deserialize;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    /// A pointer for readers of the JSON to this file.
-    format: String,
-    vectors: Vec<Vector>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Vector {
-    name: String,
-    rate: RateSpec,
-    steps: Vec<Step>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RateSpec {
-    requests: u32,
-    period_ns: u64,
-    burst: u32,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Step {
-    at_ns: u64,
-    cost: u32,
-    #[serde(default)]
-    refund: bool,
-    expect: Expect,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Expect {
-    allowed: bool,
-    remaining: u32,
-    reset_after_ns: u64,
-    retry_after_ns: Option<u64>,
-}
-
-impl Expect {
-    /// The decision this expectation describes; panics on a malformed vector.
-    fn decision(&self, vector: &str) -> Decision {
-        match (self.allowed, self.retry_after_ns) {
-            (true, None) => Decision::Allowed {
-                remaining: self.remaining,
-                reset_after: self.reset_after_ns,
-            },
-            (false, Some(retry_after)) => {
-                assert_eq!(self.remaining, 0, "{vector}: a denial has remaining 0");
-                Decision::Denied {
-                    retry_after,
-                    reset_after: self.reset_after_ns,
-                }
-            }
-            _ => panic!("{vector}: retry_after_ns must be present iff allowed is false"),
-        }
-    }
-}
-
-fn load() -> File {
-    let text = include_str!("vectors/gcra.json");
-    serde_json::from_str(text).expect("tests/vectors/gcra.json parses")
+fn load() -> VectorFile {
+    gcra().expect("tests/vectors/gcra.json parses")
 }
 
 #[test]
 fn every_shared_vector_passes_on_the_in_memory_bucket() {
     let file = load();
     for vector in &file.vectors {
-        let spec = &vector.rate;
-        let rate = Rate::new(
-            spec.requests,
-            Duration::from_nanos(spec.period_ns),
-            spec.burst,
-        );
+        let rate = vector.rate.rate();
         let bucket = Bucket::new();
         for (i, step) in vector.steps.iter().enumerate() {
-            let expected = step.expect.decision(&vector.name);
+            let expected = step
+                .expect
+                .decision()
+                .unwrap_or_else(|e| panic!("{}: {e}", vector.name));
             let got = if step.refund {
                 bucket.refund(&rate, step.cost, step.at_ns);
                 bucket.check(&rate, 0, step.at_ns)

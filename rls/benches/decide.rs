@@ -9,30 +9,15 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use config::{LoadOptions, QuotaSet};
+mod common;
+
+use common::{descriptor, four_descriptors, quotas, request};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use limiter::{Bucket, Decision, FakeClock, Window};
-use proto::common::RateLimitDescriptor;
-use proto::common::rate_limit_descriptor::Entry;
 use proto::rls::RateLimitRequest;
 use rls::RlsError;
 use rls::decide::{AnswerOptions, Decider};
 use rls::store::{Batch, BucketStore, MemoryStore, Meter};
-
-const QUOTAS: &str = "
-domain: bench
-descriptors:
-  - key: path
-    rate_limit: {unit: second, requests_per_unit: 1000000000}
-  - key: user
-    rate_limit: {unit: second, requests_per_unit: 1000000000}
-  - key: tenant
-    descriptors:
-      - key: method
-        rate_limit: {unit: second, requests_per_unit: 1000000000}
-  - key: region
-    rate_limit: {algorithm: fixed_window, unit: second, requests_per_unit: 1000000000}
-";
 
 /// The baseline: one lock around every bucket, keys copied into owned vectors.
 #[derive(Default)]
@@ -74,43 +59,15 @@ fn now<F: Future>(future: F) -> F::Output {
     }
 }
 
-fn descriptor(pairs: &[(&str, &str)]) -> RateLimitDescriptor {
-    RateLimitDescriptor {
-        entries: pairs
-            .iter()
-            .map(|(k, v)| Entry {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect(),
-        ..RateLimitDescriptor::default()
-    }
-}
-
-fn request(descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
-    RateLimitRequest {
-        domain: "bench".into(),
-        descriptors,
-        hits_addend: 1,
-    }
-}
-
 fn decider<S: BucketStore>(store: S) -> Decider<S> {
-    let quotas = QuotaSet::from_sources([("bench.yaml", QUOTAS)], &LoadOptions::default())
-        .expect("bench quotas are valid");
     let clock = Arc::new(FakeClock::new(1_700_000_000_000_000_000));
-    Decider::new(quotas, store, clock, AnswerOptions::default())
+    Decider::new(quotas(), store, clock, AnswerOptions::default())
 }
 
 fn run<S: BucketStore>(c: &mut Criterion, name: &str, store: impl Fn() -> S) {
     let mut group = c.benchmark_group("decide");
     let one = request(vec![descriptor(&[("path", "/api/users")])]);
-    let four = request(vec![
-        descriptor(&[("path", "/api/users")]),
-        descriptor(&[("user", "alice")]),
-        descriptor(&[("tenant", "acme"), ("method", "GET")]),
-        descriptor(&[("region", "eu-west-1")]),
-    ]);
+    let four = four_descriptors("alice");
     let many: Vec<RateLimitRequest> = (0..100_000)
         .map(|i| request(vec![descriptor(&[("user", &format!("user-{i}"))])]))
         .collect();

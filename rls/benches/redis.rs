@@ -14,31 +14,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use config::{LoadOptions, QuotaSet};
+mod common;
+
+use common::{descriptor, four_descriptors, quotas, request};
 use limiter::SystemClock;
-use proto::common::RateLimitDescriptor;
-use proto::common::rate_limit_descriptor::Entry;
 use proto::rls::RateLimitRequest;
 use rls::decide::{AnswerOptions, Decider};
 use rls::store::redis::{
     Endpoint, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
 };
 use rls::store::{BucketStore, MemoryStore};
-
-const QUOTAS: &str = "
-domain: bench
-descriptors:
-  - key: path
-    rate_limit: {unit: second, requests_per_unit: 1000000000}
-  - key: user
-    rate_limit: {unit: second, requests_per_unit: 1000000000}
-  - key: tenant
-    descriptors:
-      - key: method
-        rate_limit: {unit: second, requests_per_unit: 1000000000}
-  - key: region
-    rate_limit: {algorithm: fixed_window, unit: second, requests_per_unit: 1000000000}
-";
 
 struct Redis(Child, u16);
 
@@ -83,35 +68,15 @@ fn start_redis() -> Redis {
     panic!("redis-server did not start");
 }
 
-fn descriptor(pairs: &[(&str, &str)]) -> RateLimitDescriptor {
-    RateLimitDescriptor {
-        entries: pairs
-            .iter()
-            .map(|(k, v)| Entry {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect(),
-        ..RateLimitDescriptor::default()
-    }
-}
-
 /// The requests of a workload: one (hot key) or 100k distinct ones, each with 1 or 4
 /// descriptors.
 fn workload(descriptors: usize, keys: usize) -> Vec<RateLimitRequest> {
     (0..keys)
         .map(|i| {
             let user = format!("user-{i}");
-            let mut all = vec![descriptor(&[("user", &user)])];
-            if descriptors == 4 {
-                all.push(descriptor(&[("path", "/api/users")]));
-                all.push(descriptor(&[("tenant", &user), ("method", "GET")]));
-                all.push(descriptor(&[("region", "eu-west-1")]));
-            }
-            RateLimitRequest {
-                domain: "bench".into(),
-                descriptors: all,
-                hits_addend: 1,
+            match descriptors {
+                4 => four_descriptors(&user),
+                _ => request(vec![descriptor(&[("user", &user)])]),
             }
         })
         .collect()
@@ -154,10 +119,6 @@ async fn measure<S: BucketStore>(
         task.await.expect("caller");
     }
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
-fn quotas() -> QuotaSet {
-    QuotaSet::from_sources([("bench.yaml", QUOTAS)], &LoadOptions::default()).expect("valid")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

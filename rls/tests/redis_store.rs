@@ -8,47 +8,10 @@ use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::redis_options;
-use limiter::{Decision, Rate};
+use limiter::Rate;
 use rls::RlsError;
 use rls::store::redis::{Endpoint, OnBackendError, RedisStore, TlsFiles};
 use rls::store::{Batch, BucketStore, Check, Meter, Role};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct VectorFile {
-    vectors: Vec<Vector>,
-}
-
-#[derive(Deserialize)]
-struct Vector {
-    name: String,
-    rate: RateSpec,
-    steps: Vec<Step>,
-}
-
-#[derive(Deserialize)]
-struct RateSpec {
-    requests: u32,
-    period_ns: u64,
-    burst: u32,
-}
-
-#[derive(Deserialize)]
-struct Step {
-    at_ns: u64,
-    cost: u32,
-    #[serde(default)]
-    refund: bool,
-    expect: Expect,
-}
-
-#[derive(Deserialize)]
-struct Expect {
-    allowed: bool,
-    remaining: u32,
-    reset_after_ns: u64,
-    retry_after_ns: Option<u64>,
-}
 
 /// A batch of one token-bucket check of `cost` on bucket `key` at `now`.
 fn one_check(key: &str, meter: Meter, cost: u32, now: u64) -> Batch {
@@ -82,19 +45,10 @@ async fn the_lua_script_agrees_with_the_rust_maths_on_every_shared_vector() {
     // The cache off: every answer comes from the script.
     let store = store(&redis, |o| o.over_limit_cache = 0);
     store.wait_connected().await;
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../limiter/tests/vectors/gcra.json"
-    ))
-    .expect("vector file");
-    let file: VectorFile = serde_json::from_str(&text).expect("vectors parse");
+    let file = limiter::vectors::gcra().expect("vectors parse");
     assert!(file.vectors.len() >= 12);
     for (n, vector) in file.vectors.iter().enumerate() {
-        let rate = Rate::new(
-            vector.rate.requests,
-            Duration::from_nanos(vector.rate.period_ns),
-            vector.rate.burst,
-        );
+        let rate = vector.rate.rate();
         let key = format!("vector{n}");
         for (s, step) in vector.steps.iter().enumerate() {
             let batch = one_check(&key, Meter::TokenBucket(rate), step.cost, step.at_ns);
@@ -105,20 +59,10 @@ async fn the_lua_script_agrees_with_the_rust_maths_on_every_shared_vector() {
             } else {
                 store.check(&batch).await.expect("check")[0]
             };
-            let expected = if step.expect.allowed {
-                Decision::Allowed {
-                    remaining: step.expect.remaining,
-                    reset_after: step.expect.reset_after_ns,
-                }
-            } else {
-                Decision::Denied {
-                    retry_after: step
-                        .expect
-                        .retry_after_ns
-                        .expect("denied steps give retry_after_ns"),
-                    reset_after: step.expect.reset_after_ns,
-                }
-            };
+            let expected = step
+                .expect
+                .decision()
+                .unwrap_or_else(|e| panic!("{}: {e}", vector.name));
             assert_eq!(decision, expected, "vector {:?} step {s}", vector.name);
         }
     }

@@ -11,30 +11,11 @@ use redis::{FromRedisValue, Value};
 
 use crate::store::{Batch, Check, Meter, Role};
 
-/// Checks the buckets of one or more requests, each request all-or-nothing.
-///
-/// Atomic because each request's decision depends on all its buckets, and its writes
-/// must not interleave with another caller's reads (no lost updates, no overshoot).
-///
-/// - `KEYS[i]`: the bucket key of check i, in order over all requests.
-/// - `ARGV[1]`: the number of requests. Then per request one header argument,
-///   `"<now> <fold> <global_shadow> <stop_increment> <checks>"`: the time as decimal
-///   nanoseconds since the epoch, or empty to use the server's `TIME`; `fold` 1 to charge
-///   its token buckets only if the request passes as a whole, 0 for each check on its
-///   own; the flags as 1/0; the number of checks. Then one argument per check,
-///   `"<kind><role><descriptor> <cost> <p1> <p2>"`: kind `t` token bucket, `f` fixed
-///   window, `x` known over without a look; role `e` enforced, `s` shadow, `q` quota;
-///   for `t` p1 is the charge `cost × T` and p2 the tolerance `τ` (decimal nanoseconds),
-///   for `f` the period in seconds and the limit, for `x` both empty. One argument per
-///   check rather than six: fewer strings to build, send and parse.
-/// - Returns two strings per check: for `t` the nanoseconds the stored tat was ahead of
-///   now (0 when full) and "1" if it charged; for `f` the count after and the
-///   nanoseconds to the window's end; for `x` "0", "0".
-///
-/// Token-bucket keys hold the tat as decimal nanoseconds and expire a second after the
-/// bucket is full again; a window's count lives under the key plus `:<window start>` and
-/// expires a second after the window's end.
-pub const CHECK_BUCKETS: &str = r#"
+/// Lua shared by both scripts: times as (seconds, nanoseconds) pairs parsed from and
+/// shown as decimal nanoseconds, exact where a Lua double is not, and the clock.
+macro_rules! lua_prelude {
+    () => {
+        r#"
 local BILLION = 1000000000
 local function parse(text)
   local len = #text
@@ -65,7 +46,47 @@ local function expiry_ms(s, n)
   return s * 1000 + math.ceil(n / 1000000) + 1000
 end
 
+-- The time of a request: its decimal nanoseconds, or the server's TIME when empty
+-- (read once per script call).
 local time_s, time_n
+local function clock(text)
+  if text ~= '' then return parse(text) end
+  if not time_s then
+    local t = redis.call('TIME')
+    time_s, time_n = tonumber(t[1]), tonumber(t[2]) * 1000
+  end
+  return time_s, time_n
+end
+"#
+    };
+}
+
+/// Checks the buckets of one or more requests, each request all-or-nothing.
+///
+/// Atomic because each request's decision depends on all its buckets, and its writes
+/// must not interleave with another caller's reads (no lost updates, no overshoot).
+///
+/// - `KEYS[i]`: the bucket key of check i, in order over all requests.
+/// - `ARGV[1]`: the number of requests. Then per request one header argument,
+///   `"<now> <fold> <global_shadow> <stop_increment> <checks>"`: the time as decimal
+///   nanoseconds since the epoch, or empty to use the server's `TIME`; `fold` 1 to charge
+///   its token buckets only if the request passes as a whole, 0 for each check on its
+///   own; the flags as 1/0; the number of checks. Then one argument per check,
+///   `"<kind><role><descriptor> <cost> <p1> <p2>"`: kind `t` token bucket, `f` fixed
+///   window, `x` known over without a look; role `e` enforced, `s` shadow, `q` quota;
+///   for `t` p1 is the charge `cost × T` and p2 the tolerance `τ` (decimal nanoseconds),
+///   for `f` the period in seconds and the limit, for `x` both empty. One argument per
+///   check rather than six: fewer strings to build, send and parse.
+/// - Returns two strings per check: for `t` the nanoseconds the stored tat was ahead of
+///   now (0 when full) and "1" if it charged; for `f` the count after and the
+///   nanoseconds to the window's end; for `x` "0", "0".
+///
+/// Token-bucket keys hold the tat as decimal nanoseconds and expire a second after the
+/// bucket is full again; a window's count lives under the key plus `:<window start>` and
+/// expires a second after the window's end.
+pub const CHECK_BUCKETS: &str = concat!(
+    lua_prelude!(),
+    r#"
 local out = {}
 local a = 2
 local k = 1
@@ -73,16 +94,7 @@ for _ = 1, tonumber(ARGV[1]) do
   local now, fold, shadow_all, stop, n = string.match(ARGV[a], '^(%d*) (%d) (%d) (%d) (%d+)$')
   fold, shadow_all, stop, n = fold == '1', shadow_all == '1', stop == '1', tonumber(n)
   a = a + 1
-  local now_s, now_n
-  if now == '' then
-    if not time_s then
-      local t = redis.call('TIME')
-      time_s, time_n = tonumber(t[1]), tonumber(t[2]) * 1000
-    end
-    now_s, now_n = time_s, time_n
-  else
-    now_s, now_n = parse(now)
-  end
+  local now_s, now_n = clock(now)
   local checks = {}
   local any_window_over = false
   for i = 1, n do
@@ -175,7 +187,8 @@ for _ = 1, tonumber(ARGV[1]) do
   end
 end
 return out
-"#;
+"#
+);
 
 /// Gives back what a request took from token buckets on this shard, when another shard
 /// denied the request.
@@ -186,43 +199,31 @@ return out
 /// - `ARGV[1]`: the time as decimal nanoseconds, or "" to use `TIME`.
 /// - `ARGV[i + 1]`: the charge `cost × T` to give back to `KEYS[i]`, decimal nanoseconds.
 /// - Returns the number of keys moved back.
-pub const REFUND_BUCKETS: &str = r#"
-local BILLION = 1000000000
-local function parse(text)
-  local len = #text
-  if len <= 9 then return 0, tonumber(text) end
-  return tonumber(string.sub(text, 1, len - 9)), tonumber(string.sub(text, len - 8))
-end
-local function show(s, n)
-  if s == 0 then return string.format('%d', n) end
-  return string.format('%d%09d', s, n)
-end
-local now_s, now_n
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now_s, now_n = tonumber(t[1]), tonumber(t[2]) * 1000
-else
-  now_s, now_n = parse(ARGV[1])
-end
+pub const REFUND_BUCKETS: &str = concat!(
+    lua_prelude!(),
+    r#"
+local now_s, now_n = clock(ARGV[1])
 local moved = 0
 for i, key in ipairs(KEYS) do
   local stored = redis.call('GET', key)
   if stored then
-    local ts, tn = parse(stored)
+    -- Locals, not nested calls: Lua keeps only the first value of a call that is not
+    -- the last argument.
+    local ss, sn = parse(stored)
     local bs, bn = parse(ARGV[i + 1])
-    ts, tn = ts - bs, tn - bn
-    if tn < 0 then ts, tn = ts - 1, tn + BILLION end
-    if ts < now_s or (ts == now_s and tn <= now_n) then
+    local ts, tn = sub(ss, sn, bs, bn)
+    if le(ts, tn, now_s, now_n) then
       redis.call('DEL', key)
     else
-      local ahead_ms = (ts - now_s) * 1000 + math.ceil((tn - now_n) / 1000000) + 1000
-      redis.call('SET', key, show(ts, tn), 'PX', ahead_ms)
+      local as, an = sub(ts, tn, now_s, now_n)
+      redis.call('SET', key, show(ts, tn), 'PX', expiry_ms(as, an))
     end
     moved = moved + 1
   end
 end
 return moved
-"#;
+"#
+);
 
 /// Appends the script arguments of one request's part of a batch: `checks` are indices
 /// into `batch.checks`, `known_over` marks those already known to be over (answered from
