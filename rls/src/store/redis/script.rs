@@ -77,9 +77,10 @@ end
 ///   for `t` p1 is the charge `cost × T` and p2 the tolerance `τ` (decimal nanoseconds),
 ///   for `f` the period in seconds and the limit, for `x` both empty. One argument per
 ///   check rather than six: fewer strings to build, send and parse.
-/// - Returns two strings per check: for `t` the nanoseconds the stored tat was ahead of
-///   now (0 when full) and "1" if it charged; for `f` the count after and the
-///   nanoseconds to the window's end; for `x` "0", "0".
+/// - Returns one string per request: two space-separated values per check, for `t` the
+///   nanoseconds the stored tat was ahead of now (0 when full) and 1 if it charged; for
+///   `f` the count after and the nanoseconds to the window's end; for `x` 0 0. (One
+///   string per request rather than two per check: fewer replies to encode and decode.)
 ///
 /// Token-bucket keys hold the tat as decimal nanoseconds and expire a second after the
 /// bucket is full again; a window's count lives under the key plus `:<window start>` and
@@ -155,6 +156,7 @@ for _ = 1, tonumber(ARGV[1]) do
     denied = denied or (quota_seen and quota_all_over)
   end
 
+  local parts = {}
   for _, c in ipairs(checks) do
     if c.kind == 't' then
       local charged = '0'
@@ -163,8 +165,8 @@ for _ = 1, tonumber(ARGV[1]) do
         redis.call('SET', c.key, show(ts, tn), 'PX', expiry_ms(c.as, c.an))
         charged = '1'
       end
-      out[#out + 1] = show(c.ds, c.dn)
-      out[#out + 1] = charged
+      parts[#parts + 1] = show(c.ds, c.dn)
+      parts[#parts + 1] = charged
     elseif c.kind == 'f' then
       local hits = c.cost
       if stop and any_window_over and not c.over then hits = 0 end
@@ -178,13 +180,14 @@ for _ = 1, tonumber(ARGV[1]) do
         after = count
       end
       local rs, rn = sub(c.window_end, 0, now_s, now_n)
-      out[#out + 1] = tostring(after)
-      out[#out + 1] = show(rs, rn)
+      parts[#parts + 1] = tostring(after)
+      parts[#parts + 1] = show(rs, rn)
     else
-      out[#out + 1] = '0'
-      out[#out + 1] = '0'
+      parts[#parts + 1] = '0'
+      parts[#parts + 1] = '0'
     end
   end
+  out[#out + 1] = table.concat(parts, ' ')
 end
 return out
 "#
@@ -292,7 +295,7 @@ pub fn decode(check: &Check, first: &str, second: &str) -> Result<Decision, Stri
     })
 }
 
-/// The script's reply as a flat list of strings.
+/// The script's reply: one string per request.
 pub fn reply_strings(value: Value) -> Result<Vec<String>, String> {
     Vec::<String>::from_redis_value(value).map_err(|e| format!("unexpected script reply: {e}"))
 }

@@ -108,8 +108,8 @@ pub struct Job {
     pub keys: Vec<Vec<u8>>,
     /// Its arguments (the per-request part of `CHECK_BUCKETS`'s ARGV).
     pub args: Vec<String>,
-    /// Where its two reply strings per check go.
-    pub reply: oneshot::Sender<Result<Vec<String>, String>>,
+    /// Where its reply goes: two space-separated values per check.
+    pub reply: oneshot::Sender<Result<String, String>>,
 }
 
 /// A Redis endpoint with its connection and batcher.
@@ -195,11 +195,7 @@ impl Shard {
     }
 
     /// Queues one request's part for the next script call and waits for its reply.
-    pub async fn check(
-        &self,
-        keys: Vec<Vec<u8>>,
-        args: Vec<String>,
-    ) -> Result<Vec<String>, String> {
+    pub async fn check(&self, keys: Vec<Vec<u8>>, args: Vec<String>) -> Result<String, String> {
         if !self.is_connected() {
             return Err(format!("{}: not connected", self.name));
         }
@@ -436,14 +432,18 @@ async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<String>,
     reply_strings(value)
 }
 
-/// Hands each job its slice of the reply (two strings per check).
+/// Hands each job its reply (one string per request, in order).
 fn deliver(jobs: Vec<Job>, result: Result<Vec<String>, String>) {
     match result {
-        Ok(mut values) => {
-            let mut rest = values.drain(..);
+        Ok(values) if values.len() == jobs.len() => {
+            for (job, reply) in jobs.into_iter().zip(values) {
+                let _ = job.reply.send(Ok(reply));
+            }
+        }
+        Ok(values) => {
+            let error = format!("{} replies for {} requests", values.len(), jobs.len());
             for job in jobs {
-                let mine: Vec<String> = rest.by_ref().take(job.keys.len() * 2).collect();
-                let _ = job.reply.send(Ok(mine));
+                let _ = job.reply.send(Err(error.clone()));
             }
         }
         Err(error) => {
