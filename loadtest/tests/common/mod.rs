@@ -77,6 +77,8 @@ impl RateLimitService for StallRls {
         _request: tonic::Request<RateLimitRequest>,
     ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
         if self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            // The stall under test: real time must pass for the harness to measure it (the
+            // test asserts only a lower bound on the latency it records).
             tokio::time::sleep(self.stall).await;
         }
         Ok(tonic::Response::new(RateLimitResponse {
