@@ -73,6 +73,13 @@ impl<S: BucketStore> Decider<S> {
         self.quotas.load_full()
     }
 
+    /// Serves `quotas` from now on. Requests in flight finish on the snapshot they
+    /// started with; buckets are keyed by descriptor, not by quota, so they keep their
+    /// state across the swap.
+    pub fn replace_quotas(&self, quotas: QuotaSet) {
+        self.quotas.store(Arc::new(quotas));
+    }
+
     /// The bucket store.
     pub fn store(&self) -> &S {
         &self.store

@@ -21,6 +21,7 @@ use crate::decide::{AnswerOptions, Decider};
 use crate::error::RlsError;
 use crate::headers::HeaderNames;
 use crate::http::{Readiness, router};
+use crate::reload::Reloader;
 use crate::request::RequestBounds;
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
@@ -65,11 +66,15 @@ impl Settings {
     /// Loads the quota files the settings name.
     pub fn load_quotas(&self) -> Result<QuotaSet, RlsError> {
         let path = self.config.as_ref().ok_or(RlsError::NoConfigPath)?;
-        let options = LoadOptions {
+        Ok(QuotaSet::load(path, &self.load_options())?)
+    }
+
+    /// How the quota files are read.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
             merge_domains: self.merge_domains,
             default_algorithm: self.default_algorithm.into(),
-        };
-        Ok(QuotaSet::load(path, &options)?)
+        }
     }
 
     /// The Redis store's settings; refuses a Redis backend without (or with two kinds
@@ -168,15 +173,59 @@ pub async fn serve(
     let options = settings.answer_options();
     match settings.backend {
         BackendKind::Memory => {
-            let decider = Decider::new(quotas, MemoryStore::new(), clock, options);
-            serve_store(listeners, Arc::new(decider), shutdown).await
+            let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
+            serve_reloading(listeners, decider, &settings, shutdown).await
         }
         BackendKind::Redis => {
             let store = RedisStore::new(settings.redis_options()?);
-            let decider = Decider::new(quotas, store, clock, options);
-            serve_store(listeners, Arc::new(decider), shutdown).await
+            let decider = Arc::new(Decider::new(quotas, store, clock, options));
+            serve_reloading(listeners, decider, &settings, shutdown).await
         }
     }
+}
+
+/// [`serve_store`], reloading the quota files when they change or on SIGHUP unless the
+/// settings turn that off.
+async fn serve_reloading<S: BucketStore>(
+    listeners: Listeners,
+    decider: Arc<Decider<S>>,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    let reloader = match (&settings.config, settings.watch_config) {
+        (Some(path), true) => Some(Arc::new(Reloader::start(
+            decider.clone(),
+            path.clone(),
+            settings.load_options(),
+        )?)),
+        _ => None,
+    };
+    let hangups = reloader
+        .clone()
+        .map(|reloader| tokio::spawn(reload_on_hangup(reloader)));
+    let result = serve_store(listeners, decider, shutdown).await;
+    if let Some(hangups) = hangups {
+        hangups.abort();
+    }
+    result
+}
+
+/// Reloads on every SIGHUP, as daemons conventionally do.
+async fn reload_on_hangup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the quota files");
+            reloader.reload_now();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 /// Serves `decider` (a memory store) on `listeners` until `shutdown` resolves.

@@ -18,6 +18,12 @@ pub struct Settings {
     #[arg(long, env = "RLS_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Reload the quota files when they change (and on SIGHUP); an invalid change is
+    /// refused and the previous files keep serving.
+    #[arg(long, env = "RLS_WATCH_CONFIG", value_parser = clap::builder::BoolishValueParser::new(),
+          num_args = 0..=1, default_value = "true", default_missing_value = "true")]
+    pub watch_config: bool,
+
     /// Address of the gRPC listener (RateLimitService, grpc.health.v1).
     #[arg(long, env = "RLS_GRPC_ADDR", default_value = "0.0.0.0:8081")]
     pub grpc_addr: SocketAddr,

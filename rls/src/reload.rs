@@ -1,0 +1,128 @@
+//! `Reloader`: watches the quota files and, when they change (an edit, a Kubernetes
+//! ConfigMap swapping its `..data` link) or on SIGHUP, loads them again and swaps the new
+//! snapshot in at once. An invalid change is refused whole: the old snapshot keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::{LoadOptions, QuotaSet};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use crate::decide::Decider;
+use crate::error::RlsError;
+use crate::store::BucketStore;
+
+/// Changes often come in bursts (an editor's write and rename, a ConfigMap's several
+/// links): wait this long after the last event before loading.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// What the reloads have done so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Reloads that swapped a new snapshot in.
+    pub loaded: u64,
+    /// Reloads refused because the files were invalid (the old snapshot kept serving).
+    pub refused: u64,
+    /// The last refusal's message: file, line, column, key path and fault.
+    pub last_error: Option<String>,
+}
+
+/// A running watcher; dropping it stops watching.
+pub struct Reloader {
+    status: watch::Receiver<ReloadStatus>,
+    trigger: mpsc::Sender<()>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Reloader {
+    /// Watches `path` (a file, or a directory of quota files) and reloads `decider`'s
+    /// quotas when it changes.
+    pub fn start<S: BucketStore>(
+        decider: Arc<Decider<S>>,
+        path: PathBuf,
+        options: LoadOptions,
+    ) -> Result<Reloader, RlsError> {
+        let (trigger, events) = mpsc::channel(1);
+        let notify_trigger = trigger.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // A full channel already has a reload pending: nothing is lost by dropping this.
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = notify_trigger.try_send(());
+                }
+            })
+            .map_err(|e| RlsError::Settings(format!("cannot watch {}: {e}", path.display())))?;
+        // The directory, not the file: editors and ConfigMaps replace files by renaming,
+        // which a watch on the file itself would lose.
+        let watched = watched_dir(&path);
+        watcher
+            .watch(&watched, RecursiveMode::NonRecursive)
+            .map_err(|e| RlsError::Settings(format!("cannot watch {}: {e}", watched.display())))?;
+        let (report, status) = watch::channel(ReloadStatus::default());
+        tokio::spawn(reload_on_change(events, decider, path, options, report));
+        Ok(Reloader {
+            status,
+            trigger,
+            _watcher: watcher,
+        })
+    }
+
+    /// Asks for a reload now (what SIGHUP does).
+    pub fn reload_now(&self) {
+        let _ = self.trigger.try_send(());
+    }
+
+    /// The reloads so far; `changed()` on it waits for the next one.
+    pub fn status(&self) -> watch::Receiver<ReloadStatus> {
+        self.status.clone()
+    }
+}
+
+/// The directory whose entries change when `path` does.
+fn watched_dir(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        return path.to_path_buf();
+    }
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+async fn reload_on_change<S: BucketStore>(
+    mut events: mpsc::Receiver<()>,
+    decider: Arc<Decider<S>>,
+    path: PathBuf,
+    options: LoadOptions,
+    report: watch::Sender<ReloadStatus>,
+) {
+    while events.recv().await.is_some() {
+        // Settle: wait until the burst of events is over.
+        while let Ok(Some(())) = tokio::time::timeout(SETTLE, events.recv()).await {}
+        let (path, options) = (path.clone(), options.clone());
+        let loaded = tokio::task::spawn_blocking(move || QuotaSet::load(&path, &options)).await;
+        match loaded {
+            Ok(Ok(quotas)) => {
+                tracing::info!(
+                    domains = quotas.domains().count(),
+                    rules = quotas.rule_count(),
+                    "quota files reloaded"
+                );
+                metrics::counter!("rls_config_reloads_total", "result" => "loaded").increment(1);
+                decider.replace_quotas(quotas);
+                report.send_modify(|s| s.loaded += 1);
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "quota files refused; the previous ones keep serving");
+                metrics::counter!("rls_config_reloads_total", "result" => "refused").increment(1);
+                report.send_modify(|s| {
+                    s.refused += 1;
+                    s.last_error = Some(error.to_string());
+                });
+            }
+            Err(join) => tracing::error!(%join, "quota reload task failed"),
+        }
+    }
+}
