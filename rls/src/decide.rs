@@ -298,12 +298,13 @@ fn fill_statuses(
     decisions: &[Decision],
     limits: &[&Limit],
 ) {
-    let mut i = 0;
-    while i < batch.checks.len() {
-        let descriptor = batch.checks[i].descriptor;
-        let role = batch.checks[i].role;
-        let mut deciding = i;
-        while i < batch.checks.len() && batch.checks[i].descriptor == descriptor {
+    for run in batch.descriptor_runs() {
+        let (descriptor, role) = (
+            batch.checks[run.start].descriptor,
+            batch.checks[run.start].role,
+        );
+        let mut deciding = run.start;
+        for i in run {
             let (best, this) = (&decisions[deciding], &decisions[i]);
             let better = match (best.is_allowed(), this.is_allowed()) {
                 (true, false) => true,
@@ -313,7 +314,6 @@ fn fill_statuses(
             if better {
                 deciding = i;
             }
-            i += 1;
         }
         let decision = &decisions[deciding];
         let over = !decision.is_allowed() && role != Role::Shadow;

@@ -78,6 +78,18 @@ impl Batch {
         &self.keys[check.key.clone()]
     }
 
+    /// The checks of each descriptor that has any, as index ranges: checks come in
+    /// descriptor order, one run per descriptor.
+    pub fn descriptor_runs(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        let mut start = 0;
+        self.checks
+            .chunk_by(|a, b| a.descriptor == b.descriptor)
+            .map(move |run| {
+                start += run.len();
+                start - run.len()..start
+            })
+    }
+
     /// The identity part of `check`'s key: the same for every limit of its descriptor.
     pub fn identity(&self, check: &Check) -> &[u8] {
         &self.keys[check.key.start..check.key.start + check.identity]
@@ -110,38 +122,18 @@ pub fn request_denied(batch: &Batch, decisions: &[Decision]) -> bool {
     }
     let mut quota_seen = false;
     let mut quota_all_over = true;
-    for_each_descriptor(batch, decisions, |role, over| match role {
-        Role::Enforced => over,
-        Role::Quota => {
-            quota_seen = true;
-            quota_all_over &= over;
-            false
-        }
-        _ => false,
-    }) || (quota_seen && quota_all_over)
-}
-
-/// Calls `f(role, over)` once per descriptor that has checks, where `over` means one of
-/// its checks was denied; stops early when `f` returns true, and returns whether it did.
-fn for_each_descriptor(
-    batch: &Batch,
-    decisions: &[Decision],
-    mut f: impl FnMut(Role, bool) -> bool,
-) -> bool {
-    let mut i = 0;
-    while i < batch.checks.len() {
-        let descriptor = batch.checks[i].descriptor;
-        let role = batch.checks[i].role;
-        let mut over = false;
-        while i < batch.checks.len() && batch.checks[i].descriptor == descriptor {
-            over |= !decisions[i].is_allowed();
-            i += 1;
-        }
-        if f(role, over) {
-            return true;
+    for run in batch.descriptor_runs() {
+        let over = decisions[run.clone()].iter().any(|d| !d.is_allowed());
+        match batch.checks[run.start].role {
+            Role::Enforced if over => return true,
+            Role::Quota => {
+                quota_seen = true;
+                quota_all_over &= over;
+            }
+            _ => {}
         }
     }
-    false
+    quota_seen && quota_all_over
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use limiter::{Decision, Nanos};
+use limiter::{Decision, Nanos, Rate};
 use tokio::sync::Semaphore;
 
 pub use shard::{Endpoint, ShardOptions, TlsFiles};
@@ -87,11 +87,26 @@ pub struct RedisStore {
     local: MemoryStore,
 }
 
-/// One shard's part of a request: indices into the batch's checks.
+/// One shard's part of a request: indices into the batch's checks, and their keys.
 #[derive(Default)]
 struct Part {
     checks: Vec<usize>,
+    keys: Vec<Vec<u8>>,
     known_over: Vec<bool>,
+}
+
+/// Where a check goes; see [`RedisStore::placement`].
+struct Placement {
+    group: u64,
+    shard: usize,
+    tag: u64,
+}
+
+/// `decision` for a token bucket as it stands without this check's charge: what a
+/// request that took nothing (denied as a whole, or refunded) reports.
+fn uncharged(rate: Rate, cost: u32, decision: Decision) -> Decision {
+    let ahead = decision.reset_after().saturating_sub(charge(rate, cost));
+    rate.decide(0, ahead, 0).0
 }
 
 impl RedisStore {
@@ -153,11 +168,23 @@ impl RedisStore {
         metrics::gauge!("rls_over_limit_cache_keys").set(self.cache.len() as f64);
     }
 
-    /// The Redis key of a check: prefix, `{hash of the descriptor}`, then the binary key.
-    fn redis_key(&self, batch: &Batch, index: usize) -> Vec<u8> {
-        let check = &batch.checks[index];
-        let tag = crate::keys::identity_hash(batch.identity(check));
-        let key = batch.key(check);
+    /// Where check `index` goes, from one hash of its descriptor: the group of checks
+    /// that may share a script call (a shard; in a cluster, the descriptor's slot, since
+    /// a script may only touch one), the shard, and the key's hash tag.
+    fn placement(&self, batch: &Batch, index: usize) -> Placement {
+        let tag = crate::keys::identity_hash(batch.identity(&batch.checks[index]));
+        let shard = if self.shards.len() <= 1 {
+            0
+        } else {
+            jump(tag, self.shards.len())
+        };
+        let group = if self.cluster { tag } else { shard as u64 };
+        Placement { group, shard, tag }
+    }
+
+    /// The Redis key of a check: prefix, `{hash tag}`, then the binary key.
+    fn redis_key(&self, batch: &Batch, index: usize, tag: u64) -> Vec<u8> {
+        let key = batch.key(&batch.checks[index]);
         let mut out = Vec::with_capacity(self.prefix.len() + 18 + key.len());
         out.extend_from_slice(&self.prefix);
         // `{` sixteen hex digits `}`: written by hand, this runs for every check.
@@ -170,17 +197,6 @@ impl RedisStore {
         out.push(b'}');
         out.extend_from_slice(key);
         out
-    }
-
-    fn shard_of(&self, batch: &Batch, index: usize) -> usize {
-        if self.shards.len() <= 1 {
-            return 0;
-        }
-        let check = &batch.checks[index];
-        jump(
-            crate::keys::identity_hash(batch.identity(check)),
-            self.shards.len(),
-        )
     }
 
     fn now_arg(&self, batch: &Batch) -> String {
@@ -240,17 +256,13 @@ impl RedisStore {
                 *slot = Some(decision);
                 metrics::counter!("rls_over_limit_cache_hits_total").increment(1);
             }
-            let group = if self.cluster {
-                crate::keys::identity_hash(batch.identity(check))
-            } else {
-                self.shard_of(batch, i) as u64
-            };
-            let shard = self.shard_of(batch, i);
+            let place = self.placement(batch, i);
             let part = &mut parts
-                .entry(group)
-                .or_insert_with(|| (shard, Part::default()))
+                .entry(place.group)
+                .or_insert_with(|| (place.shard, Part::default()))
                 .1;
             part.checks.push(i);
+            part.keys.push(self.redis_key(batch, i, place.tag));
             part.known_over.push(known.is_some());
         }
         // Answered entirely from the cache: no Redis call at all.
@@ -259,15 +271,10 @@ impl RedisStore {
         }
         let fold = parts.len() == 1;
         let now = self.now_arg(batch);
-        let calls = parts.values().map(|(shard, part)| {
-            let keys: Vec<Vec<u8>> = part
-                .checks
-                .iter()
-                .map(|&i| self.redis_key(batch, i))
-                .collect();
+        let calls = parts.values_mut().map(|(shard, part)| {
             let mut args = Vec::with_capacity(1 + part.checks.len());
             encode_request(batch, &now, &part.checks, &part.known_over, fold, &mut args);
-            self.shards[*shard].check(keys, args)
+            self.shards[*shard].check(std::mem::take(&mut part.keys), args)
         });
         let replies = join_all(calls).await;
         let mut charged: Vec<usize> = Vec::new();
@@ -289,15 +296,7 @@ impl RedisStore {
                     } else if decision.is_allowed() && check.cost > 0 {
                         // Allowed alone, but the script's fold denied the request: nothing
                         // was taken, so report the bucket as it stands.
-                        decision = rate
-                            .decide(
-                                0,
-                                decision
-                                    .reset_after()
-                                    .saturating_sub(charge(rate, check.cost)),
-                                0,
-                            )
-                            .0;
+                        decision = uncharged(rate, check.cost, decision);
                     }
                 }
                 self.cache
@@ -323,11 +322,8 @@ impl RedisStore {
         self.give_back(batch, charged).await?;
         for &i in charged {
             let check = &batch.checks[i];
-            if let (Meter::TokenBucket(rate), Decision::Allowed { reset_after, .. }) =
-                (check.meter, decisions[i])
-            {
-                let back = reset_after.saturating_sub(charge(rate, check.cost));
-                decisions[i] = rate.decide(0, back, 0).0;
+            if let Meter::TokenBucket(rate) = check.meter {
+                decisions[i] = uncharged(rate, check.cost, decisions[i]);
             }
         }
         Ok(())
@@ -346,18 +342,14 @@ impl RedisStore {
                 continue;
             };
             self.cache.forget(batch.key(check));
-            // A cluster script touches one slot: one call per descriptor there.
-            let group = if self.cluster {
-                crate::keys::identity_hash(batch.identity(check))
-            } else {
-                self.shard_of(batch, i) as u64
-            };
+            let place = self.placement(batch, i);
             let entry = groups
-                .entry(group)
-                .or_insert_with(|| (self.shard_of(batch, i), Vec::new()));
-            entry
-                .1
-                .push((self.redis_key(batch, i), charge(rate, check.cost)));
+                .entry(place.group)
+                .or_insert_with(|| (place.shard, Vec::new()));
+            entry.1.push((
+                self.redis_key(batch, i, place.tag),
+                charge(rate, check.cost),
+            ));
         }
         let calls = groups
             .into_values()
