@@ -17,6 +17,7 @@ mod common;
 
 use common::{NaiveStore, naive_gcra, quota, rate};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use crossbeam_utils::CachePadded;
 use governor::RateLimiter;
 use limiter::{
     BoundedKeyed, Bucket, Clock, Descriptor, FakeClock, Keyed, LocalLimits, SystemClock, local,
@@ -161,9 +162,26 @@ fn contended(c: &mut Criterion) {
     let bounded: BoundedKeyed<String> = BoundedKeyed::new(2 * KEYS);
     let governor = RateLimiter::dashmap(quota());
     let naive: NaiveStore<String> = NaiveStore::default();
+    // The machine's ceiling: one bucket per thread (a cache line each), no map, nothing
+    // shared.
+    let own = [
+        CachePadded::new(Bucket::new()),
+        CachePadded::new(Bucket::new()),
+    ];
     let mut group = c.benchmark_group("distinct_keys");
     for threads in [1u64, 2] {
         let key = |t: usize, i: u64| sets[t][i as usize % KEYS].as_str();
+        group.bench_with_input(
+            BenchmarkId::new("reference_one_bucket_per_thread", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |t, i| {
+                        black_box(own[t].check(&rate, 1, start + i));
+                    })
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("limiter_keyed_dashmap_given_now", threads),
             &threads,

@@ -48,16 +48,19 @@ impl Rate {
 
     /// The capacity: the most tokens one check may take, and what a full bucket holds. 0 for a
     /// rate that denies everything.
+    #[inline]
     pub fn burst(&self) -> u32 {
         self.burst
     }
 
     /// T, the emission interval: nanoseconds per token.
+    #[inline]
     pub fn interval(&self) -> Nanos {
         self.interval
     }
 
     /// τ, the tolerance: how far the bucket's theoretical arrival time may run ahead of now.
+    #[inline]
     pub fn tolerance(&self) -> Nanos {
         self.tolerance
     }
@@ -69,6 +72,7 @@ impl Rate {
     ///
     /// A check that would push the tat past `u64::MAX` (the year 2554) is denied as never
     /// allowed rather than saturated, since a saturated tat would stop counting.
+    #[inline]
     pub fn decide(&self, cost: u32, tat: Nanos, now: Nanos) -> (Decision, Option<Nanos>) {
         let denied = |ahead: Option<Nanos>| Decision::Denied {
             retry_after: match ahead {
@@ -139,11 +143,13 @@ pub enum Decision {
 
 impl Decision {
     /// True for [`Decision::Allowed`].
+    #[inline]
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allowed { .. })
     }
 
     /// Whole tokens left after the check; 0 when denied.
+    #[inline]
     pub fn remaining(&self) -> u32 {
         match *self {
             Decision::Allowed { remaining, .. } => remaining,
@@ -152,6 +158,7 @@ impl Decision {
     }
 
     /// Nanoseconds until the limit is fully available again.
+    #[inline]
     pub fn reset_after(&self) -> Nanos {
         match *self {
             Decision::Allowed { reset_after, .. } | Decision::Denied { reset_after, .. } => {
@@ -162,6 +169,7 @@ impl Decision {
 
     /// The wait before the same check would pass: `None` when allowed, `Some(u64::MAX)` when
     /// it never will.
+    #[inline]
     pub fn retry_after(&self) -> Option<Nanos> {
         match *self {
             Decision::Allowed { .. } => None,
@@ -197,8 +205,10 @@ impl Bucket {
     ///
     /// A check that would push the tat past `u64::MAX` (the year 2554) is denied as never
     /// allowed rather than saturated, since a saturated tat would stop counting.
+    #[inline]
     pub fn check(&self, rate: &Rate, cost: u32, now: Nanos) -> Decision {
         let mut tat = self.tat.load(Ordering::Relaxed);
+        let mut backoff = 1;
         loop {
             let (decision, new_tat) = rate.decide(cost, tat, now);
             let Some(new_tat) = new_tat.filter(|_| cost > 0) else {
@@ -209,13 +219,23 @@ impl Bucket {
                 .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => return decision,
-                Err(current) => tat = current,
+                Err(current) => {
+                    // Another thread charged first: back off before retrying (longer at each
+                    // failure), so threads on one hot bucket do not take its cache line from
+                    // each other on every try.
+                    for _ in 0..backoff {
+                        std::hint::spin_loop();
+                    }
+                    backoff = (backoff * 2).min(64);
+                    tat = current;
+                }
             }
         }
     }
 
     /// Gives back `cost` tokens: moves tat back by cost×T, never below now (a bucket cannot be
     /// fuller than full). Used to undo a charge when another limit of the same request denied.
+    #[inline]
     pub fn refund(&self, rate: &Rate, cost: u32, now: Nanos) {
         if cost == 0 {
             return;
@@ -230,6 +250,7 @@ impl Bucket {
     }
 
     /// True when the bucket holds `burst` tokens at `now`: its state may be dropped.
+    #[inline]
     pub fn is_full(&self, now: Nanos) -> bool {
         self.tat.load(Ordering::Relaxed) <= now
     }

@@ -188,9 +188,13 @@ impl LocalLimits {
         for &(_, index, d) in &matched {
             let rule = &snapshot.rules[index];
             let descriptor = &descriptors[d];
-            let bucket = snapshot.bucket(index, descriptor);
-            let decision = charge(&bucket, &rule.rate, descriptor.hits_addend, now);
-            let quota = quota(&bucket, &rule.rate, rule.max_tokens, decision, now);
+            let (decision, quota) = snapshot.with_bucket(index, descriptor, |bucket| {
+                let decision = charge(bucket, &rule.rate, descriptor.hits_addend, now);
+                (
+                    decision,
+                    quota(bucket, &rule.rate, rule.max_tokens, decision, now),
+                )
+            });
             match decision {
                 Decision::Denied { retry_after, .. } if !rule.shadow => {
                     return self.refused(snapshot, quota, retry_after);

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::ops::Deref;
 use std::sync::Arc;
 
 use config::{LocalEntry, LocalSection, Percent, RateLimitActions, TokenBucket};
@@ -67,24 +66,6 @@ pub(crate) struct DescriptorRule {
 pub(crate) enum State {
     One(Arc<Bucket>),
     PerValue(Arc<BoundedKeyed<String>>),
-}
-
-/// A bucket borrowed from the snapshot, or one of a per-value map (kept alive even if the
-/// map evicts it meanwhile).
-pub(crate) enum BucketRef<'s> {
-    Fixed(&'s Bucket),
-    Dynamic(Arc<Bucket>),
-}
-
-impl Deref for BucketRef<'_> {
-    type Target = Bucket;
-
-    fn deref(&self) -> &Bucket {
-        match self {
-            BucketRef::Fixed(bucket) => bucket,
-            BucketRef::Dynamic(bucket) => bucket,
-        }
-    }
 }
 
 /// Envoy's token bucket as GCRA: one token per `fill_interval / tokens_per_fill` (rounded up
@@ -224,13 +205,19 @@ impl Snapshot {
             .find(|&i| same(&self.rules[i]))
     }
 
-    /// The bucket of rule `index` for `request` (which matched it).
-    pub fn bucket<'s>(&'s self, index: usize, request: &Descriptor<'_>) -> BucketRef<'s> {
+    /// Runs `f` on the bucket of rule `index` for `request` (which matched it). A per-value
+    /// bucket is used under its map's shard lock, so `f` must stay short.
+    pub fn with_bucket<R>(
+        &self,
+        index: usize,
+        request: &Descriptor<'_>,
+        f: impl FnOnce(&Bucket) -> R,
+    ) -> R {
         let rule = &self.rules[index];
         match &rule.state {
-            State::One(bucket) => BucketRef::Fixed(bucket),
+            State::One(bucket) => f(bucket),
             State::PerValue(map) => match rule.wildcard_positions[..] {
-                [position] => BucketRef::Dynamic(map.bucket(request.entries[position].1.as_ref())),
+                [position] => map.with(request.entries[position].1.as_ref(), f),
                 _ => {
                     // Length-prefixed, so no two value lists share a key.
                     let mut key = String::new();
@@ -240,7 +227,7 @@ impl Snapshot {
                         key.push(':');
                         key.push_str(value);
                     }
-                    BucketRef::Dynamic(map.bucket(key.as_str()))
+                    map.with(key.as_str(), f)
                 }
             },
         }
