@@ -46,10 +46,11 @@ impl Reloader {
     ) -> Result<Reloader, RlsError> {
         let (trigger, events) = mpsc::channel(1);
         let notify_trigger = trigger.clone();
+        let target = Target::of(&path);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 // A full channel already has a reload pending: nothing is lost by dropping this.
-                if event.is_ok_and(|e| !e.kind.is_access()) {
+                if event.is_ok_and(|e| !e.kind.is_access() && target.concerns(&e.paths)) {
                     let _ = notify_trigger.try_send(());
                 }
             })
@@ -77,6 +78,47 @@ impl Reloader {
     /// The reloads so far; `changed()` on it waits for the next one.
     pub fn status(&self) -> watch::Receiver<ReloadStatus> {
         self.status.clone()
+    }
+}
+
+/// Which entries of the watched directory are the quota files: the directory may hold
+/// others (logs, unrelated files) whose every write must not reload.
+#[derive(Clone, Debug)]
+enum Target {
+    /// One file, by name.
+    File(std::ffi::OsString),
+    /// A directory: its `.yaml` and `.yml` files, as the loader reads them.
+    Dir,
+}
+
+impl Target {
+    fn of(path: &Path) -> Target {
+        match path.file_name() {
+            Some(name) if !path.is_dir() => Target::File(name.to_owned()),
+            _ => Target::Dir,
+        }
+    }
+
+    /// True when an event on `paths` may change what the loader reads. A Kubernetes
+    /// ConfigMap swaps its files by renaming its `..data` link and `..`-named directories;
+    /// an event naming no path (the watcher lost track) counts too.
+    fn concerns(&self, paths: &[PathBuf]) -> bool {
+        paths.is_empty()
+            || paths.iter().any(|path| {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    return true;
+                };
+                name.starts_with("..")
+                    || match self {
+                        Target::File(file) => {
+                            file.as_os_str() == path.file_name().unwrap_or_default()
+                        }
+                        Target::Dir => {
+                            !name.starts_with('.')
+                                && [".yaml", ".yml"].iter().any(|ext| name.ends_with(ext))
+                        }
+                    }
+            })
     }
 }
 
@@ -124,5 +166,43 @@ async fn reload_on_change<S: BucketStore>(
             }
             Err(join) => tracing::error!(%join, "quota reload task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(names: &[&str]) -> Vec<PathBuf> {
+        names
+            .iter()
+            .map(|n| Path::new("/etc/rls").join(n))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_target_reloads_for_its_file_and_configmap_swaps_only() {
+        let target = Target::File("quotas.yaml".into());
+        assert!(target.concerns(&paths(&["quotas.yaml"])));
+        assert!(target.concerns(&paths(&["..data"])));
+        assert!(target.concerns(&paths(&["..2026_11_21_10_00_00.123"])));
+        assert!(target.concerns(&[]));
+        // Its own log, another quota file, an editor's swap file: no reload.
+        assert!(!target.concerns(&paths(&["rls.log"])));
+        assert!(!target.concerns(&paths(&["other.yaml"])));
+        assert!(!target.concerns(&paths(&[".quotas.yaml.swp"])));
+        // A rename names both ends: one of them is the file.
+        assert!(target.concerns(&paths(&["quotas.yaml.tmp", "quotas.yaml"])));
+    }
+
+    #[test]
+    fn a_directory_target_reloads_for_the_files_the_loader_reads() {
+        let target = Target::Dir;
+        assert!(target.concerns(&paths(&["edge.yaml"])));
+        assert!(target.concerns(&paths(&["edge.yml"])));
+        assert!(target.concerns(&paths(&["..data"])));
+        assert!(!target.concerns(&paths(&["rls.log"])));
+        assert!(!target.concerns(&paths(&["README.md"])));
+        assert!(!target.concerns(&paths(&[".edge.yaml.swp"])));
     }
 }
