@@ -8,6 +8,12 @@ use rls::cli::{Cli, Command};
 use rls::settings::LogFormat;
 use rls::{Listeners, Settings};
 
+/// Requests allocate on one worker thread and free on another (the batcher answers the
+/// callers): glibc's malloc serialises that on its arena locks, mimalloc frees to the
+/// owning thread's heap without a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
