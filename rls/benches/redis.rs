@@ -163,6 +163,7 @@ async fn main() {
                         batch_window: Duration::ZERO,
                         pipeline_depth: 8,
                     },
+                    clock: clock.clone(),
                 });
                 store.wait_connected().await;
                 let redis_decider = Arc::new(Decider::new(

@@ -133,6 +133,7 @@ impl Settings {
                 batch_window: self.batch_window,
                 pipeline_depth: self.pipeline_depth.max(1),
             },
+            clock: Arc::new(SystemClock::new()),
         })
     }
 
@@ -177,7 +178,9 @@ pub async fn serve(
             serve_reloading(listeners, decider, &settings, shutdown).await
         }
         BackendKind::Redis => {
-            let store = RedisStore::new(settings.redis_options()?);
+            let mut redis = settings.redis_options()?;
+            redis.clock = clock.clone();
+            let store = RedisStore::new(redis);
             let decider = Arc::new(Decider::new(quotas, store, clock, options));
             serve_reloading(listeners, decider, &settings, shutdown).await
         }

@@ -1,14 +1,17 @@
 //! The Redis store against a real `redis-server`: the Lua maths agrees with the Rust maths
 //! on the shared vectors, and failures (a stalled, killed, restarted or flushed Redis) are
-//! answered by the failure mode within the deadline, then recovered from.
+//! answered by the failure mode within the deadline, then recovered from; a hot key over
+//! its limit is answered from the over-limit cache, exactly.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::redis_options;
-use limiter::Rate;
+use futures_util::future::join_all;
+use limiter::{Clock, FakeClock, Rate};
 use rls::RlsError;
 use rls::store::redis::{Endpoint, OnBackendError, RedisStore, TlsFiles};
 use rls::store::{Batch, BucketStore, Check, Meter, Role};
@@ -65,6 +68,44 @@ async fn the_lua_script_agrees_with_the_rust_maths_on_every_shared_vector() {
                 .unwrap_or_else(|e| panic!("{}: {e}", vector.name));
             assert_eq!(decision, expected, "vector {:?} step {s}", vector.name);
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_key_over_its_limit_sends_one_check_per_refilled_token() {
+    let redis = RedisServer::start();
+    let clock = FakeClock::new(common::START_SECS * 1_000_000_000);
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let store = Arc::new(store(&redis, |o| o.clock = shared.clone()));
+    store.wait_connected().await;
+    let rate = Rate::new(1, Duration::from_secs(1), 1);
+    let check = |now| {
+        let store = store.clone();
+        async move {
+            let batch = one_check("hot", Meter::TokenBucket(rate), 1, now);
+            store.check(&batch).await.expect("check")[0]
+        }
+    };
+    // 100 requests at once: (allowed, checks sent to Redis).
+    let burst = || async {
+        let sent = store.script_checks();
+        let tasks = (0..100).map(|_| tokio::spawn(check(clock.now())));
+        let allowed = join_all(tasks)
+            .await
+            .into_iter()
+            .filter(|answer| answer.as_ref().expect("task").is_allowed())
+            .count();
+        (allowed, store.script_checks() - sent)
+    };
+    // The only token: allowed, and the bucket is remembered as empty.
+    assert!(check(clock.now()).await.is_allowed());
+    for round in 0..3 {
+        // While the bucket is empty, none reaches Redis.
+        assert_eq!(burst().await, (0, 0), "round {round}: empty");
+        // One token later: one request asks Redis and takes it; the others wait for that
+        // answer and are denied from it.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(burst().await, (1, 1), "round {round}: one token");
     }
 }
 

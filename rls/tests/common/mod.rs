@@ -76,7 +76,9 @@ impl TestServer {
                 TestServer::serve(decider, clock).await
             }
             Backend::Redis(endpoints) => {
-                let store = RedisStore::new(redis_options(endpoints.clone()));
+                let mut redis = redis_options(endpoints.clone());
+                redis.clock = shared.clone();
+                let store = RedisStore::new(redis);
                 store.wait_connected().await;
                 TestServer::serve(Decider::new(quotas, store, shared, options), clock).await
             }
@@ -155,6 +157,8 @@ pub fn redis_options(endpoints: Vec<Endpoint>) -> RedisOptions {
             batch_window: Duration::ZERO,
             pipeline_depth: 8,
         },
+        // Tests that decide on a fake clock set it here too.
+        clock: Arc::new(limiter::SystemClock::new()),
     }
 }
 

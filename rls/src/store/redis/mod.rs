@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use limiter::{Decision, Nanos, Rate};
+use limiter::{Clock, Decision, Nanos, Rate};
 use tokio::sync::Semaphore;
 
 pub use shard::{Endpoint, ShardOptions, TlsFiles};
 
-use self::cache::OverLimitCache;
+use self::cache::{Lookup, OverLimitCache, Probe};
 use self::script::{charge, decode, encode_request};
 use self::shard::Shard;
 use super::{Batch, BucketStore, MemoryStore, Meter, request_denied};
@@ -51,7 +51,7 @@ pub enum TimeSource {
 }
 
 /// Settings of the Redis store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisOptions {
     /// The shards (one entry: a single Redis or one cluster).
     pub endpoints: Vec<Endpoint>,
@@ -71,6 +71,9 @@ pub struct RedisOptions {
     pub time: TimeSource,
     /// Connection and batching.
     pub shard: ShardOptions,
+    /// The clock of the batches' `now`, read when a check has waited on the over-limit
+    /// cache.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The Redis bucket store.
@@ -130,7 +133,7 @@ impl RedisStore {
             on_error: options.on_error,
             replicas: options.replicas.max(1),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
-            cache: OverLimitCache::new(options.over_limit_cache),
+            cache: OverLimitCache::new(options.over_limit_cache, options.clock),
             time: options.time,
             local: MemoryStore::new(),
         }
@@ -151,6 +154,11 @@ impl RedisStore {
     /// Check-script calls sent so far over all shards (Redis round trips).
     pub fn script_calls(&self) -> u64 {
         self.shards.iter().map(Shard::calls).sum()
+    }
+
+    /// Checks sent to Redis so far over all shards (those the cache answered are not).
+    pub fn script_checks(&self) -> u64 {
+        self.shards.iter().map(Shard::checks).sum()
     }
 
     /// PINGs every shard.
@@ -246,16 +254,12 @@ impl RedisStore {
 
     /// The decisions from Redis for a batch whose stop-increment needs no peek.
     async fn check_parts(&self, batch: &Batch) -> Result<Vec<Decision>, String> {
-        let mut decisions: Vec<Option<Decision>> = vec![None; batch.checks.len()];
+        let (mut decisions, probes) = self.consult_cache(batch).await;
         // Group by shard; in a cluster a script may only touch one slot, so group by
         // descriptor identity there (one hash tag each).
         let mut parts: BTreeMap<u64, (usize, Part)> = BTreeMap::new();
-        for (i, (check, slot)) in batch.checks.iter().zip(decisions.iter_mut()).enumerate() {
-            let known = self.cache.denied(batch.key(check), check, batch.now);
-            if let Some(decision) = known {
-                *slot = Some(decision);
-                metrics::counter!("rls_over_limit_cache_hits_total").increment(1);
-            }
+        for (i, slot) in decisions.iter().enumerate() {
+            let known = *slot;
             let place = self.placement(batch, i);
             let part = &mut parts
                 .entry(place.group)
@@ -304,11 +308,50 @@ impl RedisStore {
                 decisions[i] = Some(decision);
             }
         }
+        // Remembered: the checks that waited for these answers may look again.
+        drop(probes);
         let mut decisions: Vec<Decision> = decisions.into_iter().flatten().collect();
         if !fold && request_denied(batch, &decisions) && !charged.is_empty() {
             self.refund(batch, &charged, &mut decisions).await?;
         }
         Ok(decisions)
+    }
+
+    /// What the over-limit cache answers for each check of `batch` (`None`: ask Redis),
+    /// and the probes this request holds for buckets others wait on.
+    ///
+    /// A check whose bucket another request is asking Redis about waits for that answer
+    /// once, then every check looks again at a time after it. The request first lets go of
+    /// its own probes: two requests must never wait for each other.
+    async fn consult_cache(&self, batch: &Batch) -> (Vec<Option<Decision>>, Vec<Probe>) {
+        let mut decisions = vec![None; batch.checks.len()];
+        let mut probes = Vec::new();
+        let mut waits = Vec::new();
+        let mut now = batch.now;
+        for may_wait in [true, false] {
+            for (check, slot) in batch.checks.iter().zip(decisions.iter_mut()) {
+                match self.cache.lookup(batch.key(check), check, now, may_wait) {
+                    Lookup::Denied(decision) => {
+                        *slot = Some(decision);
+                        metrics::counter!("rls_over_limit_cache_hits_total").increment(1);
+                    }
+                    Lookup::Wait(probe) => waits.push(probe),
+                    Lookup::Ask(probe) => probes.extend(probe),
+                }
+            }
+            if waits.is_empty() {
+                break;
+            }
+            probes.clear();
+            metrics::counter!("rls_over_limit_cache_waits_total").increment(waits.len() as u64);
+            for mut probe in waits.drain(..) {
+                // Closed when the probe is done: its answer is remembered, or it gave up.
+                let _ = probe.changed().await;
+            }
+            now = self.cache.after_wait(batch.now);
+            decisions.iter_mut().for_each(|slot| *slot = None);
+        }
+        (decisions, probes)
     }
 
     /// Gives back, shard by shard, what a request denied across shards took, and reports

@@ -102,6 +102,13 @@ impl Link {
     }
 }
 
+/// What the batcher has sent, shared with its shard.
+#[derive(Clone, Default)]
+struct Counters {
+    calls: Arc<AtomicU64>,
+    checks: Arc<AtomicU64>,
+}
+
 /// One request's part of a script call, waiting in the batcher's queue.
 pub struct Job {
     /// Its keys, in check order.
@@ -118,6 +125,7 @@ pub struct Shard {
     link: Arc<ArcSwapOption<Link>>,
     connected: watch::Receiver<bool>,
     calls: Arc<AtomicU64>,
+    checks: Arc<AtomicU64>,
     jobs: mpsc::Sender<Job>,
     refund: Script,
 }
@@ -159,20 +167,21 @@ impl Shard {
         let (jobs, queue) =
             mpsc::channel(options.batch_max_checks.max(1) * options.pipeline_depth.max(1) * 4);
         let cluster = matches!(endpoint_kind, EndpointKind::Cluster);
-        let calls = Arc::new(AtomicU64::new(0));
+        let counters = Counters::default();
         tokio::spawn(batcher(
             queue,
             link.clone(),
             options,
             deadline,
             cluster,
-            calls.clone(),
+            counters.clone(),
         ));
         Shard {
             name,
             link,
             connected,
-            calls,
+            calls: counters.calls,
+            checks: counters.checks,
             jobs,
             refund: Script::new(REFUND_BUCKETS),
         }
@@ -186,6 +195,11 @@ impl Shard {
     /// Check-script calls sent so far: Redis round trips, for measuring batching.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Checks sent so far in those calls.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     /// Resolves once the first connection is made.
@@ -317,7 +331,7 @@ async fn batcher(
     options: ShardOptions,
     deadline: Duration,
     cluster: bool,
-    counter: Arc<AtomicU64>,
+    counters: Counters,
 ) {
     let script = Script::new(CHECK_BUCKETS);
     let depth = options.pipeline_depth.max(1);
@@ -365,7 +379,10 @@ async fn batcher(
         // A cluster script may touch one slot only: one call per hash tag there (the
         // jobs of one hot descriptor still share a call).
         let groups = if cluster { by_tag(jobs) } else { vec![jobs] };
-        counter.fetch_add(groups.len() as u64, Ordering::Relaxed);
+        counters
+            .calls
+            .fetch_add(groups.len() as u64, Ordering::Relaxed);
+        counters.checks.fetch_add(checks as u64, Ordering::Relaxed);
         let link = link.load_full();
         for jobs in groups {
             let (script, link) = (&script, link.clone());
