@@ -103,7 +103,7 @@ pub struct Settings {
     pub max_in_flight: usize,
 
     /// Buckets remembered as empty or over their limit and answered locally until they
-    /// (exact); 0 turns the cache off.
+    /// refill (exact); 0 turns the cache off.
     #[arg(long, env = "RLS_OVER_LIMIT_CACHE", default_value_t = 100_000)]
     pub over_limit_cache: usize,
 
