@@ -226,8 +226,13 @@ async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_reco
         .map(|n| {
             let store = store.clone();
             tokio::spawn(async move {
+                // Until Redis's death has shown (a few failures), within a bound: how fast
+                // the calls before the kill go must not decide whether the test sees it.
                 let (mut decided, mut failed) = (0, 0);
-                for i in 0..50 {
+                for i in 0..10_000 {
+                    if failed == 5 {
+                        break;
+                    }
                     let key = format!("load{n}-{i}");
                     let batch = one_check(&key, Meter::TokenBucket(rate), 1, now);
                     match store.check(&batch).await {
@@ -251,7 +256,7 @@ async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_reco
             .await
             .expect("no caller hangs")
             .expect("no caller panics");
-        assert_eq!(answers.0 + answers.1, 50);
+        assert_eq!(answers.1, 5, "every caller sees Redis die ({} decided)", answers.0);
         failed += answers.1;
     }
     assert!(
