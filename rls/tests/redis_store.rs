@@ -256,7 +256,11 @@ async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_reco
             .await
             .expect("no caller hangs")
             .expect("no caller panics");
-        assert_eq!(answers.1, 5, "every caller sees Redis die ({} decided)", answers.0);
+        assert_eq!(
+            answers.1, 5,
+            "every caller sees Redis die ({} decided)",
+            answers.0
+        );
         failed += answers.1;
     }
     assert!(
