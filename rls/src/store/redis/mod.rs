@@ -331,10 +331,7 @@ impl RedisStore {
         for may_wait in [true, false] {
             for (check, slot) in batch.checks.iter().zip(decisions.iter_mut()) {
                 match self.cache.lookup(batch.key(check), check, now, may_wait) {
-                    Lookup::Denied(decision) => {
-                        *slot = Some(decision);
-                        metrics::counter!("rls_over_limit_cache_hits_total").increment(1);
-                    }
+                    Lookup::Denied(decision) => *slot = Some(decision),
                     Lookup::Wait(probe) => waits.push(probe),
                     Lookup::Ask(probe) => probes.extend(probe),
                 }
@@ -351,6 +348,8 @@ impl RedisStore {
             now = self.cache.after_wait(batch.now);
             decisions.iter_mut().for_each(|slot| *slot = None);
         }
+        let hits = decisions.iter().filter(|d| d.is_some()).count();
+        metrics::counter!("rls_over_limit_cache_hits_total").increment(hits as u64);
         (decisions, probes)
     }
 
