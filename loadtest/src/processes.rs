@@ -237,7 +237,14 @@ pub async fn start_redis(
     dir: &Path,
     cluster: bool,
 ) -> Result<(Spawned, u16), HarnessError> {
-    let port = free_port()?;
+    let mut port = free_port()?;
+    // A cluster node also listens on port + 10000, so its port must be 55535 or less.
+    for _ in 0..100 {
+        if !cluster || port <= 55_535 {
+            break;
+        }
+        port = free_port()?;
+    }
     let mut command = Command::new(redis_server);
     command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

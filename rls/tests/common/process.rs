@@ -3,8 +3,6 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use super::redis::free_port;
-
 /// A running `rls serve`, killed when dropped.
 pub struct RlsProcess {
     pub grpc: u16,
@@ -18,15 +16,16 @@ pub fn rls() -> Command {
 }
 
 impl RlsProcess {
-    /// Runs `rls serve` on free loopback ports with `args`, and returns once its log has
-    /// shown every line in `wait_for` (e.g. "serving", and "connected" for Redis).
-    /// Reading the log blocks until then: no polling, no sleeping.
+    /// Runs `rls serve` on loopback ports of its own choosing (port 0) with `args`, and
+    /// returns once its log has shown every line in `wait_for` (e.g. "serving", and
+    /// "connected" for Redis); the ports are read from its "serving" line. Reading the log
+    /// blocks until then: no polling, no sleeping. (Ports picked by the test and handed
+    /// over could be taken by another process in between.)
     pub fn start(args: &[&str], wait_for: &[&str]) -> RlsProcess {
-        let (grpc, http) = (free_port(), free_port());
         let mut child = rls()
             .arg("serve")
-            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
-            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0"])
             .args(args)
             .env("RLS_LOG_FORMAT", "text")
             .env("RLS_LOG_LEVEL", "info")
@@ -37,14 +36,23 @@ impl RlsProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut waiting: Vec<&str> = wait_for.to_vec();
-        while !waiting.is_empty() {
+        let (mut grpc, mut http) = (None, None);
+        while !waiting.is_empty() || grpc.is_none() || http.is_none() {
             match lines.next() {
-                Some(Ok(line)) => waiting.retain(|w| !line.contains(w)),
+                Some(Ok(line)) => {
+                    waiting.retain(|w| !line.contains(w));
+                    grpc = grpc.or_else(|| port_of(&line, "grpc_addr="));
+                    http = http.or_else(|| port_of(&line, "http_addr="));
+                }
                 other => panic!("rls serve ended while waiting for {waiting:?}: {other:?}"),
             }
         }
         std::thread::spawn(move || lines.for_each(drop));
-        RlsProcess { grpc, http, child }
+        RlsProcess {
+            grpc: grpc.unwrap_or_default(),
+            http: http.unwrap_or_default(),
+            child,
+        }
     }
 
     /// `http://127.0.0.1:GRPC`.
@@ -58,4 +66,10 @@ impl Drop for RlsProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The port in a log field `name` (`grpc_addr=127.0.0.1:PORT`) of `line`.
+fn port_of(line: &str, name: &str) -> Option<u16> {
+    let field = line.split_whitespace().find_map(|w| w.strip_prefix(name))?;
+    field.rsplit(':').next()?.parse().ok()
 }

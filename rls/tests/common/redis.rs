@@ -38,15 +38,23 @@ impl RedisServer {
 
     /// Starts a standalone server on `port` (e.g. to restart one that was killed).
     pub fn start_on(port: u16) -> RedisServer {
-        RedisServer::launch(port, &[])
+        RedisServer::launch(port, &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Starts a server with extra arguments (e.g. cluster mode).
+    /// Starts a server with extra arguments (e.g. cluster mode). A free port can be taken
+    /// by another process before the server binds it: then it tries another, a few times.
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        RedisServer::launch(free_port(), extra)
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            match RedisServer::launch(free_port(), extra) {
+                Ok(server) => return server,
+                Err(error) => failures.push(error),
+            }
+        }
+        panic!("redis-server did not start: {failures:?}")
     }
 
-    fn launch(port: u16, extra: &[&str]) -> RedisServer {
+    fn launch(port: u16, extra: &[&str]) -> Result<RedisServer, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -65,15 +73,21 @@ impl RedisServer {
             match lines.next() {
                 Some(Ok(line)) if line.contains("Ready to accept connections") => break,
                 Some(Ok(_)) => continue,
-                other => panic!("redis-server on port {port} ended before it was ready: {other:?}"),
+                other => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "redis-server on port {port} ended before it was ready: {other:?}"
+                    ));
+                }
             }
         }
         std::thread::spawn(move || lines.for_each(drop));
-        RedisServer {
+        Ok(RedisServer {
             port,
             child,
             _dir: dir,
-        }
+        })
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -128,6 +142,8 @@ impl RedisCluster {
     /// Starts three cluster-mode servers, joins them, and returns once every node
     /// reports `cluster_state:ok`.
     pub fn start() -> RedisCluster {
+        // A node whose port is over 55535 (its bus port, +10000, would not exist) exits
+        // at once: `start_with` then tries another port.
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 RedisServer::start_with(&[
