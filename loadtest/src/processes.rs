@@ -56,6 +56,38 @@ impl Spawned {
         lines[lines.len().saturating_sub(12)..].join("\n")
     }
 
+    /// Waits until a line of its log has the field `name` (`grpc_addr=`) and returns the
+    /// field's value; fails if the process ends or takes longer than [`READY_WITHIN`].
+    pub async fn wait_for_field(&mut self, name: &str) -> Result<String, HarnessError> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let value = text
+                .lines()
+                .flat_map(str::split_whitespace)
+                .find_map(|word| word.strip_prefix(name));
+            if let Some(value) = value {
+                return Ok(value.to_string());
+            }
+            if let Some(status) = self.exited() {
+                return Err(HarnessError::Process(format!(
+                    "{} exited ({status}) before logging {name}:\n{}",
+                    self.name,
+                    self.log_tail()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Process(format!(
+                    "{} did not log {name} within {} s:\n{}",
+                    self.name,
+                    READY_WITHIN.as_secs(),
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until `addr` accepts connections; fails if the process ends or takes longer
     /// than [`READY_WITHIN`].
     pub async fn wait_listening(&mut self, addr: &str) -> Result<(), HarnessError> {
@@ -205,8 +237,9 @@ impl Backend {
     }
 }
 
-/// Starts `rls serve` on free loopback ports and waits until it listens; returns it and its
-/// gRPC address.
+/// Starts `rls serve` on loopback ports it picks itself (port 0), waits until its log says
+/// it serves, and returns it with its gRPC address read from that line. (A port picked
+/// here and handed over could be taken by another process in between.)
 pub async fn start_rls(
     rls: &Path,
     quota: &Path,
@@ -214,25 +247,24 @@ pub async fn start_rls(
     dir: &Path,
     index: usize,
 ) -> Result<(Spawned, String), HarnessError> {
-    let grpc = format!("127.0.0.1:{}", free_port()?);
-    let http = format!("127.0.0.1:{}", free_port()?);
     let mut command = Command::new(rls);
     command
         .arg("serve")
         .arg("--config")
         .arg(quota)
-        .args(["--grpc-addr", &grpc, "--http-addr", &http])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
         .args(backend.flags())
-        .env("RLS_LOG_LEVEL", "warn");
+        // Warnings, and the server's own "serving" line with the bound addresses.
+        .env("RLS_LOG_LEVEL", "warn,rls::server=info")
+        .env("RLS_LOG_FORMAT", "text");
     let name = format!("rls replica {index}");
     let mut spawned = Spawned::start(&name, &mut command, dir.join(format!("rls-{index}.log")))?;
-    spawned.wait_listening(&grpc).await?;
+    let grpc = spawned.wait_for_field("grpc_addr=").await?;
     Ok((spawned, grpc))
 }
 
-/// Starts `redis-server` on a free loopback port, without persistence; with `cluster`, as a
-/// cluster node. Returns it and its port.
-pub async fn start_redis(
+/// Spawns `redis-server` on a free loopback port (see [`start_redis`]).
+fn spawn_redis(
     redis_server: &Path,
     dir: &Path,
     cluster: bool,
@@ -260,9 +292,28 @@ pub async fn start_redis(
         ]);
     }
     let name = format!("redis-server :{port}");
-    let mut spawned = Spawned::start(&name, &mut command, dir.join(format!("redis-{port}.log")))?;
-    spawned.wait_listening(&format!("127.0.0.1:{port}")).await?;
+    let spawned = Spawned::start(&name, &mut command, dir.join(format!("redis-{port}.log")))?;
     Ok((spawned, port))
+}
+
+/// Starts `redis-server` on a free loopback port, without persistence; with `cluster`, as a
+/// cluster node; waits until it listens. Returns it and its port. A server that exits
+/// before listening (another process took the port first) is tried again on another
+/// port, up to five times.
+pub async fn start_redis(
+    redis_server: &Path,
+    dir: &Path,
+    cluster: bool,
+) -> Result<(Spawned, u16), HarnessError> {
+    let mut attempt = 1;
+    loop {
+        let (mut spawned, port) = spawn_redis(redis_server, dir, cluster)?;
+        match spawned.wait_listening(&format!("127.0.0.1:{port}")).await {
+            Ok(()) => return Ok((spawned, port)),
+            Err(_) if attempt < 5 && spawned.exited().is_some() => attempt += 1,
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Joins cluster nodes into one cluster of masters (`redis-cli --cluster create`) and waits
