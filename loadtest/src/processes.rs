@@ -59,53 +59,50 @@ impl Spawned {
     /// Waits until a line of its log has the field `name` (`grpc_addr=`) and returns the
     /// field's value; fails if the process ends or takes longer than [`READY_WITHIN`].
     pub async fn wait_for_field(&mut self, name: &str) -> Result<String, HarnessError> {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let log = self.log.clone();
+        self.wait_until(&format!("logging {name}"), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
             let value = text
                 .lines()
                 .flat_map(str::split_whitespace)
-                .find_map(|word| word.strip_prefix(name));
-            if let Some(value) = value {
-                return Ok(value.to_string());
-            }
-            if let Some(status) = self.exited() {
-                return Err(HarnessError::Process(format!(
-                    "{} exited ({status}) before logging {name}:\n{}",
-                    self.name,
-                    self.log_tail()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(HarnessError::Process(format!(
-                    "{} did not log {name} within {} s:\n{}",
-                    self.name,
-                    READY_WITHIN.as_secs(),
-                    self.log_tail()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                .find_map(|word| word.strip_prefix(name))
+                .map(str::to_string);
+            std::future::ready(value)
+        })
+        .await
     }
 
     /// Waits until `addr` accepts connections; fails if the process ends or takes longer
     /// than [`READY_WITHIN`].
     pub async fn wait_listening(&mut self, addr: &str) -> Result<(), HarnessError> {
+        self.wait_until(&format!("listening on {addr}"), || async {
+            tokio::net::TcpStream::connect(addr).await.ok().map(drop)
+        })
+        .await
+    }
+
+    /// Polls `ready` every 50 ms until it gives a value; fails, naming `what` it waited for,
+    /// if the process ends first or [`READY_WITHIN`] passes.
+    async fn wait_until<T, F: Future<Output = Option<T>>>(
+        &mut self,
+        what: &str,
+        mut ready: impl FnMut() -> F,
+    ) -> Result<T, HarnessError> {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(());
+            if let Some(value) = ready().await {
+                return Ok(value);
             }
             if let Some(status) = self.exited() {
                 return Err(HarnessError::Process(format!(
-                    "{} exited ({status}) before listening on {addr}:\n{}",
+                    "{} exited ({status}) before {what}:\n{}",
                     self.name,
                     self.log_tail()
                 )));
             }
             if Instant::now() > deadline {
                 return Err(HarnessError::Process(format!(
-                    "{} did not listen on {addr} within {} s:\n{}",
+                    "{} was not {what} within {} s:\n{}",
                     self.name,
                     READY_WITHIN.as_secs(),
                     self.log_tail()

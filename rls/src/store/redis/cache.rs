@@ -37,17 +37,9 @@ impl Known {
     fn merge(self, other: Known) -> Known {
         match (self, other) {
             (Known::Tat(a), Known::Tat(b)) => Known::Tat(a.max(b)),
+            // The later window, or the higher count of the same one.
             (Known::Window { count: a, end: x }, Known::Window { count: b, end: y }) => {
-                if x == y {
-                    Known::Window {
-                        count: a.max(b),
-                        end: x,
-                    }
-                } else if x > y {
-                    self
-                } else {
-                    other
-                }
+                if (y, b) > (x, a) { other } else { self }
             }
             _ => other,
         }
@@ -80,7 +72,9 @@ pub enum Lookup {
 }
 
 /// Held by the check asking Redis on behalf of others; dropping it wakes them.
-pub struct Probe(#[allow(dead_code)] watch::Sender<()>);
+pub struct Probe {
+    _done: watch::Sender<()>,
+}
 
 /// A bounded map of buckets known to be empty.
 pub struct OverLimitCache {
@@ -137,7 +131,7 @@ impl OverLimitCache {
         }
         let (sender, receiver) = watch::channel(());
         entry.probe = Some(receiver);
-        Lookup::Ask(Some(Probe(sender)))
+        Lookup::Ask(Some(Probe { _done: sender }))
     }
 
     /// Records what Redis answered for a call sent at `sent`: a token bucket it left
@@ -159,14 +153,14 @@ impl OverLimitCache {
                 end: sent.saturating_add(decision.reset_after()),
             },
         };
+        let merge = |entry: &mut Entry| entry.known = entry.known.merge(known);
+        // A key already held is updated without copying it.
         if let Some(mut entry) = self.entries.get_mut(key) {
-            entry.known = entry.known.merge(known);
-            return;
-        }
-        if self.entries.len() < self.capacity {
+            merge(&mut entry);
+        } else if self.entries.len() < self.capacity {
             self.entries
                 .entry(key.into())
-                .and_modify(|entry| entry.known = entry.known.merge(known))
+                .and_modify(merge)
                 .or_insert(Entry { known, probe: None });
         }
     }

@@ -124,8 +124,7 @@ pub struct Shard {
     name: String,
     link: Arc<ArcSwapOption<Link>>,
     connected: watch::Receiver<bool>,
-    calls: Arc<AtomicU64>,
-    checks: Arc<AtomicU64>,
+    counters: Counters,
     jobs: mpsc::Sender<Job>,
     refund: Script,
 }
@@ -180,8 +179,7 @@ impl Shard {
             name,
             link,
             connected,
-            calls: counters.calls,
-            checks: counters.checks,
+            counters,
             jobs,
             refund: Script::new(REFUND_BUCKETS),
         }
@@ -194,12 +192,12 @@ impl Shard {
 
     /// Check-script calls sent so far: Redis round trips, for measuring batching.
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.counters.calls.load(Ordering::Relaxed)
     }
 
     /// Checks sent so far in those calls.
     pub fn checks(&self) -> u64 {
-        self.checks.load(Ordering::Relaxed)
+        self.counters.checks.load(Ordering::Relaxed)
     }
 
     /// Resolves once the first connection is made.
