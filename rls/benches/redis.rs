@@ -1,7 +1,8 @@
 //! Decisions per second on one Redis against the memory store, in the same run: 1, 64 and
 //! 1000 concurrent callers; 1 and 4 descriptors; one hot key and 100k keys. Also Redis
-//! round trips (script calls) per decision. Server-side work only: callers call the
-//! decider directly, no gRPC.
+//! round trips (script calls) per decision, and the time Redis spent in the check script
+//! per check sent (`INFO commandstats`). Server-side work only: callers call the decider
+//! directly, no gRPC.
 //!
 //!     cargo bench -p rls --bench redis [-- --seconds 3]
 //!
@@ -68,6 +69,27 @@ fn start_redis() -> Redis {
     panic!("redis-server did not start");
 }
 
+/// `redis-cli -p port args...`, its output.
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Microseconds Redis spent in `EVALSHA` since the last `CONFIG RESETSTAT`.
+fn evalsha_usec(port: u16) -> f64 {
+    cli(port, &["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|stats| stats.split(',').find_map(|kv| kv.strip_prefix("usec=")))
+        .and_then(|usec| usec.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The requests of a workload: one (hot key) or 100k distinct ones, each with 1 or 4
 /// descriptors.
 fn workload(descriptors: usize, keys: usize) -> Vec<RateLimitRequest> {
@@ -132,9 +154,9 @@ async fn main() {
         .unwrap_or(3.0);
     let redis = start_redis();
     println!(
-        "| callers | descriptors | keys | memory decisions/s | Redis decisions/s | Redis / memory | Redis round trips per decision |"
+        "| callers | descriptors | keys | memory decisions/s | Redis decisions/s | Redis / memory | Redis round trips per decision | Redis µs per check |"
     );
-    println!("| ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
     for callers in [1, 64, 1000] {
         for descriptors in [1, 4] {
             for keys in [1, 100_000] {
@@ -173,17 +195,21 @@ async fn main() {
                     AnswerOptions::default(),
                 ));
                 let before = redis_decider.store().script_calls();
+                let checks_before = redis_decider.store().script_checks();
+                cli(redis.1, &["CONFIG", "RESETSTAT"]);
                 let started = Instant::now();
                 let redis_rate = measure(redis_decider.clone(), requests, callers, seconds).await;
                 let decisions = redis_rate * started.elapsed().as_secs_f64();
                 let calls = (redis_decider.store().script_calls() - before) as f64;
+                let checks = (redis_decider.store().script_checks() - checks_before) as f64;
                 println!(
-                    "| {callers} | {descriptors} | {} | {:.0} | {:.0} | {:.2} | {:.3} |",
+                    "| {callers} | {descriptors} | {} | {:.0} | {:.0} | {:.2} | {:.3} | {:.1} |",
                     if keys == 1 { "hot" } else { "100k" },
                     memory_rate,
                     redis_rate,
                     redis_rate / memory_rate,
-                    calls / decisions
+                    calls / decisions,
+                    evalsha_usec(redis.1) / checks.max(1.0)
                 );
             }
         }

@@ -27,7 +27,9 @@ pub fn push_key<'a>(
     }
     let identity = buf.len() - start;
     match meter {
-        Meter::TokenBucket(_) => buf.push(b't'),
+        // `T`: the tat stored packed (`t` keys held it as decimal text); a new letter, so
+        // that replicas of both formats never read each other's values during an upgrade.
+        Meter::TokenBucket(_) => buf.push(b'T'),
         Meter::FixedWindow { period_secs, .. } => {
             buf.push(b'f');
             buf.extend_from_slice(&period_secs.to_le_bytes());

@@ -71,6 +71,51 @@ async fn the_lua_script_agrees_with_the_rust_maths_on_every_shared_vector() {
     }
 }
 
+/// Requests that share a bucket and arrive together go out as one script call, which
+/// reads the bucket once and charges it request by request, then stores where the last
+/// charge left it.
+#[tokio::test(flavor = "current_thread")]
+async fn requests_sharing_a_bucket_in_one_call_are_charged_in_turn() {
+    let redis = RedisServer::start();
+    // The cache off: every answer comes from the script.
+    let store = Arc::new(store(&redis, |o| o.over_limit_cache = 0));
+    store.wait_connected().await;
+    let rate = Rate::new(5, Duration::from_secs(3600), 5);
+    let now = common::START_SECS * 1_000_000_000;
+    let check = |cost| {
+        let store = store.clone();
+        async move {
+            let batch = one_check("shared", Meter::TokenBucket(rate), cost, now);
+            store.check(&batch).await.expect("check")[0]
+        }
+    };
+    let calls = store.script_calls();
+    // Spawned together on one thread: all ten are queued before the batcher runs.
+    let tasks = (0..10).map(|_| tokio::spawn(check(1)));
+    let decisions: Vec<_> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|d| d.expect("task"))
+        .collect();
+    assert_eq!(store.script_calls() - calls, 1, "one call for all ten");
+    let mut remaining: Vec<u32> = decisions
+        .iter()
+        .filter(|d| d.is_allowed())
+        .map(|d| d.remaining())
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(remaining, [0, 1, 2, 3, 4]);
+    // The denied five saw the bucket after all five charges, and so does a later look.
+    let denied: Vec<_> = decisions.iter().filter(|d| !d.is_allowed()).collect();
+    assert_eq!(denied.len(), 5);
+    let later = check(1).await;
+    assert!(!later.is_allowed());
+    assert!(
+        denied.iter().all(|d| **d == later),
+        "{denied:?} vs {later:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_key_over_its_limit_sends_one_check_per_refilled_token() {
     let redis = RedisServer::start();

@@ -207,10 +207,10 @@ impl RedisStore {
         out
     }
 
-    fn now_arg(&self, batch: &Batch) -> String {
+    fn now_arg(&self, batch: &Batch) -> Option<Nanos> {
         match self.time {
-            TimeSource::Redis => String::new(),
-            TimeSource::Local => batch.now.to_string(),
+            TimeSource::Redis => None,
+            TimeSource::Local => Some(batch.now),
         }
     }
 
@@ -277,25 +277,25 @@ impl RedisStore {
         let now = self.now_arg(batch);
         let calls = parts.values_mut().map(|(shard, part)| {
             let mut args = Vec::with_capacity(1 + part.checks.len());
-            encode_request(batch, &now, &part.checks, &part.known_over, fold, &mut args);
+            encode_request(batch, now, &part.checks, &part.known_over, fold, &mut args);
             self.shards[*shard].check(std::mem::take(&mut part.keys), args)
         });
         let replies = join_all(calls).await;
         let mut charged: Vec<usize> = Vec::new();
         for ((_, part), reply) in parts.values().zip(replies) {
             let reply = reply?;
-            let mut values = reply.split(' ');
+            let mut values = reply.chunks_exact(3);
             for (n, &i) in part.checks.iter().enumerate() {
-                let (Some(first), Some(second)) = (values.next(), values.next()) else {
+                let Some(&[first, second, third]) = values.next() else {
                     return Err(format!("short script reply {reply:?}"));
                 };
                 if part.known_over[n] {
                     continue;
                 }
                 let check = &batch.checks[i];
-                let mut decision = decode(check, first, second)?;
+                let mut decision = decode(check, [first, second, third])?;
                 if let Meter::TokenBucket(rate) = check.meter {
-                    if second == "1" {
+                    if third == 1 {
                         charged.push(i);
                     } else if decision.is_allowed() && check.cost > 0 {
                         // Allowed alone, but the script's fold denied the request: nothing
@@ -395,7 +395,7 @@ impl RedisStore {
         }
         let calls = groups
             .into_values()
-            .map(|(shard, keys)| self.shards[shard].refund(&now, keys));
+            .map(|(shard, keys)| self.shards[shard].refund(now, keys));
         join_all(calls).await.into_iter().collect()
     }
 

@@ -5,54 +5,36 @@
 //! the scripts keep every time as a pair (seconds, nanoseconds) and only add, subtract and
 //! compare: Rust precomputes `cost × T` and `τ`, and rebuilds each decision from what the
 //! script read with the same function the memory store uses ([`limiter::Rate::decide`]).
+//!
+//! Arguments and stored values are packed binary (Redis's bundled `struct` library reads
+//! and writes them in one call each) and replies are integers: no decimal text is formed
+//! or parsed on either side, which halves the script's time per check (BENCHMARKS.md).
 
 use limiter::{Decision, Nanos, WindowCount};
-use redis::{FromRedisValue, Value};
+use redis::Value;
 
 use crate::store::{Batch, Check, Meter, Role};
 
-/// Lua shared by both scripts: times as (seconds, nanoseconds) pairs parsed from and
-/// shown as decimal nanoseconds, exact where a Lua double is not, and the clock.
+/// Lua shared by both scripts: the clock and key expiry.
 macro_rules! lua_prelude {
     () => {
         r#"
 local BILLION = 1000000000
-local function parse(text)
-  local len = #text
-  if len <= 9 then return 0, tonumber(text) end
-  return tonumber(string.sub(text, 1, len - 9)), tonumber(string.sub(text, len - 8))
-end
-local function add(as, an, bs, bn)
-  local s, n = as + bs, an + bn
-  if n >= BILLION then return s + 1, n - BILLION end
-  return s, n
-end
-local function sub(as, an, bs, bn)
-  local s, n = as - bs, an - bn
-  if n < 0 then return s - 1, n + BILLION end
-  return s, n
-end
-local function le(as, an, bs, bn)
-  return as < bs or (as == bs and an <= bn)
-end
-local function show(s, n)
-  if s == 0 then return string.format('%d', n) end
-  return string.format('%d%09d', s, n)
-end
+local unpack_, pack, call, ceil = struct.unpack, struct.pack, redis.call, math.ceil
 -- Keys expire a second after they stop mattering: a stored tat at or before now already
 -- reads as a full bucket, and a window's key names its start, so expiry only frees
 -- memory and may be late (or measured on a caller's clock) without changing an answer.
 local function expiry_ms(s, n)
-  return s * 1000 + math.ceil(n / 1000000) + 1000
+  return s * 1000 + ceil(n / 1000000) + 1000
 end
 
--- The time of a request: its decimal nanoseconds, or the server's TIME when empty
--- (read once per script call).
+-- The time of a request: the caller's when it sent one, else the server's TIME (read
+-- once per script call).
 local time_s, time_n
-local function clock(text)
-  if text ~= '' then return parse(text) end
+local function clock(own, s, n)
+  if own == 1 then return s, n end
   if not time_s then
-    local t = redis.call('TIME')
+    local t = call('TIME')
     time_s, time_n = tonumber(t[1]), tonumber(t[2]) * 1000
   end
   return time_s, time_n
@@ -67,127 +49,145 @@ end
 /// must not interleave with another caller's reads (no lost updates, no overshoot).
 ///
 /// - `KEYS[i]`: the bucket key of check i, in order over all requests.
-/// - `ARGV[1]`: the number of requests. Then per request one header argument,
-///   `"<now> <fold> <global_shadow> <stop_increment> <checks>"`: the time as decimal
-///   nanoseconds since the epoch, or empty to use the server's `TIME`; `fold` 1 to charge
-///   its token buckets only if the request passes as a whole, 0 for each check on its
-///   own; the flags as 1/0; the number of checks. Then one argument per check,
-///   `"<kind><role><descriptor> <cost> <p1> <p2>"`: kind `t` token bucket, `f` fixed
-///   window, `x` known over without a look; role `e` enforced, `s` shadow, `q` quota;
-///   for `t` p1 is the charge `cost × T` and p2 the tolerance `τ` (decimal nanoseconds),
-///   for `f` the period in seconds and the limit, for `x` both empty. One argument per
-///   check rather than six: fewer strings to build, send and parse.
-/// - Returns one string per request: two space-separated values per check, for `t` the
-///   nanoseconds the stored tat was ahead of now (0 when full) and 1 if it charged; for
-///   `f` the count after and the nanoseconds to the window's end; for `x` 0 0. (One
-///   string per request rather than two per check: fewer replies to encode and decode.)
+/// - `ARGV[1]`: the number of requests. Then per request its header (`struct` format `>BBBBI4dI4`: `fold`
+///   1 to charge its token buckets only if the request passes as a whole, 0 for each
+///   check on its own; the global shadow and stop-increment flags; whether the time is
+///   its own; the number of checks; the time), then one argument per check (`>BBI4I4dI4dI4`):
+///   kind `t` token bucket, `f` fixed window, `x` known over without a look; role `e`
+///   enforced, `s` shadow, `q` quota; the descriptor's index; the cost; for `t` the
+///   charge `cost × T` and the tolerance `τ`, for `f` the period in seconds and the limit
+///   (nanoseconds 0), for `x` zeros.
+/// - Returns three integers per check, over all requests in order: for `t` the seconds
+///   and nanoseconds the stored tat was ahead of now (0 0 when full) and 1 if it charged;
+///   for `f` the count after, and the seconds and nanoseconds to the window's end; for
+///   `x` 0 0 0.
 ///
-/// Token-bucket keys hold the tat as decimal nanoseconds and expire a second after the
-/// bucket is full again; a window's count lives under the key plus `:<window start>` and
-/// expires a second after the window's end.
+/// Every bucket key is read with one `MGET`; a bucket several requests of the call share
+/// is read once and written once, at the end, with its last tat. Token-bucket keys hold
+/// the tat (`>dI4`: seconds, nanoseconds) and expire a second after the bucket is full again; a window's count
+/// lives under the key plus `:<window start>` and expires a second after the window's end.
 pub const CHECK_BUCKETS: &str = concat!(
     lua_prelude!(),
     r#"
+local stored = call('MGET', unpack(KEYS))
+-- written[key]: the index of the check that last charged the bucket; its new tat and
+-- expiry are at that index of new_s, new_n, new_ex.
+local written, order, new_s, new_n, new_ex = {}, {}, {}, {}, {}
+-- Per check of the request at hand (reused: a request overwrites what it reads).
+local kinds, roles, descs, costs, over, d1, d2, d3, d4 = {}, {}, {}, {}, {}, {}, {}, {}, {}
 local out = {}
 local a = 2
 local k = 1
 for _ = 1, tonumber(ARGV[1]) do
-  local now, fold, shadow_all, stop, n = string.match(ARGV[a], '^(%d*) (%d) (%d) (%d) (%d+)$')
-  fold, shadow_all, stop, n = fold == '1', shadow_all == '1', stop == '1', tonumber(n)
+  local fold, shadow_all, stop, own, n, ns, nn = unpack_('>BBBBI4dI4', ARGV[a])
+  local now_s, now_n = clock(own, ns, nn)
   a = a + 1
-  local now_s, now_n = clock(now)
-  local checks = {}
+  local first = k
   local any_window_over = false
   for i = 1, n do
-    local kind, role, desc, cost, p1, p2 =
-      string.match(ARGV[a], '^(%a)(%a)(%d+) (%d+) (%d*) (%d*)$')
-    local c = {kind = kind, role = role, desc = desc, cost = tonumber(cost), p1 = p1, p2 = p2,
-               key = KEYS[k]}
+    local kind, role, desc, cost, as, an, bs, bn = unpack_('>BBI4I4dI4dI4', ARGV[a])
+    kinds[i], roles[i], descs[i], costs[i] = kind, role, desc, cost
     a = a + 1
-    k = k + 1
-    if c.kind == 't' then
-      local stored = redis.call('GET', c.key)
-      local ts, tn = now_s, now_n
-      if stored then ts, tn = parse(stored) end
-      if not le(ts, tn, now_s, now_n) then
-        c.ds, c.dn = sub(ts, tn, now_s, now_n)
-      else
-        c.ds, c.dn = 0, 0
+    if kind == 116 then -- t: a is the charge, b the tolerance
+      local key = KEYS[k]
+      local ts, tn = 0, 0
+      local w = written[key]
+      if w then
+        ts, tn = new_s[w], new_n[w]
+      elseif stored[k] then
+        ts, tn = unpack_('>dI4', stored[k])
       end
-      local is, inn = parse(c.p1)
-      local taus, taun = parse(c.p2)
-      c.as, c.an = add(c.ds, c.dn, is, inn)
-      c.over = not le(c.as, c.an, taus, taun)
-    elseif c.kind == 'f' then
-      local period = tonumber(c.p1)
-      local start = now_s - (now_s % period)
-      c.window_key = c.key .. ':' .. start
-      c.window_end = start + period
-      local count = tonumber(redis.call('GET', c.window_key) or '0')
-      c.after = count + c.cost
-      c.over = c.after > tonumber(c.p2)
-      any_window_over = any_window_over or c.over
-    else
-      c.over = true
+      local ds, dn = 0, 0
+      if ts > now_s or (ts == now_s and tn > now_n) then
+        ds, dn = ts - now_s, tn - now_n
+        if dn < 0 then ds, dn = ds - 1, dn + BILLION end
+      end
+      local xs, xn = ds + as, dn + an
+      if xn >= BILLION then xs, xn = xs + 1, xn - BILLION end
+      over[i] = xs > bs or (xs == bs and xn > bn)
+      d1[i], d2[i], d3[i], d4[i] = ds, dn, xs, xn
+    elseif kind == 102 then -- f: a is the period, b the limit
+      local start = now_s - (now_s % as)
+      local window_key = KEYS[k] .. ':' .. start
+      local after = tonumber(call('GET', window_key) or '0') + cost
+      d1[i], d2[i], d3[i] = window_key, start + as, after
+      over[i] = after > bs
+      any_window_over = any_window_over or over[i]
+    else -- x
+      over[i] = true
     end
-    checks[i] = c
+    k = k + 1
   end
 
   -- The request's fold, as the server folds statuses (store::request_denied).
   local denied = false
-  if fold and not shadow_all then
-    local over_by_desc, role_by_desc, order = {}, {}, {}
-    for _, c in ipairs(checks) do
-      if role_by_desc[c.desc] == nil then
-        role_by_desc[c.desc] = c.role
-        over_by_desc[c.desc] = false
-        order[#order + 1] = c.desc
+  if fold == 1 and shadow_all == 0 then
+    if n == 1 then
+      denied = over[1] and roles[1] ~= 115 -- not s
+    else
+      local over_by_desc, role_by_desc, seen = {}, {}, {}
+      for i = 1, n do
+        local d = descs[i]
+        if role_by_desc[d] == nil then
+          role_by_desc[d] = roles[i]
+          over_by_desc[d] = false
+          seen[#seen + 1] = d
+        end
+        over_by_desc[d] = over_by_desc[d] or over[i]
       end
-      over_by_desc[c.desc] = over_by_desc[c.desc] or c.over
-    end
-    local quota_seen, quota_all_over = false, true
-    for _, d in ipairs(order) do
-      if role_by_desc[d] == 'e' and over_by_desc[d] then denied = true end
-      if role_by_desc[d] == 'q' then
-        quota_seen = true
-        quota_all_over = quota_all_over and over_by_desc[d]
+      local quota_seen, quota_all_over = false, true
+      for _, d in ipairs(seen) do
+        if role_by_desc[d] == 101 and over_by_desc[d] then denied = true end -- e
+        if role_by_desc[d] == 113 then -- q
+          quota_seen = true
+          quota_all_over = quota_all_over and over_by_desc[d]
+        end
       end
+      denied = denied or (quota_seen and quota_all_over)
     end
-    denied = denied or (quota_seen and quota_all_over)
   end
 
-  local parts = {}
-  for _, c in ipairs(checks) do
-    if c.kind == 't' then
-      local charged = '0'
-      if not c.over and not denied and c.cost > 0 then
-        local ts, tn = add(now_s, now_n, c.as, c.an)
-        redis.call('SET', c.key, show(ts, tn), 'PX', expiry_ms(c.as, c.an))
-        charged = '1'
+  local o = #out
+  for i = 1, n do
+    local kind = kinds[i]
+    if kind == 116 then
+      local charged = 0
+      if not over[i] and not denied and costs[i] > 0 then
+        local g = first + i - 1
+        local key = KEYS[g]
+        local xs, xn = d3[i], d4[i]
+        local ts, tn = now_s + xs, now_n + xn
+        if tn >= BILLION then ts, tn = ts + 1, tn - BILLION end
+        if not written[key] then order[#order + 1] = key end
+        written[key] = g
+        new_s[g], new_n[g], new_ex[g] = ts, tn, expiry_ms(xs, xn)
+        charged = 1
       end
-      parts[#parts + 1] = show(c.ds, c.dn)
-      parts[#parts + 1] = charged
-    elseif c.kind == 'f' then
-      local hits = c.cost
-      if stop and any_window_over and not c.over then hits = 0 end
-      local after = c.after - c.cost + hits
+      out[o + 1], out[o + 2], out[o + 3] = d1[i], d2[i], charged
+    elseif kind == 102 then
+      local cost = costs[i]
+      local hits = cost
+      if stop == 1 and any_window_over and not over[i] then hits = 0 end
+      local after = d3[i] - cost + hits
+      local rs, rn = d2[i] - now_s, -now_n
+      if rn < 0 then rs, rn = rs - 1, rn + BILLION end
       if hits > 0 then
-        local count = redis.call('INCRBY', c.window_key, hits)
+        local count = call('INCRBY', d1[i], hits)
         if count == hits then
-          local rs, rn = sub(c.window_end, 0, now_s, now_n)
-          redis.call('PEXPIRE', c.window_key, expiry_ms(rs, rn))
+          call('PEXPIRE', d1[i], expiry_ms(rs, rn))
         end
         after = count
       end
-      local rs, rn = sub(c.window_end, 0, now_s, now_n)
-      parts[#parts + 1] = tostring(after)
-      parts[#parts + 1] = show(rs, rn)
+      out[o + 1], out[o + 2], out[o + 3] = after, rs, rn
     else
-      parts[#parts + 1] = '0'
-      parts[#parts + 1] = '0'
+      out[o + 1], out[o + 2], out[o + 3] = 0, 0, 0
     end
+    o = o + 3
   end
-  out[#out + 1] = table.concat(parts, ' ')
+end
+for _, key in ipairs(order) do
+  local g = written[key]
+  call('SET', key, pack('>dI4', new_s[g], new_n[g]), 'PX', new_ex[g])
 end
 return out
 "#
@@ -199,27 +199,28 @@ return out
 /// Atomic per key (read tat, move it back, write) so that a concurrent charge is not lost.
 ///
 /// - `KEYS[i]`: the bucket keys.
-/// - `ARGV[1]`: the time as decimal nanoseconds, or "" to use `TIME`.
-/// - `ARGV[i + 1]`: the charge `cost × T` to give back to `KEYS[i]`, decimal nanoseconds.
+/// - `ARGV[1]`: the time, as a check's header (only its last three fields are read).
+/// - `ARGV[i + 1]`: the charge `cost × T` to give back to `KEYS[i]` (`>dI4`).
 /// - Returns the number of keys moved back.
 pub const REFUND_BUCKETS: &str = concat!(
     lua_prelude!(),
     r#"
-local now_s, now_n = clock(ARGV[1])
+local _, _, _, own, _, ns, nn = unpack_('>BBBBI4dI4', ARGV[1])
+local now_s, now_n = clock(own, ns, nn)
 local moved = 0
 for i, key in ipairs(KEYS) do
-  local stored = redis.call('GET', key)
+  local stored = call('GET', key)
   if stored then
-    -- Locals, not nested calls: Lua keeps only the first value of a call that is not
-    -- the last argument.
-    local ss, sn = parse(stored)
-    local bs, bn = parse(ARGV[i + 1])
-    local ts, tn = sub(ss, sn, bs, bn)
-    if le(ts, tn, now_s, now_n) then
-      redis.call('DEL', key)
+    local ss, sn = unpack_('>dI4', stored)
+    local bs, bn = unpack_('>dI4', ARGV[i + 1])
+    local ts, tn = ss - bs, sn - bn
+    if tn < 0 then ts, tn = ts - 1, tn + BILLION end
+    if ts < now_s or (ts == now_s and tn <= now_n) then
+      call('DEL', key)
     else
-      local as, an = sub(ts, tn, now_s, now_n)
-      redis.call('SET', key, show(ts, tn), 'PX', expiry_ms(as, an))
+      local as, an = ts - now_s, tn - now_n
+      if an < 0 then as, an = as - 1, an + BILLION end
+      call('SET', key, pack('>dI4', ts, tn), 'PX', expiry_ms(as, an))
     end
     moved = moved + 1
   end
@@ -228,44 +229,91 @@ return moved
 "#
 );
 
+/// A pair as the scripts read it (`dI4`): a whole number as a double, exact below 2^53,
+/// and a u32.
+fn push_pair(out: &mut Vec<u8>, whole: u64, part: u32) {
+    out.extend_from_slice(&(whole as f64).to_be_bytes());
+    out.extend_from_slice(&part.to_be_bytes());
+}
+
+/// A duration or time in nanoseconds as the scripts' (seconds, nanoseconds) pair:
+/// `u64::MAX` ns is about 2^34 seconds, exact as a double.
+fn push_time(out: &mut Vec<u8>, nanos: Nanos) {
+    push_pair(out, nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32);
+}
+
+/// A request's header (see [`CHECK_BUCKETS`]); `now` `None` for the server's time.
+pub fn header(now: Option<Nanos>, fold: bool, shadow: bool, stop: bool, checks: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20);
+    out.extend_from_slice(&[
+        u8::from(fold),
+        u8::from(shadow),
+        u8::from(stop),
+        u8::from(now.is_some()),
+    ]);
+    // A request's checks number far fewer than 2^32.
+    out.extend_from_slice(&(checks as u32).to_be_bytes());
+    push_time(&mut out, now.unwrap_or(0));
+    out
+}
+
+/// A charge to give back, as [`REFUND_BUCKETS`] reads it (`>dI4`).
+pub fn refund_arg(charge: Nanos) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12);
+    push_time(&mut out, charge);
+    out
+}
+
 /// Appends the script arguments of one request's part of a batch: `checks` are indices
 /// into `batch.checks`, `known_over` marks those already known to be over (answered from
-/// the local cache), `now` is "" for the server's time.
+/// the local cache), `now` is `None` for the server's time.
 pub fn encode_request(
     batch: &Batch,
-    now: &str,
+    now: Option<Nanos>,
     checks: &[usize],
     known_over: &[bool],
     fold: bool,
-    args: &mut Vec<String>,
+    args: &mut Vec<Vec<u8>>,
 ) {
-    let flag = |b: bool| if b { 1 } else { 0 };
-    args.push(format!(
-        "{now} {} {} {} {}",
-        flag(fold),
-        flag(batch.global_shadow),
-        flag(batch.stop_increment),
-        checks.len()
+    args.push(header(
+        now,
+        fold,
+        batch.global_shadow,
+        batch.stop_increment,
+        checks.len(),
     ));
     for (&i, &over) in checks.iter().zip(known_over) {
         let check = &batch.checks[i];
         let role = match check.role {
-            Role::Enforced => 'e',
-            Role::Shadow => 's',
-            Role::Quota => 'q',
+            Role::Enforced => b'e',
+            Role::Shadow => b's',
+            Role::Quota => b'q',
         };
-        let (descriptor, cost) = (check.descriptor, check.cost);
-        args.push(match (over, check.meter) {
-            (true, _) => format!("x{role}{descriptor} {cost}  "),
-            (false, Meter::TokenBucket(rate)) => format!(
-                "t{role}{descriptor} {cost} {} {}",
-                charge(rate, cost),
-                rate.tolerance()
-            ),
-            (false, Meter::FixedWindow { period_secs, limit }) => {
-                format!("f{role}{descriptor} {cost} {} {limit}", period_secs.max(1))
+        let mut arg = Vec::with_capacity(34);
+        let kind = match (over, check.meter) {
+            (true, _) => b'x',
+            (false, Meter::TokenBucket(_)) => b't',
+            (false, Meter::FixedWindow { .. }) => b'f',
+        };
+        arg.extend_from_slice(&[kind, role]);
+        // A request's descriptors number far fewer than 2^32.
+        arg.extend_from_slice(&(check.descriptor as u32).to_be_bytes());
+        arg.extend_from_slice(&check.cost.to_be_bytes());
+        match (over, check.meter) {
+            (true, _) => {
+                push_pair(&mut arg, 0, 0);
+                push_pair(&mut arg, 0, 0);
             }
-        });
+            (false, Meter::TokenBucket(rate)) => {
+                push_time(&mut arg, charge(rate, check.cost));
+                push_time(&mut arg, rate.tolerance());
+            }
+            (false, Meter::FixedWindow { period_secs, limit }) => {
+                push_pair(&mut arg, period_secs.max(1), 0);
+                push_pair(&mut arg, u64::from(limit), 0);
+            }
+        }
+        args.push(arg);
     }
 }
 
@@ -275,27 +323,38 @@ pub fn charge(rate: limiter::Rate, cost: u32) -> Nanos {
     u64::from(cost).saturating_mul(rate.interval())
 }
 
-/// Rebuilds the decision of `check` from its two reply values.
-pub fn decode(check: &Check, first: &str, second: &str) -> Result<Decision, String> {
-    let number = |text: &str| {
-        text.parse::<u64>()
-            .map_err(|_| format!("unexpected script reply {text:?}"))
+/// Rebuilds the decision of `check` from its three reply values.
+pub fn decode(check: &Check, reply: [i64; 3]) -> Result<Decision, String> {
+    let bad = || format!("unexpected script reply {reply:?}");
+    let [first, second, third] = reply.map(|v| u64::try_from(v).map_err(|_| bad()));
+    let (first, second, third) = (first?, second?, third?);
+    let nanos = |seconds: u64, nanos: u64| {
+        (nanos < 1_000_000_000)
+            .then(|| seconds.saturating_mul(1_000_000_000).saturating_add(nanos))
+            .ok_or_else(bad)
     };
     Ok(match check.meter {
-        Meter::TokenBucket(rate) => {
-            // Relative to a zero "now": the decision depends only on how far ahead the
-            // tat was, which is what the script reports.
-            rate.decide(check.cost, number(first)?, 0).0
-        }
+        // Relative to a zero "now": the decision depends only on how far ahead the tat
+        // was, which is what the script reports.
+        Meter::TokenBucket(rate) => rate.decide(check.cost, nanos(first, second)?, 0).0,
         Meter::FixedWindow { limit, .. } => WindowCount {
-            after: number(first)?,
-            reset_after: number(second)?,
+            after: first,
+            reset_after: nanos(second, third)?,
         }
         .decision(limit),
     })
 }
 
-/// The script's reply: one string per request.
-pub fn reply_strings(value: Value) -> Result<Vec<String>, String> {
-    Vec::<String>::from_redis_value(value).map_err(|e| format!("unexpected script reply: {e}"))
+/// The check script's reply: three integers per check.
+pub fn reply_integers(value: Value) -> Result<Vec<i64>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!("unexpected script reply {value:?}"));
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Int(v) => Ok(v),
+            other => Err(format!("unexpected script reply item {other:?}")),
+        })
+        .collect()
 }

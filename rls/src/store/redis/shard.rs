@@ -19,7 +19,7 @@ use redis::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, reply_strings};
+use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, header, refund_arg, reply_integers};
 
 /// Where a shard's commands go.
 #[derive(Clone, Debug)]
@@ -114,9 +114,9 @@ pub struct Job {
     /// Its keys, in check order.
     pub keys: Vec<Vec<u8>>,
     /// Its arguments (the per-request part of `CHECK_BUCKETS`'s ARGV).
-    pub args: Vec<String>,
-    /// Where its reply goes: two space-separated values per check.
-    pub reply: oneshot::Sender<Result<String, String>>,
+    pub args: Vec<Vec<u8>>,
+    /// Where its reply goes: three integers per check.
+    pub reply: oneshot::Sender<Result<Vec<i64>, String>>,
 }
 
 /// A Redis endpoint with its connection and batcher.
@@ -207,7 +207,7 @@ impl Shard {
     }
 
     /// Queues one request's part for the next script call and waits for its reply.
-    pub async fn check(&self, keys: Vec<Vec<u8>>, args: Vec<String>) -> Result<String, String> {
+    pub async fn check(&self, keys: Vec<Vec<u8>>, args: Vec<Vec<u8>>) -> Result<Vec<i64>, String> {
         if !self.is_connected() {
             return Err(format!("{}: not connected", self.name));
         }
@@ -221,16 +221,16 @@ impl Shard {
             .map_err(|_| format!("{}: call dropped", self.name))?
     }
 
-    /// Gives back charges: `(key, charge in ns)`; `now` as in the check script.
-    pub async fn refund(&self, now: &str, keys: Vec<(Vec<u8>, u64)>) -> Result<(), String> {
+    /// Gives back charges: `(key, charge in ns)`; `now` `None` for the server's time.
+    pub async fn refund(&self, now: Option<u64>, keys: Vec<(Vec<u8>, u64)>) -> Result<(), String> {
         let link = self
             .link
             .load_full()
             .ok_or_else(|| format!("{}: not connected", self.name))?;
         let mut invocation = self.refund.prepare_invoke();
-        invocation.arg(now);
+        invocation.arg(header(now, false, false, false, 0));
         for (key, charge) in keys {
-            invocation.key(key).arg(charge.to_string());
+            invocation.key(key).arg(refund_arg(charge));
         }
         link.invoke(&invocation)
             .await
@@ -431,7 +431,7 @@ fn hash_tag(key: &[u8]) -> &[u8] {
     }
 }
 
-async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<String>, String> {
+async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, String> {
     let mut invocation = script.prepare_invoke();
     // ARGV[1] is the number of requests; each job's args start with its own time.
     invocation.arg(jobs.len());
@@ -440,23 +440,26 @@ async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<String>,
             invocation.key(key.as_slice());
         }
         for arg in &job.args {
-            invocation.arg(arg.as_str());
+            invocation.arg(arg.as_slice());
         }
     }
     let value = link.invoke(&invocation).await.map_err(|e| e.to_string())?;
-    reply_strings(value)
+    reply_integers(value)
 }
 
-/// Hands each job its reply (one string per request, in order).
-fn deliver(jobs: Vec<Job>, result: Result<Vec<String>, String>) {
+/// Hands each job its reply (three integers per check, in order).
+fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, String>) {
+    let expected: usize = jobs.iter().map(|j| 3 * j.keys.len()).sum();
     match result {
-        Ok(values) if values.len() == jobs.len() => {
-            for (job, reply) in jobs.into_iter().zip(values) {
+        Ok(values) if values.len() == expected => {
+            let mut values = values.into_iter();
+            for job in jobs {
+                let reply = values.by_ref().take(3 * job.keys.len()).collect();
                 let _ = job.reply.send(Ok(reply));
             }
         }
         Ok(values) => {
-            let error = format!("{} replies for {} requests", values.len(), jobs.len());
+            let error = format!("{} reply values for {expected} expected", values.len());
             for job in jobs {
                 let _ = job.reply.send(Err(error.clone()));
             }
