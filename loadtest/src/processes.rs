@@ -278,6 +278,8 @@ fn spawn_redis(
     command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        // As docs/redis.md recommends: expiry in 2.5 ms steps instead of 25 ms stalls.
+        .args(["--hz", "100"])
         .arg("--dir")
         .arg(dir);
     if cluster {

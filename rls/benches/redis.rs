@@ -50,6 +50,9 @@ fn start_redis() -> Redis {
             "",
             "--appendonly",
             "no",
+            // As docs/redis.md recommends: expiry in 2.5 ms steps instead of 25 ms stalls.
+            "--hz",
+            "100",
         ])
         .stdout(Stdio::null())
         .spawn()
