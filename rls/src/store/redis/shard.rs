@@ -41,8 +41,8 @@ pub struct ShardOptions {
     /// Most checks in one script call.
     pub batch_max_checks: usize,
     /// How long the batcher waits for more checks once it has some; zero sends what is
-    /// queued at once (batches then form from the requests that arrive while earlier
-    /// calls are in flight). Tokio's timers round up to whole milliseconds, and replies
+    /// queued once the callers ready to run have queued theirs (batches then form from
+    /// those and from the requests that arrive while earlier calls are in flight). Tokio's timers round up to whole milliseconds, and replies
     /// of calls in flight are handed out after the wait: keep it zero unless measured.
     pub batch_window: Duration,
     /// Script calls in flight at once on this shard.
@@ -321,6 +321,11 @@ async fn open(
     }
 }
 
+/// How often the batcher yields for more checks before it sends a call (see [`batcher`]).
+/// Measured: one yield gave 17–28% more decisions per second through gRPC with 64
+/// callers on shared cores (fewer, larger calls), four a further 2–6%.
+const MAX_YIELDS: usize = 4;
+
 /// Collects queued jobs into script calls: up to `batch_max_checks` checks, waiting at
 /// most `batch_window` for more, with at most `pipeline_depth` calls in flight.
 async fn batcher(
@@ -353,9 +358,23 @@ async fn batcher(
             .collect();
         let mut checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
         let window_end = tokio::time::Instant::now() + options.batch_window;
+        // Without a window, the batcher yields when the queue is empty, so that callers
+        // woken together with the first (ready on this worker, not yet run) queue their
+        // checks into this call; again while that brings more, at most MAX_YIELDS times.
+        let (mut yields, mut jobs_at_yield) = (0, 0);
         while checks < options.batch_max_checks {
             let next = match queue.try_recv() {
                 Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if options.batch_window.is_zero()
+                        && yields < MAX_YIELDS
+                        && (yields == 0 || jobs.len() > jobs_at_yield) =>
+                {
+                    yields += 1;
+                    jobs_at_yield = jobs.len();
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 Err(mpsc::error::TryRecvError::Empty) if !options.batch_window.is_zero() => {
                     tokio::time::timeout_at(window_end, queue.recv())
                         .await
