@@ -275,12 +275,10 @@ impl RedisStore {
         }
         let fold = parts.len() == 1;
         let now = self.now_arg(batch);
-        // A request holding probes answers for others waiting: no delay for batching.
-        let urgent = !probes.is_empty();
         let calls = parts.values_mut().map(|(shard, part)| {
             let mut args = Vec::with_capacity(1 + part.checks.len());
             encode_request(batch, now, &part.checks, &part.known_over, fold, &mut args);
-            self.shards[*shard].check(std::mem::take(&mut part.keys), args, urgent)
+            self.shards[*shard].check(std::mem::take(&mut part.keys), args)
         });
         let replies = join_all(calls).await;
         let mut charged: Vec<usize> = Vec::new();

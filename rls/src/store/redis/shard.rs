@@ -41,8 +41,8 @@ pub struct ShardOptions {
     /// Most checks in one script call.
     pub batch_max_checks: usize,
     /// How long the batcher waits for more checks once it has some; zero sends what is
-    /// queued once the callers ready to run have queued theirs (batches then form from
-    /// those and from the requests that arrive while earlier calls are in flight). Tokio's timers round up to whole milliseconds, and replies
+    /// queued at once (batches then form from the requests that arrive while earlier
+    /// calls are in flight). Tokio's timers round up to whole milliseconds, and replies
     /// of calls in flight are handed out after the wait: keep it zero unless measured.
     pub batch_window: Duration,
     /// Script calls in flight at once on this shard.
@@ -117,8 +117,6 @@ pub struct Job {
     pub args: Vec<Vec<u8>>,
     /// Where its reply goes: three integers per check.
     pub reply: oneshot::Sender<Result<Vec<i64>, String>>,
-    /// Other requests wait for its answer: its call goes out without yielding for more.
-    pub urgent: bool,
 }
 
 /// A Redis endpoint with its connection and batcher.
@@ -208,25 +206,14 @@ impl Shard {
         let _ = connected.wait_for(|c| *c).await;
     }
 
-    /// Queues one request's part for the next script call and waits for its reply;
-    /// `urgent` when other requests wait for this answer.
-    pub async fn check(
-        &self,
-        keys: Vec<Vec<u8>>,
-        args: Vec<Vec<u8>>,
-        urgent: bool,
-    ) -> Result<Vec<i64>, String> {
+    /// Queues one request's part for the next script call and waits for its reply.
+    pub async fn check(&self, keys: Vec<Vec<u8>>, args: Vec<Vec<u8>>) -> Result<Vec<i64>, String> {
         if !self.is_connected() {
             return Err(format!("{}: not connected", self.name));
         }
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job {
-                keys,
-                args,
-                reply,
-                urgent,
-            })
+            .send(Job { keys, args, reply })
             .await
             .map_err(|_| format!("{}: batcher stopped", self.name))?;
         answer
@@ -334,13 +321,6 @@ async fn open(
     }
 }
 
-/// How often the batcher yields for more checks before it sends a call (see [`batcher`]).
-/// Measured through gRPC, 64 callers, shared cores: 5–17% more decisions per second
-/// where every request reaches Redis (fewer, larger calls). Calls that others wait on
-/// (over-limit cache probes) do not yield: for a hot key over its limit, yielding on
-/// them cost 15%.
-const MAX_YIELDS: usize = 4;
-
 /// Collects queued jobs into script calls: up to `batch_max_checks` checks, waiting at
 /// most `batch_window` for more, with at most `pipeline_depth` calls in flight.
 async fn batcher(
@@ -372,27 +352,10 @@ async fn batcher(
             .filter(|j| !j.reply.is_closed())
             .collect();
         let mut checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
-        let mut urgent = jobs.iter().any(|j| j.urgent);
         let window_end = tokio::time::Instant::now() + options.batch_window;
-        // Without a window, the batcher yields when the queue is empty, so that callers
-        // woken together with the first (ready on this worker, not yet run) queue their
-        // checks into this call; again while that brings more, at most MAX_YIELDS times.
-        // Not for a call others wait on: those requests are the ones that would run.
-        let (mut yields, mut jobs_at_yield) = (0, 0);
         while checks < options.batch_max_checks {
             let next = match queue.try_recv() {
                 Ok(job) => Some(job),
-                Err(mpsc::error::TryRecvError::Empty)
-                    if options.batch_window.is_zero()
-                        && !urgent
-                        && yields < MAX_YIELDS
-                        && (yields == 0 || jobs.len() > jobs_at_yield) =>
-                {
-                    yields += 1;
-                    jobs_at_yield = jobs.len();
-                    tokio::task::yield_now().await;
-                    continue;
-                }
                 Err(mpsc::error::TryRecvError::Empty) if !options.batch_window.is_zero() => {
                     tokio::time::timeout_at(window_end, queue.recv())
                         .await
@@ -406,7 +369,6 @@ async fn batcher(
                 continue;
             }
             checks += job.keys.len();
-            urgent |= job.urgent;
             jobs.push(job);
         }
         if jobs.is_empty() {
