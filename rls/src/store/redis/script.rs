@@ -358,3 +358,84 @@ pub fn reply_integers(value: Value) -> Result<Vec<i64>, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use limiter::Rate;
+
+    use super::*;
+
+    fn check(meter: Meter, cost: u32) -> Check {
+        Check {
+            key: 0..1,
+            identity: 1,
+            meter,
+            cost,
+            descriptor: 0,
+            role: Role::Enforced,
+        }
+    }
+
+    #[test]
+    fn times_are_packed_as_whole_seconds_and_nanoseconds() {
+        let mut out = Vec::new();
+        push_time(&mut out, 1_763_700_000_123_456_789);
+        assert_eq!(out[..8], 1_763_700_000f64.to_be_bytes());
+        assert_eq!(out[8..], 123_456_789u32.to_be_bytes());
+        // The largest time is still exact: 2^64 ns is about 2^34 s.
+        out.clear();
+        push_time(&mut out, u64::MAX);
+        let seconds = f64::from_be_bytes(out[..8].try_into().unwrap());
+        assert_eq!(seconds as u64, u64::MAX / 1_000_000_000);
+    }
+
+    #[test]
+    fn a_header_carries_the_flags_the_count_and_the_time_when_it_is_ours() {
+        let ours = header(Some(2_500_000_000), true, false, true, 3);
+        assert_eq!(ours[..8], [1, 0, 1, 1, 0, 0, 0, 3]);
+        assert_eq!(ours[8..16], 2f64.to_be_bytes());
+        assert_eq!(ours[16..], 500_000_000u32.to_be_bytes());
+        let servers = header(None, false, true, false, 1);
+        assert_eq!(servers[..8], [0, 1, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(servers.len(), 20);
+    }
+
+    #[test]
+    fn replies_decode_as_the_memory_store_decides() {
+        let rate = Rate::new(10, Duration::from_secs(1), 10);
+        let bucket = check(Meter::TokenBucket(rate), 1);
+        // The tat was 1.5 s ahead of now.
+        let decoded = decode(&bucket, [1, 500_000_000, 1]).expect("decodes");
+        assert_eq!(decoded, rate.decide(1, 1_500_000_000, 0).0);
+        let window = check(
+            Meter::FixedWindow {
+                period_secs: 60,
+                limit: 5,
+            },
+            1,
+        );
+        let decoded = decode(&window, [6, 12, 250_000_000]).expect("decodes");
+        let expected = WindowCount {
+            after: 6,
+            reset_after: 12_250_000_000,
+        }
+        .decision(5);
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn malformed_replies_are_errors_not_decisions() {
+        let rate = Rate::new(10, Duration::from_secs(1), 10);
+        let bucket = check(Meter::TokenBucket(rate), 1);
+        assert!(decode(&bucket, [-1, 0, 1]).is_err());
+        assert!(decode(&bucket, [0, 1_000_000_000, 1]).is_err());
+        assert!(reply_integers(Value::Nil).is_err());
+        assert!(reply_integers(Value::Array(vec![Value::Int(1), Value::Nil])).is_err());
+        assert_eq!(
+            reply_integers(Value::Array(vec![Value::Int(1), Value::Int(2)])),
+            Ok(vec![1, 2])
+        );
+    }
+}
