@@ -59,10 +59,7 @@ fn start_redis() -> Redis {
         .expect("redis-server (Debian package redis-server) must be installed");
     // Wait for it to answer: this bench is not a test, a short poll is fine.
     for _ in 0..500 {
-        let pong = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output();
-        if pong.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
+        if cli(port, &["ping"]).starts_with("PONG") {
             return Redis(child, port);
         }
         std::thread::sleep(Duration::from_millis(10));

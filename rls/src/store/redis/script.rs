@@ -231,15 +231,15 @@ return moved
 
 /// A pair as the scripts read it (`dI4`): a whole number as a double, exact below 2^53,
 /// and a u32.
-fn push_pair(out: &mut Vec<u8>, whole: u64, part: u32) {
+fn push_pair(out: &mut Vec<u8>, (whole, part): (u64, u32)) {
     out.extend_from_slice(&(whole as f64).to_be_bytes());
     out.extend_from_slice(&part.to_be_bytes());
 }
 
 /// A duration or time in nanoseconds as the scripts' (seconds, nanoseconds) pair:
 /// `u64::MAX` ns is about 2^34 seconds, exact as a double.
-fn push_time(out: &mut Vec<u8>, nanos: Nanos) {
-    push_pair(out, nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32);
+fn time_pair(nanos: Nanos) -> (u64, u32) {
+    (nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
 }
 
 /// A request's header (see [`CHECK_BUCKETS`]); `now` `None` for the server's time.
@@ -253,14 +253,14 @@ pub fn header(now: Option<Nanos>, fold: bool, shadow: bool, stop: bool, checks: 
     ]);
     // A request's checks number far fewer than 2^32.
     out.extend_from_slice(&(checks as u32).to_be_bytes());
-    push_time(&mut out, now.unwrap_or(0));
+    push_pair(&mut out, time_pair(now.unwrap_or(0)));
     out
 }
 
 /// A charge to give back, as [`REFUND_BUCKETS`] reads it (`>dI4`).
 pub fn refund_arg(charge: Nanos) -> Vec<u8> {
     let mut out = Vec::with_capacity(12);
-    push_time(&mut out, charge);
+    push_pair(&mut out, time_pair(charge));
     out
 }
 
@@ -289,30 +289,25 @@ pub fn encode_request(
             Role::Shadow => b's',
             Role::Quota => b'q',
         };
-        let mut arg = Vec::with_capacity(34);
-        let kind = match (over, check.meter) {
-            (true, _) => b'x',
-            (false, Meter::TokenBucket(_)) => b't',
-            (false, Meter::FixedWindow { .. }) => b'f',
+        // For `t` the charge and the tolerance; for `f` the period and the limit.
+        let (kind, first, second) = match (over, check.meter) {
+            (true, _) => (b'x', (0, 0), (0, 0)),
+            (false, Meter::TokenBucket(rate)) => (
+                b't',
+                time_pair(charge(rate, check.cost)),
+                time_pair(rate.tolerance()),
+            ),
+            (false, Meter::FixedWindow { period_secs, limit }) => {
+                (b'f', (period_secs.max(1), 0), (u64::from(limit), 0))
+            }
         };
+        let mut arg = Vec::with_capacity(34);
         arg.extend_from_slice(&[kind, role]);
         // A request's descriptors number far fewer than 2^32.
         arg.extend_from_slice(&(check.descriptor as u32).to_be_bytes());
         arg.extend_from_slice(&check.cost.to_be_bytes());
-        match (over, check.meter) {
-            (true, _) => {
-                push_pair(&mut arg, 0, 0);
-                push_pair(&mut arg, 0, 0);
-            }
-            (false, Meter::TokenBucket(rate)) => {
-                push_time(&mut arg, charge(rate, check.cost));
-                push_time(&mut arg, rate.tolerance());
-            }
-            (false, Meter::FixedWindow { period_secs, limit }) => {
-                push_pair(&mut arg, period_secs.max(1), 0);
-                push_pair(&mut arg, u64::from(limit), 0);
-            }
-        }
+        push_pair(&mut arg, first);
+        push_pair(&mut arg, second);
         args.push(arg);
     }
 }
@@ -381,12 +376,12 @@ mod tests {
     #[test]
     fn times_are_packed_as_whole_seconds_and_nanoseconds() {
         let mut out = Vec::new();
-        push_time(&mut out, 1_763_700_000_123_456_789);
+        push_pair(&mut out, time_pair(1_763_700_000_123_456_789));
         assert_eq!(out[..8], 1_763_700_000f64.to_be_bytes());
         assert_eq!(out[8..], 123_456_789u32.to_be_bytes());
         // The largest time is still exact: 2^64 ns is about 2^34 s.
         out.clear();
-        push_time(&mut out, u64::MAX);
+        push_pair(&mut out, time_pair(u64::MAX));
         let seconds = f64::from_be_bytes(out[..8].try_into().unwrap());
         assert_eq!(seconds as u64, u64::MAX / 1_000_000_000);
     }
