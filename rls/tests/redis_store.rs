@@ -1,6 +1,7 @@
 //! The Redis store against a real `redis-server`: the Lua maths agrees with the Rust maths
 //! on the shared vectors, and failures (a stalled, killed, restarted or flushed Redis) are
-//! answered by the failure mode within the deadline, then recovered from; a hot key over
+//! answered by the failure mode within the deadline, then recovered from; a request that
+//! could not be answered in time is not sent; a hot key over
 //! its limit is answered from the over-limit cache, exactly.
 
 mod common;
@@ -247,6 +248,66 @@ async fn calls_beyond_the_in_flight_bound_get_the_failure_mode_at_once() {
     assert!(!answer.expect("deny mode answers")[0].is_allowed());
     redis.signal("CONT");
     assert!(first.await.expect("answered once Redis resumes")[0].is_allowed());
+}
+
+#[tokio::test]
+async fn a_request_left_less_time_than_calls_take_is_shed_without_being_sent() {
+    let redis = RedisServer::start();
+    // One call in flight at a time, so a second request queues behind a stalled one.
+    let store = Arc::new(store(&redis, |o| {
+        o.timeout = Duration::from_secs(1);
+        o.shard.pipeline_depth = 1;
+    }));
+    store.wait_connected().await;
+    let rate = Rate::new(10, Duration::from_secs(1), 10);
+    let now = 1_700_000_000_000_000_000;
+    let check = move |key: &str| one_check(key, Meter::TokenBucket(rate), 1, now);
+
+    // The first call finds Redis stalled for 400 ms: from it the batcher learns that
+    // calls take at least that long.
+    redis.signal("STOP");
+    let slow = tokio::spawn({
+        let store = store.clone();
+        async move { store.check(&check("slow")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    redis.signal("CONT");
+    let slow = slow
+        .await
+        .expect("joined")
+        .expect("answered once Redis resumed");
+    assert_eq!(slow[0].remaining(), 9);
+
+    // Redis stalls again under a call, and a request queues behind it until it has under
+    // 300 ms of its second left (the sleep is a lower bound: a slow machine only leaves
+    // it less).
+    redis.signal("STOP");
+    let calls = store.script_calls();
+    let held = tokio::spawn({
+        let store = store.clone();
+        async move { store.check(&check("held")).await }
+    });
+    while store.script_calls() == calls {
+        tokio::task::yield_now().await;
+    }
+    let queued = tokio::spawn({
+        let store = store.clone();
+        async move { store.check(&check("queued")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.signal("CONT");
+    assert!(
+        held.await.expect("joined").is_ok(),
+        "the held call is answered"
+    );
+    // Sent now, its answer would come in time only if Redis were faster than it has
+    // been: it is answered by the failure mode at once instead, and charged nothing.
+    match queued.await.expect("joined") {
+        Err(RlsError::Unavailable(why)) => assert!(why.contains("shed"), "{why}"),
+        other => panic!("the queued request was sent: {other:?}"),
+    }
+    let after = store.check(&check("queued")).await.expect("healthy");
+    assert_eq!(after[0].remaining(), 9, "the shed request took a token");
 }
 
 #[tokio::test]

@@ -18,12 +18,13 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use limiter::{Clock, Decision, Nanos, Rate};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 pub use shard::{Endpoint, ShardOptions, TlsFiles};
 
 use self::cache::{Lookup, OverLimitCache, Probe};
 use self::script::{charge, decode, encode_request};
-use self::shard::Shard;
+use self::shard::{Failure, Shard};
 use super::{Batch, BucketStore, MemoryStore, Meter, request_denied};
 use crate::error::RlsError;
 
@@ -214,15 +215,20 @@ impl RedisStore {
         }
     }
 
-    /// The decisions from Redis, without deadline or failure handling.
-    async fn check_redis(&self, batch: &Batch) -> Result<Vec<Decision>, String> {
+    /// The decisions from Redis, without failure handling; `deadline` is when the caller
+    /// stops waiting.
+    async fn check_redis(
+        &self,
+        batch: &Batch,
+        deadline: Instant,
+    ) -> Result<Vec<Decision>, Failure> {
         let spread = self.shards.len() > 1 || self.cluster;
         let windows = batch
             .checks
             .iter()
             .any(|c| matches!(c.meter, Meter::FixedWindow { .. }));
         if !(batch.stop_increment && spread && windows) {
-            return self.check_parts(batch).await;
+            return self.check_parts(batch, deadline).await;
         }
         // Stop-increment mode must see every window of the request, which shards split:
         // read them all first (cost 0 only reads), then count only the windows that go
@@ -230,7 +236,7 @@ impl RedisStore {
         let mut peek = batch.clone();
         peek.stop_increment = false;
         peek.checks.iter_mut().for_each(|c| c.cost = 0);
-        let counts = self.check_parts(&peek).await?;
+        let counts = self.check_parts(&peek, deadline).await?;
         let over: Vec<bool> = batch
             .checks
             .iter()
@@ -249,11 +255,15 @@ impl RedisStore {
                 }
             }
         }
-        self.check_parts(&real).await
+        self.check_parts(&real, deadline).await
     }
 
     /// The decisions from Redis for a batch whose stop-increment needs no peek.
-    async fn check_parts(&self, batch: &Batch) -> Result<Vec<Decision>, String> {
+    async fn check_parts(
+        &self,
+        batch: &Batch,
+        deadline: Instant,
+    ) -> Result<Vec<Decision>, Failure> {
         let (mut decisions, probes) = self.consult_cache(batch).await;
         // Group by shard; in a cluster a script may only touch one slot, so group by
         // descriptor identity there (one hash tag each).
@@ -278,7 +288,7 @@ impl RedisStore {
         let calls = parts.values_mut().map(|(shard, part)| {
             let mut args = Vec::with_capacity(1 + part.checks.len());
             encode_request(batch, now, &part.checks, &part.known_over, fold, &mut args);
-            self.shards[*shard].check(std::mem::take(&mut part.keys), args)
+            self.shards[*shard].check(std::mem::take(&mut part.keys), args, deadline)
         });
         let replies = join_all(calls).await;
         let mut charged: Vec<usize> = Vec::new();
@@ -287,7 +297,7 @@ impl RedisStore {
             let mut values = reply.chunks_exact(3);
             for (n, &i) in part.checks.iter().enumerate() {
                 let Some(&[first, second, third]) = values.next() else {
-                    return Err(format!("short script reply {reply:?}"));
+                    return Err(format!("short script reply {reply:?}").into());
                 };
                 if part.known_over[n] {
                     continue;
@@ -448,11 +458,13 @@ impl BucketStore for RedisStore {
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
             return self.fail(batch, "too many calls in flight");
         };
-        match tokio::time::timeout(self.timeout, self.check_redis(batch)).await {
+        let deadline = Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
             Ok(Ok(decisions)) => Ok(decisions),
-            Ok(Err(error)) => {
-                metrics::counter!("rls_backend_errors_total", "kind" => "redis").increment(1);
-                self.fail(batch, &error)
+            Ok(Err(failure)) => {
+                metrics::counter!("rls_backend_errors_total", "kind" => failure.kind())
+                    .increment(1);
+                self.fail(batch, &failure.to_string())
             }
             Err(_) => {
                 metrics::counter!("rls_backend_errors_total", "kind" => "deadline").increment(1);

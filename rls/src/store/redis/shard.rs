@@ -2,6 +2,7 @@
 //! up in the background, and its batcher, which sends the checks of concurrent requests
 //! as one script call.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use redis::{
     Value,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, header, refund_arg, reply_integers};
 
@@ -109,14 +111,50 @@ struct Counters {
     checks: Arc<AtomicU64>,
 }
 
+/// Why a shard gave no answer.
+#[derive(Clone, Debug)]
+pub enum Failure {
+    /// Redis answered with an error, could not be reached, or not in time.
+    Redis(String),
+    /// Never sent: the calls ahead of it would have made it miss its deadline.
+    Overload,
+}
+
+impl Failure {
+    /// Its `kind` label in `rls_backend_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Redis(_) => "redis",
+            Failure::Overload => "overload",
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Redis(message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Redis(message) => f.write_str(message),
+            Failure::Overload => f.write_str("shed: Redis could not answer before the deadline"),
+        }
+    }
+}
+
 /// One request's part of a script call, waiting in the batcher's queue.
-pub struct Job {
+struct Job {
     /// Its keys, in check order.
-    pub keys: Vec<Vec<u8>>,
+    keys: Vec<Vec<u8>>,
     /// Its arguments (the per-request part of `CHECK_BUCKETS`'s ARGV).
-    pub args: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+    /// When its caller stops waiting.
+    deadline: Instant,
     /// Where its reply goes: three integers per check.
-    pub reply: oneshot::Sender<Result<Vec<i64>, String>>,
+    reply: oneshot::Sender<Result<Vec<i64>, Failure>>,
 }
 
 /// A Redis endpoint with its connection and batcher.
@@ -206,14 +244,26 @@ impl Shard {
         let _ = connected.wait_for(|c| *c).await;
     }
 
-    /// Queues one request's part for the next script call and waits for its reply.
-    pub async fn check(&self, keys: Vec<Vec<u8>>, args: Vec<Vec<u8>>) -> Result<Vec<i64>, String> {
+    /// Queues one request's part for the next script call and waits for its reply; a
+    /// part that could not be answered by `deadline` is not sent.
+    pub async fn check(
+        &self,
+        keys: Vec<Vec<u8>>,
+        args: Vec<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<Vec<i64>, Failure> {
         if !self.is_connected() {
-            return Err(format!("{}: not connected", self.name));
+            return Err(Failure::Redis(format!("{}: not connected", self.name)));
         }
         let (reply, answer) = oneshot::channel();
+        let job = Job {
+            keys,
+            args,
+            deadline,
+            reply,
+        };
         self.jobs
-            .send(Job { keys, args, reply })
+            .send(job)
             .await
             .map_err(|_| format!("{}: batcher stopped", self.name))?;
         answer
@@ -323,6 +373,12 @@ async fn open(
 
 /// Collects queued jobs into script calls: up to `batch_max_checks` checks, waiting at
 /// most `batch_window` for more, with at most `pipeline_depth` calls in flight.
+///
+/// A job is sent only while its caller may still get the answer: one whose caller gave
+/// up is dropped, and one with less time left than calls have recently taken is answered
+/// [`Failure::Overload`] at once. Sending it would spend Redis's time on an answer that
+/// comes too late and charge buckets for a request answered by the failure mode; when
+/// more requests come than Redis can answer in time, those it can are answered.
 async fn batcher(
     mut queue: mpsc::Receiver<Job>,
     link: Arc<ArcSwapOption<Link>>,
@@ -333,26 +389,36 @@ async fn batcher(
 ) {
     let script = Script::new(CHECK_BUCKETS);
     let depth = options.pipeline_depth.max(1);
+    let mut round_trip = RoundTrip::new(deadline);
     // The calls in flight are driven here rather than spawned: no task per batch, and a
-    // reply wakes this task only, which hands each caller its answer.
+    // reply wakes this task only, which hands each caller its answer. Each yields its
+    // round trip if it succeeded.
     let mut in_flight = FuturesUnordered::new();
     loop {
         let first = tokio::select! {
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            Some(took) = in_flight.next(), if !in_flight.is_empty() => {
+                round_trip.observe(took);
+                continue;
+            }
             job = queue.recv(), if in_flight.len() < depth => match job {
                 Some(job) => job,
                 None => break,
             },
         };
-        // A caller whose deadline passed while its job waited has been answered by the
-        // failure mode: sending its checks now would charge buckets for a request that
-        // was never told so.
-        let mut jobs: Vec<Job> = Some(first)
-            .into_iter()
-            .filter(|j| !j.reply.is_closed())
-            .collect();
+        let now = Instant::now();
+        let admit = |job: Job| -> Option<Job> {
+            if job.reply.is_closed() {
+                return None;
+            }
+            if round_trip.too_late(now, job.deadline) {
+                let _ = job.reply.send(Err(Failure::Overload));
+                return None;
+            }
+            Some(job)
+        };
+        let mut jobs: Vec<Job> = admit(first).into_iter().collect();
         let mut checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
-        let window_end = tokio::time::Instant::now() + options.batch_window;
+        let window_end = now + options.batch_window;
         while checks < options.batch_max_checks {
             let next = match queue.try_recv() {
                 Ok(job) => Some(job),
@@ -365,9 +431,7 @@ async fn batcher(
                 Err(_) => None,
             };
             let Some(job) = next else { break };
-            if job.reply.is_closed() {
-                continue;
-            }
+            let Some(job) = admit(job) else { continue };
             checks += job.keys.len();
             jobs.push(job);
         }
@@ -388,19 +452,60 @@ async fn batcher(
                 let checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
                 metrics::histogram!("rls_redis_batch_checks").record(checks as f64);
                 metrics::counter!("rls_redis_calls_total").increment(1);
-                // Dropped at the deadline: a command the client parked for a reconnect is
-                // cancelled instead of running later on the reconnected server.
+                // Dropped when its last caller stops waiting: a command the client parked
+                // for a reconnect is cancelled instead of running later on the
+                // reconnected server.
+                let latest = jobs.iter().map(|j| j.deadline).max().unwrap_or(now);
+                let started = Instant::now();
                 let result = match link {
-                    Some(link) => tokio::time::timeout(deadline, call(script, &link, &jobs))
+                    Some(link) => tokio::time::timeout_at(latest, call(script, &link, &jobs))
                         .await
                         .unwrap_or_else(|_| Err("deadline exceeded".to_string())),
                     None => Err("not connected".to_string()),
                 };
-                deliver(jobs, result);
+                let took = result.is_ok().then(|| started.elapsed());
+                deliver(jobs, result.map_err(Failure::Redis));
+                took
             });
         }
     }
     while in_flight.next().await.is_some() {}
+}
+
+/// How long a successful script call takes when it goes well, which a job must have left
+/// before its deadline to be sent: it falls at once to a faster call and rises by a
+/// sixteenth of the difference on a slower one, so it follows the fast end of recent
+/// calls and sheds only jobs that would surely be late. Capped at half the deadline: a
+/// job that has waited less than that is always sent, so a slow spell never stops calls
+/// for good and the estimate keeps learning.
+struct RoundTrip {
+    /// `None` until a call has succeeded.
+    fast: Option<Duration>,
+    cap: Duration,
+}
+
+impl RoundTrip {
+    fn new(deadline: Duration) -> RoundTrip {
+        RoundTrip {
+            fast: None,
+            cap: deadline / 2,
+        }
+    }
+
+    /// Adds a call's round trip (`None`: it failed, and says nothing of Redis's pace).
+    fn observe(&mut self, took: Option<Duration>) {
+        self.fast = match (self.fast, took) {
+            (Some(fast), Some(took)) if took > fast => Some((fast * 15 + took) / 16),
+            (_, Some(took)) => Some(took),
+            (fast, None) => fast,
+        };
+    }
+
+    /// True when a job due at `deadline` could not be answered in time if sent `now`.
+    fn too_late(&self, now: Instant, deadline: Instant) -> bool {
+        let needed = self.fast.unwrap_or_default().min(self.cap);
+        deadline <= now || deadline - now < needed
+    }
 }
 
 /// Splits jobs by the hash tag of their first key (every key of a job shares it).
@@ -448,7 +553,7 @@ async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, St
 }
 
 /// Hands each job its reply (three integers per check, in order).
-fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, String>) {
+fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, Failure>) {
     let expected: usize = jobs.iter().map(|j| 3 * j.keys.len()).sum();
     match result {
         Ok(values) if values.len() == expected => {
@@ -459,7 +564,10 @@ fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, String>) {
             }
         }
         Ok(values) => {
-            let error = format!("{} reply values for {expected} expected", values.len());
+            let error = Failure::Redis(format!(
+                "{} reply values for {expected} expected",
+                values.len()
+            ));
             for job in jobs {
                 let _ = job.reply.send(Err(error.clone()));
             }
@@ -484,7 +592,52 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{RoundTrip, redact};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_job_is_shed_only_with_less_time_left_than_a_fast_call_takes() {
+        let now = Instant::now();
+        let mut round_trip = RoundTrip::new(10 * MS);
+        // Nothing measured yet: only a job already past its deadline is too late.
+        assert!(!round_trip.too_late(now, now + MS / 10));
+        assert!(round_trip.too_late(now, now));
+        // The first call sets the estimate; a faster one lowers it at once.
+        round_trip.observe(Some(3 * MS));
+        assert!(round_trip.too_late(now, now + 2 * MS));
+        assert!(!round_trip.too_late(now, now + 3 * MS));
+        round_trip.observe(Some(2 * MS));
+        assert!(round_trip.too_late(now, now + MS + MS / 2));
+        assert!(!round_trip.too_late(now, now + 2 * MS));
+        // Failed calls say nothing of Redis's pace.
+        round_trip.observe(None);
+        assert!(!round_trip.too_late(now, now + 2 * MS));
+    }
+
+    #[test]
+    fn slow_calls_never_shed_a_job_with_half_its_deadline_left() {
+        let now = Instant::now();
+        let mut round_trip = RoundTrip::new(10 * MS);
+        round_trip.observe(Some(MS));
+        // One slow call moves the estimate a sixteenth of the way, not all of it.
+        round_trip.observe(Some(17 * MS));
+        assert!(round_trip.too_late(now, now + 1900 * Duration::from_micros(1)));
+        assert!(!round_trip.too_late(now, now + 2 * MS + MS / 10));
+        // However slow Redis gets, a job with half its deadline left is sent, so calls
+        // go on and the estimate comes down again when Redis does.
+        for _ in 0..200 {
+            round_trip.observe(Some(50 * MS));
+        }
+        assert!(round_trip.too_late(now, now + 4 * MS));
+        assert!(!round_trip.too_late(now, now + 5 * MS));
+        round_trip.observe(Some(MS));
+        assert!(!round_trip.too_late(now, now + 2 * MS));
+    }
 
     #[test]
     fn credentials_never_appear_in_names() {
