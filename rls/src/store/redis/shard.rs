@@ -375,8 +375,8 @@ async fn open(
 /// most `batch_window` for more, with at most `pipeline_depth` calls in flight.
 ///
 /// A job is sent only while its caller may still get the answer: one whose caller gave
-/// up is dropped, and one with less time left than calls have recently taken is answered
-/// [`Failure::Overload`] at once. Sending it would spend Redis's time on an answer that
+/// up is dropped, and one with less time left than a fast call has recently taken is
+/// answered [`Failure::Overload`] at once. Sending it would spend Redis's time on an answer that
 /// comes too late and charge buckets for a request answered by the failure mode; when
 /// more requests come than Redis can answer in time, those it can are answered.
 async fn batcher(
