@@ -40,7 +40,7 @@ mod yaml_error;
 
 pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 pub use error::{ConfigError, Position};
-pub use load::{LoadOptions, QuotaSet};
+pub use load::{LoadOptions, QuotaSet, is_quota_file_name};
 pub use local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
     Percent, TokenBucket,

@@ -185,6 +185,12 @@ impl QuotaSet {
     }
 }
 
+/// True for the name of a file a directory's quota set reads: not hidden (editors' swap
+/// files, a ConfigMap's `..data`), ending in `.yaml` or `.yml`.
+pub fn is_quota_file_name(name: &str) -> bool {
+    !name.starts_with('.') && [".yaml", ".yml"].iter().any(|ext| name.ends_with(ext))
+}
+
 /// The quota files of a directory, sorted by name.
 fn quota_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let io = |path: &Path| {
@@ -196,8 +202,7 @@ fn quota_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         let entry = entry.map_err(io(dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let is_yaml = [".yaml", ".yml"].iter().any(|ext| name.ends_with(ext));
-        if name.starts_with('.') || !is_yaml {
+        if !is_quota_file_name(&name) {
             continue;
         }
         let path = entry.path();

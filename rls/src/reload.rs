@@ -110,13 +110,8 @@ impl Target {
                 };
                 name.starts_with("..")
                     || match self {
-                        Target::File(file) => {
-                            file.as_os_str() == path.file_name().unwrap_or_default()
-                        }
-                        Target::Dir => {
-                            !name.starts_with('.')
-                                && [".yaml", ".yml"].iter().any(|ext| name.ends_with(ext))
-                        }
+                        Target::File(file) => file == name,
+                        Target::Dir => config::is_quota_file_name(name),
                     }
             })
     }
