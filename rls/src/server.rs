@@ -77,9 +77,9 @@ impl Settings {
         }
     }
 
-    /// The Redis store's settings; refuses a Redis backend without (or with two kinds
-    /// of) servers.
-    pub fn redis_options(&self) -> Result<RedisOptions, RlsError> {
+    /// The Redis store's settings, deciding on `clock`; refuses a Redis backend without
+    /// (or with two kinds of) servers.
+    pub fn redis_options(&self, clock: Arc<dyn Clock>) -> Result<RedisOptions, RlsError> {
         let endpoints = match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
             ([], []) => {
                 return Err(RlsError::Settings(
@@ -133,7 +133,7 @@ impl Settings {
                 batch_window: self.batch_window,
                 pipeline_depth: self.pipeline_depth.max(1),
             },
-            clock: Arc::new(SystemClock::new()),
+            clock,
         })
     }
 
@@ -178,9 +178,7 @@ pub async fn serve(
             serve_reloading(listeners, decider, &settings, shutdown).await
         }
         BackendKind::Redis => {
-            let mut redis = settings.redis_options()?;
-            redis.clock = clock.clone();
-            let store = RedisStore::new(redis);
+            let store = RedisStore::new(settings.redis_options(clock.clone())?);
             let decider = Arc::new(Decider::new(quotas, store, clock, options));
             serve_reloading(listeners, decider, &settings, shutdown).await
         }
