@@ -459,18 +459,14 @@ impl BucketStore for RedisStore {
             return self.fail(batch, "too many calls in flight");
         };
         let deadline = Instant::now() + self.timeout;
-        match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
-            Ok(Ok(decisions)) => Ok(decisions),
-            Ok(Err(failure)) => {
-                metrics::counter!("rls_backend_errors_total", "kind" => failure.kind())
-                    .increment(1);
-                self.fail(batch, &failure.to_string())
-            }
-            Err(_) => {
-                metrics::counter!("rls_backend_errors_total", "kind" => "deadline").increment(1);
-                self.fail(batch, "backend deadline exceeded")
-            }
-        }
+        let failure =
+            match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
+                Ok(Ok(decisions)) => return Ok(decisions),
+                Ok(Err(failure)) => failure,
+                Err(_) => Failure::Deadline,
+            };
+        metrics::counter!("rls_backend_errors_total", "kind" => failure.kind()).increment(1);
+        self.fail(batch, &failure.to_string())
     }
 
     fn is_ready(&self) -> bool {

@@ -114,8 +114,10 @@ struct Counters {
 /// Why a shard gave no answer.
 #[derive(Clone, Debug)]
 pub enum Failure {
-    /// Redis answered with an error, could not be reached, or not in time.
+    /// Redis answered with an error, or could not be reached.
     Redis(String),
+    /// Sent, but not answered before its last caller's deadline.
+    Deadline,
     /// Never sent: the calls ahead of it would have made it miss its deadline.
     Overload,
 }
@@ -125,6 +127,7 @@ impl Failure {
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::Redis(_) => "redis",
+            Failure::Deadline => "deadline",
             Failure::Overload => "overload",
         }
     }
@@ -140,6 +143,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Redis(message) => f.write_str(message),
+            Failure::Deadline => f.write_str("backend deadline exceeded"),
             Failure::Overload => f.write_str("shed: Redis could not answer before the deadline"),
         }
     }
@@ -376,9 +380,10 @@ async fn open(
 ///
 /// A job is sent only while its caller may still get the answer: one whose caller gave
 /// up is dropped, and one with less time left than a fast call has recently taken is
-/// answered [`Failure::Overload`] at once. Sending it would spend Redis's time on an answer that
-/// comes too late and charge buckets for a request answered by the failure mode; when
-/// more requests come than Redis can answer in time, those it can are answered.
+/// answered [`Failure::Overload`] at once. Sending it would spend Redis's time on an
+/// answer that comes too late and charge buckets for a request answered by the failure
+/// mode; when more requests come than Redis can answer in time, those it can are
+/// answered.
 async fn batcher(
     mut queue: mpsc::Receiver<Job>,
     link: Arc<ArcSwapOption<Link>>,
@@ -460,11 +465,11 @@ async fn batcher(
                 let result = match link {
                     Some(link) => tokio::time::timeout_at(latest, call(script, &link, &jobs))
                         .await
-                        .unwrap_or_else(|_| Err("deadline exceeded".to_string())),
-                    None => Err("not connected".to_string()),
+                        .unwrap_or(Err(Failure::Deadline)),
+                    None => Err(Failure::Redis("not connected".to_string())),
                 };
                 let took = result.is_ok().then(|| started.elapsed());
-                deliver(jobs, result.map_err(Failure::Redis));
+                deliver(jobs, result);
                 took
             });
         }
@@ -536,9 +541,9 @@ fn hash_tag(key: &[u8]) -> &[u8] {
     }
 }
 
-async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, String> {
+async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, Failure> {
     let mut invocation = script.prepare_invoke();
-    // ARGV[1] is the number of requests; each job's args start with its own time.
+    // ARGV[1] is the number of requests; each job's args start with its header.
     invocation.arg(jobs.len());
     for job in jobs {
         for key in &job.keys {
@@ -549,7 +554,7 @@ async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, St
         }
     }
     let value = link.invoke(&invocation).await.map_err(|e| e.to_string())?;
-    reply_integers(value)
+    Ok(reply_integers(value)?)
 }
 
 /// Hands each job its reply (three integers per check, in order).
