@@ -1,8 +1,8 @@
 //! The Redis store against a real `redis-server`: the Lua maths agrees with the Rust maths
 //! on the shared vectors, and failures (a stalled, killed, restarted or flushed Redis) are
 //! answered by the failure mode within the deadline, then recovered from; a request that
-//! could not be answered in time is not sent; a hot key over
-//! its limit is answered from the over-limit cache, exactly.
+//! could not be answered in time is not sent; a hot key over its limit is answered from
+//! the over-limit cache, exactly.
 
 mod common;
 

@@ -49,11 +49,11 @@ end
 /// must not interleave with another caller's reads (no lost updates, no overshoot).
 ///
 /// - `KEYS[i]`: the bucket key of check i, in order over all requests.
-/// - `ARGV[1]`: the number of requests. Then per request its header (`struct` format `>BBBBI4dI4`: `fold`
-///   1 to charge its token buckets only if the request passes as a whole, 0 for each
-///   check on its own; the global shadow and stop-increment flags; whether the time is
-///   its own; the number of checks; the time), then one argument per check (`>BBI4I4dI4dI4`):
-///   kind `t` token bucket, `f` fixed window, `x` known over without a look; role `e`
+/// - `ARGV[1]`: the number of requests. Then per request its header (`struct` format
+///   `>BBBBI4dI4`: `fold` 1 to charge its token buckets only if the request passes as a
+///   whole, 0 for each check on its own; the global shadow and stop-increment flags;
+///   whether the time is its own; the number of checks; the time), then one argument per
+///   check (`>BBI4I4dI4dI4`): kind `t` token bucket, `f` fixed window, `x` known over without a look; role `e`
 ///   enforced, `s` shadow, `q` quota; the descriptor's index; the cost; for `t` the
 ///   charge `cost × T` and the tolerance `τ`, for `f` the period in seconds and the limit
 ///   (nanoseconds 0), for `x` zeros.
@@ -64,8 +64,9 @@ end
 ///
 /// Every bucket key is read with one `MGET`; a bucket several requests of the call share
 /// is read once and written once, at the end, with its last tat. Token-bucket keys hold
-/// the tat (`>dI4`: seconds, nanoseconds) and expire a second after the bucket is full again; a window's count
-/// lives under the key plus `:<window start>` and expires a second after the window's end.
+/// the tat (`>dI4`: seconds, nanoseconds) and expire a second after the bucket is full
+/// again; a window's count lives under the key plus `:<window start>` and expires a
+/// second after the window's end.
 pub const CHECK_BUCKETS: &str = concat!(
     lua_prelude!(),
     r#"
