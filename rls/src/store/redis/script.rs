@@ -53,10 +53,10 @@ end
 ///   `>BBBBI4dI4`: `fold` 1 to charge its token buckets only if the request passes as a
 ///   whole, 0 for each check on its own; the global shadow and stop-increment flags;
 ///   whether the time is its own; the number of checks; the time), then one argument per
-///   check (`>BBI4I4dI4dI4`): kind `t` token bucket, `f` fixed window, `x` known over without a look; role `e`
-///   enforced, `s` shadow, `q` quota; the descriptor's index; the cost; for `t` the
-///   charge `cost × T` and the tolerance `τ`, for `f` the period in seconds and the limit
-///   (nanoseconds 0), for `x` zeros.
+///   check (`>BBI4I4dI4dI4`): kind `t` token bucket, `f` fixed window, `x` known over
+///   without a look; role `e` enforced, `s` shadow, `q` quota; the descriptor's index;
+///   the cost; for `t` the charge `cost × T` and the tolerance `τ`, for `f` the period in
+///   seconds and the limit (nanoseconds 0), for `x` zeros.
 /// - Returns three integers per check, over all requests in order: for `t` the seconds
 ///   and nanoseconds the stored tat was ahead of now (0 0 when full) and 1 if it charged;
 ///   for `f` the count after, and the seconds and nanoseconds to the window's end; for
