@@ -553,8 +553,20 @@ async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, Fa
             invocation.arg(arg.as_slice());
         }
     }
-    let value = link.invoke(&invocation).await.map_err(|e| e.to_string())?;
+    let value = link.invoke(&invocation).await.map_err(failure)?;
     Ok(reply_integers(value)?)
+}
+
+/// What a client error means for the callers. The client's own response timeout (the
+/// backend deadline, counted from when it sent the call) fires first only when this task
+/// ran too late to see its callers' earlier deadlines pass, on a saturated machine: a
+/// deadline, not a Redis failure, which `rls_backend_errors_total` must not blame on Redis.
+fn failure(error: redis::RedisError) -> Failure {
+    if error.is_timeout() {
+        Failure::Deadline
+    } else {
+        Failure::Redis(error.to_string())
+    }
 }
 
 /// Hands each job its reply (three integers per check, in order).
@@ -601,7 +613,7 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{RoundTrip, redact};
+    use super::{Failure, RoundTrip, failure, redact};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -642,6 +654,20 @@ mod tests {
         assert!(!round_trip.too_late(now, now + 5 * MS));
         round_trip.observe(Some(MS));
         assert!(!round_trip.too_late(now, now + 2 * MS));
+    }
+
+    #[test]
+    fn the_clients_own_timeout_is_a_deadline_and_other_errors_are_redis_failures() {
+        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(matches!(failure(timeout), Failure::Deadline));
+        let refused =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(failure(refused), Failure::Redis(_)));
+        let script = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::NoScript),
+            "no script",
+        ));
+        assert!(matches!(failure(script), Failure::Redis(m) if m.contains("no script")));
     }
 
     #[test]
