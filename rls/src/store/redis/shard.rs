@@ -116,7 +116,8 @@ struct Counters {
 pub enum Failure {
     /// Redis answered with an error, or could not be reached.
     Redis(String),
-    /// Sent, but not answered before its last caller's deadline.
+    /// Not answered before its caller's deadline: sent but answered too late, or still
+    /// queued when the deadline passed.
     Deadline,
     /// Never sent: the calls ahead of it would have made it miss its deadline.
     Overload,
