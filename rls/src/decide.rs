@@ -14,6 +14,7 @@ use proto::rls::rate_limit_response::rate_limit::Unit as ProtoUnit;
 use proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use proto::rls::{RateLimitRequest, RateLimitResponse};
 use proto::types::RateLimitUnit;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::RlsError;
 use crate::headers::HeaderNames;
@@ -34,6 +35,8 @@ pub struct AnswerOptions {
     pub default_algorithm: Algorithm,
     /// Bounds on requests.
     pub bounds: RequestBounds,
+    /// Requests decided at once; more wait their turn, in arrival order (0: no bound).
+    pub max_concurrent: usize,
 }
 
 /// Answers rate limit requests from a quota snapshot and a bucket store.
@@ -42,6 +45,18 @@ pub struct Decider<S> {
     store: S,
     clock: Arc<dyn Clock>,
     options: AnswerOptions,
+    /// Turns to be decided, when `max_concurrent` bounds them.
+    turns: Option<Semaphore>,
+}
+
+/// A turn from `turns`, counting the requests that had to wait for one (`None` only if
+/// `turns` were closed, which it never is).
+async fn take_turn(turns: &Semaphore) -> Option<SemaphorePermit<'_>> {
+    if let Ok(turn) = turns.try_acquire() {
+        return Some(turn);
+    }
+    metrics::counter!("rls_requests_queued_total").increment(1);
+    turns.acquire().await.ok()
 }
 
 /// What one request descriptor resolved to.
@@ -60,11 +75,13 @@ enum Target<'a> {
 impl<S: BucketStore> Decider<S> {
     /// A decider serving `quotas` from `store`, reading time from `clock`.
     pub fn new(quotas: QuotaSet, store: S, clock: Arc<dyn Clock>, options: AnswerOptions) -> Self {
+        let turns = (options.max_concurrent > 0).then(|| Semaphore::new(options.max_concurrent));
         Decider {
             quotas: ArcSwap::from_pointee(quotas),
             store,
             clock,
             options,
+            turns,
         }
     }
 
@@ -91,8 +108,18 @@ impl<S: BucketStore> Decider<S> {
     }
 
     /// Answers one request. Statuses match the request's descriptors in number and order.
+    ///
+    /// With `max_concurrent` set, a request beyond it waits for its turn before anything
+    /// else, parked: it costs no CPU and is not in the scheduler's queue, so the requests
+    /// being decided get their wake-ups sooner and keep within the backend deadline. Its
+    /// caller's deadline (`grpc-timeout`, which Envoy sends, or a stream reset) ends the
+    /// wait.
     pub async fn decide(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, RlsError> {
         self.options.bounds.validate(request)?;
+        let _turn = match &self.turns {
+            Some(turns) => take_turn(turns).await,
+            None => None,
+        };
         let quotas = self.quotas.load();
         let mut statuses = vec![
             DescriptorStatus {
@@ -356,5 +383,149 @@ fn duration(nanos: Nanos) -> proto::wkt::Duration {
     proto::wkt::Duration {
         seconds: (nanos / 1_000_000_000) as i64,
         nanos: (nanos % 1_000_000_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use config::{LoadOptions, QuotaSet};
+    use limiter::{Decision, FakeClock};
+    use proto::common::RateLimitDescriptor;
+    use proto::common::rate_limit_descriptor::Entry;
+    use proto::rls::rate_limit_response::Code;
+    use proto::rls::{RateLimitRequest, RateLimitResponse};
+    use tokio::sync::{Mutex, Semaphore};
+    use tokio::task::JoinHandle;
+
+    use super::{AnswerOptions, Decider};
+    use crate::error::RlsError;
+    use crate::store::{Batch, BucketStore, MemoryStore};
+
+    /// A memory store that holds each check until the test lets it through, and records
+    /// how many were inside at once and in which order they came in.
+    struct Gate {
+        inside: AtomicUsize,
+        most: AtomicUsize,
+        through: Semaphore,
+        order: Mutex<Vec<Vec<u8>>>,
+        memory: MemoryStore,
+    }
+
+    impl Gate {
+        fn new() -> Gate {
+            Gate {
+                inside: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+                through: Semaphore::new(0),
+                order: Mutex::new(Vec::new()),
+                memory: MemoryStore::new(),
+            }
+        }
+    }
+
+    impl BucketStore for Gate {
+        async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
+            let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            self.order
+                .lock()
+                .await
+                .push(batch.key(&batch.checks[0]).to_vec());
+            if let Ok(pass) = self.through.acquire().await {
+                pass.forget();
+            }
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+            self.memory.check(batch).await
+        }
+    }
+
+    fn decider(max_concurrent: usize) -> Arc<Decider<Gate>> {
+        let yaml = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 100}\n";
+        let quotas = QuotaSet::from_sources([("d.yaml", yaml)], &LoadOptions::default())
+            .expect("valid quota file");
+        let options = AnswerOptions {
+            max_concurrent,
+            ..AnswerOptions::default()
+        };
+        let clock = Arc::new(FakeClock::new(1_700_000_000_000_000_000));
+        Arc::new(Decider::new(quotas, Gate::new(), clock, options))
+    }
+
+    fn request(value: usize) -> RateLimitRequest {
+        RateLimitRequest {
+            domain: "d".into(),
+            descriptors: vec![RateLimitDescriptor {
+                entries: vec![Entry {
+                    key: "k".into(),
+                    value: value.to_string(),
+                }],
+                ..Default::default()
+            }],
+            hits_addend: 1,
+        }
+    }
+
+    /// Six requests from six callers, each run until it waits (the runtime has one
+    /// thread).
+    async fn six_callers(
+        decider: &Arc<Decider<Gate>>,
+    ) -> Vec<JoinHandle<Result<RateLimitResponse, RlsError>>> {
+        let calls = (0..6)
+            .map(|n| {
+                let decider = decider.clone();
+                tokio::spawn(async move { decider.decide(&request(n)).await })
+            })
+            .collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        calls
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_beyond_the_bound_wait_their_turn_in_arrival_order_and_are_all_answered() {
+        let decider = decider(2);
+        let calls = six_callers(&decider).await;
+        assert_eq!(decider.store().inside.load(Ordering::SeqCst), 2);
+        // A waiting request whose caller gives up leaves the line without taking a turn.
+        calls[3].abort();
+        decider.store().through.add_permits(6);
+        let mut answered = 0;
+        for (n, call) in calls.into_iter().enumerate() {
+            match call.await {
+                Ok(answer) => {
+                    assert_eq!(answer.expect("decided").overall_code(), Code::Ok);
+                    answered += 1;
+                }
+                Err(error) => assert!(n == 3 && error.is_cancelled()),
+            }
+        }
+        assert_eq!(answered, 5);
+        let store = decider.store();
+        assert_eq!(store.most.load(Ordering::SeqCst), 2);
+        let order = store.order.lock().await;
+        // Each key ends with its value's digit (then the key's framing).
+        let values: Vec<u8> = order
+            .iter()
+            .filter_map(|key| key.iter().rev().find(|b| b.is_ascii_digit()).copied())
+            .collect();
+        assert_eq!(values, b"01245");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_a_bound_every_request_is_decided_at_once() {
+        let decider = decider(0);
+        let calls = six_callers(&decider).await;
+        assert_eq!(decider.store().inside.load(Ordering::SeqCst), 6);
+        decider.store().through.add_permits(6);
+        for call in calls {
+            assert_eq!(
+                call.await.expect("ran").expect("decided").overall_code(),
+                Code::Ok
+            );
+        }
     }
 }

@@ -153,6 +153,7 @@ impl Settings {
                 max_entries: self.max_entries,
                 max_bytes: self.max_request_bytes,
             },
+            max_concurrent: self.max_concurrent_requests,
         }
     }
 }

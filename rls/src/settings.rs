@@ -98,6 +98,16 @@ pub struct Settings {
     #[arg(long, env = "RLS_REPLICAS", default_value_t = 1)]
     pub replicas: u32,
 
+    /// Requests decided at once; more wait their turn, parked, in arrival order, until
+    /// one ends or their caller gives up. 0 (the default): no bound.
+    #[arg(
+        long,
+        env = "RLS_MAX_CONCURRENT_REQUESTS",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub max_concurrent_requests: usize,
+
     /// Requests in flight to the backend at once; beyond it the failure mode answers.
     #[arg(long, env = "RLS_MAX_IN_FLIGHT", default_value_t = 10_000)]
     pub max_in_flight: usize,
