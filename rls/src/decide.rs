@@ -75,7 +75,8 @@ enum Target<'a> {
 impl<S: BucketStore> Decider<S> {
     /// A decider serving `quotas` from `store`, reading time from `clock`.
     pub fn new(quotas: QuotaSet, store: S, clock: Arc<dyn Clock>, options: AnswerOptions) -> Self {
-        let turns = (options.max_concurrent > 0).then(|| Semaphore::new(options.max_concurrent));
+        let turns = (options.max_concurrent > 0)
+            .then(|| Semaphore::new(options.max_concurrent.min(Semaphore::MAX_PERMITS)));
         Decider {
             quotas: ArcSwap::from_pointee(quotas),
             store,
