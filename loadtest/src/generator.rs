@@ -241,7 +241,8 @@ impl Worker {
     async fn one(&mut self, due: Instant, from: Instant) {
         let number = self.workload.sampler.sample(&mut self.rng);
         let body = self.workload.request(number);
-        let outcome = match tokio::time::timeout(self.timeout, call(&mut self.grpc, body)).await {
+        let call = call(&mut self.grpc, body, self.timeout);
+        let outcome = match tokio::time::timeout(self.timeout, call).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome::Error(tonic::Code::DeadlineExceeded),
         };
@@ -272,12 +273,15 @@ impl Worker {
     }
 }
 
-async fn call(grpc: &mut Grpc<Channel>, body: Bytes) -> Outcome {
+async fn call(grpc: &mut Grpc<Channel>, body: Bytes, timeout: Duration) -> Outcome {
     if grpc.ready().await.is_err() {
         return Outcome::Error(tonic::Code::Unavailable);
     }
     let path = PathAndQuery::from_static(SHOULD_RATE_LIMIT);
-    match grpc.unary(tonic::Request::new(body), path, RawCodec).await {
+    // Sent as `grpc-timeout`, as Envoy sends its RLS timeout.
+    let mut request = tonic::Request::new(body);
+    request.set_timeout(timeout);
+    match grpc.unary(request, path, RawCodec).await {
         Ok(answer) => Outcome::of_code(answer.into_inner().overall_code),
         Err(status) => Outcome::Error(status.code()),
     }

@@ -4,6 +4,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use config::{Algorithm, Limit, QuotaSet, Rule, Unit};
@@ -14,8 +15,8 @@ use proto::rls::rate_limit_response::rate_limit::Unit as ProtoUnit;
 use proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use proto::rls::{RateLimitRequest, RateLimitResponse};
 use proto::types::RateLimitUnit;
-use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::admission::Admission;
 use crate::error::RlsError;
 use crate::headers::HeaderNames;
 use crate::keys::push_key;
@@ -35,8 +36,14 @@ pub struct AnswerOptions {
     pub default_algorithm: Algorithm,
     /// Bounds on requests.
     pub bounds: RequestBounds,
-    /// Requests decided at once; more wait their turn, in arrival order (0: no bound).
+    /// Requests decided at once; more wait their turn in [`Admission`]'s line (0: no
+    /// bound).
     pub max_concurrent: usize,
+    /// The store's deadline per request, when it has one (`--backend-timeout`). A
+    /// request whose caller set a deadline waits for a turn only as long as leaves the
+    /// store its whole deadline before the caller's passes; then it goes on without a
+    /// turn, shed ([`Batch::shed`]), and the store's failure mode answers it in time.
+    pub backend_deadline: Option<Duration>,
 }
 
 /// Answers rate limit requests from a quota snapshot and a bucket store.
@@ -46,17 +53,7 @@ pub struct Decider<S> {
     clock: Arc<dyn Clock>,
     options: AnswerOptions,
     /// Turns to be decided, when `max_concurrent` bounds them.
-    turns: Option<Semaphore>,
-}
-
-/// A turn from `turns`, counting the requests that had to wait for one (`None` only if
-/// `turns` were closed, which it never is).
-async fn take_turn(turns: &Semaphore) -> Option<SemaphorePermit<'_>> {
-    if let Ok(turn) = turns.try_acquire() {
-        return Some(turn);
-    }
-    metrics::counter!("rls_requests_queued_total").increment(1);
-    turns.acquire().await.ok()
+    turns: Option<Admission>,
 }
 
 /// What one request descriptor resolved to.
@@ -76,7 +73,7 @@ impl<S: BucketStore> Decider<S> {
     /// A decider serving `quotas` from `store`, reading time from `clock`.
     pub fn new(quotas: QuotaSet, store: S, clock: Arc<dyn Clock>, options: AnswerOptions) -> Self {
         let turns = (options.max_concurrent > 0)
-            .then(|| Semaphore::new(options.max_concurrent.min(Semaphore::MAX_PERMITS)));
+            .then(|| Admission::new(options.max_concurrent, clock.clone()));
         Decider {
             quotas: ArcSwap::from_pointee(quotas),
             store,
@@ -114,12 +111,30 @@ impl<S: BucketStore> Decider<S> {
     /// else, parked: it costs no CPU and is not in the scheduler's queue, so the requests
     /// being decided get their wake-ups sooner and keep within the backend deadline. Its
     /// caller's deadline (`grpc-timeout`, which Envoy sends, or a stream reset) ends the
-    /// wait.
+    /// wait; once callers give up in the line, the newest go first ([`Admission`]).
     pub async fn decide(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, RlsError> {
+        self.decide_within(request, None).await
+    }
+
+    /// [`Decider::decide`] for a caller that gives up after `caller_timeout` (gRPC's
+    /// `grpc-timeout`): while waiting for a turn it is shed in time for the store's
+    /// failure mode to answer before then.
+    pub async fn decide_within(
+        &self,
+        request: &RateLimitRequest,
+        caller_timeout: Option<Duration>,
+    ) -> Result<RateLimitResponse, RlsError> {
         self.options.bounds.validate(request)?;
-        let _turn = match &self.turns {
-            Some(turns) => take_turn(turns).await,
-            None => None,
+        let most_wait = caller_timeout
+            .zip(self.options.backend_deadline)
+            .map(|(caller, store)| caller.saturating_sub(store));
+        let (_turn, shed) = match (&self.turns, most_wait) {
+            (Some(turns), Some(wait)) => match tokio::time::timeout(wait, turns.turn()).await {
+                Ok(turn) => (Some(turn), false),
+                Err(_) => (None, true),
+            },
+            (Some(turns), None) => (Some(turns.turn().await), false),
+            (None, _) => (None, false),
         };
         let quotas = self.quotas.load();
         let mut statuses = vec![
@@ -148,6 +163,7 @@ impl<S: BucketStore> Decider<S> {
             now: self.clock.now(),
             global_shadow: self.options.global_shadow,
             stop_increment: self.options.stop_increment,
+            shed,
             ..Batch::default()
         };
         let mut limits: Vec<&Limit> = Vec::with_capacity(targets.len());
@@ -391,6 +407,7 @@ fn duration(nanos: Nanos) -> proto::wkt::Duration {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use config::{LoadOptions, QuotaSet};
     use limiter::{Decision, FakeClock};
@@ -412,6 +429,7 @@ mod tests {
         most: AtomicUsize,
         through: Semaphore,
         order: Mutex<Vec<Vec<u8>>>,
+        shed: Mutex<Vec<bool>>,
         memory: MemoryStore,
     }
 
@@ -422,6 +440,7 @@ mod tests {
                 most: AtomicUsize::new(0),
                 through: Semaphore::new(0),
                 order: Mutex::new(Vec::new()),
+                shed: Mutex::new(Vec::new()),
                 memory: MemoryStore::new(),
             }
         }
@@ -435,6 +454,7 @@ mod tests {
                 .lock()
                 .await
                 .push(batch.key(&batch.checks[0]).to_vec());
+            self.shed.lock().await.push(batch.shed);
             if let Ok(pass) = self.through.acquire().await {
                 pass.forget();
             }
@@ -444,11 +464,19 @@ mod tests {
     }
 
     fn decider(max_concurrent: usize) -> Arc<Decider<Gate>> {
+        with_deadline(max_concurrent, None)
+    }
+
+    fn with_deadline(
+        max_concurrent: usize,
+        backend_deadline: Option<Duration>,
+    ) -> Arc<Decider<Gate>> {
         let yaml = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 100}\n";
         let quotas = QuotaSet::from_sources([("d.yaml", yaml)], &LoadOptions::default())
             .expect("valid quota file");
         let options = AnswerOptions {
             max_concurrent,
+            backend_deadline,
             ..AnswerOptions::default()
         };
         let clock = Arc::new(FakeClock::new(1_700_000_000_000_000_000));
@@ -487,7 +515,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn requests_beyond_the_bound_wait_their_turn_in_arrival_order_and_are_all_answered() {
+    async fn requests_beyond_the_bound_wait_their_turn_and_are_all_answered() {
         let decider = decider(2);
         let calls = six_callers(&decider).await;
         assert_eq!(decider.store().inside.load(Ordering::SeqCst), 2);
@@ -508,12 +536,60 @@ mod tests {
         let store = decider.store();
         assert_eq!(store.most.load(Ordering::SeqCst), 2);
         let order = store.order.lock().await;
-        // Each key ends with its value's digit (then the key's framing).
+        // Each key ends with its value's digit (then the key's framing). The first three
+        // went in arrival order; after caller 3 gave up, the newest first (the line's
+        // order is tested in `admission`).
         let values: Vec<u8> = order
             .iter()
             .filter_map(|key| key.iter().rev().find(|b| b.is_ascii_digit()).copied())
             .collect();
-        assert_eq!(values, b"01245");
+        assert_eq!(values, b"01254");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_caller_with_a_deadline_is_shed_in_time_for_the_failure_mode_to_answer() {
+        // A 10 ms store deadline; callers that give up after 25 ms wait at most 15 ms.
+        let decider = with_deadline(2, Some(Duration::from_millis(10)));
+        let calls: Vec<_> = (0..4)
+            .map(|n| {
+                let decider = decider.clone();
+                tokio::spawn(async move {
+                    decider
+                        .decide_within(&request(n), Some(Duration::from_millis(25)))
+                        .await
+                })
+            })
+            .collect();
+        // A caller without a deadline waits for its turn however long it takes.
+        let patient = {
+            let decider = decider.clone();
+            tokio::spawn(async move { decider.decide(&request(9)).await })
+        };
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let store = decider.store();
+        assert_eq!(store.inside.load(Ordering::SeqCst), 2);
+        // The held two never end (the paused clock moves on once every task waits): the
+        // two waiting with a deadline go on, shed, at 15 ms and not before.
+        tokio::time::sleep(Duration::from_millis(14)).await;
+        assert_eq!(store.inside.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(store.inside.load(Ordering::SeqCst), 4);
+        assert_eq!(*store.shed.lock().await, [false, false, true, true]);
+        store.through.add_permits(5);
+        for call in calls {
+            let answer = call.await.expect("ran");
+            assert_eq!(answer.expect("decided").overall_code(), Code::Ok);
+        }
+        assert_eq!(
+            patient.await.expect("ran").expect("decided").overall_code(),
+            Code::Ok
+        );
+        assert_eq!(store.shed.lock().await.len(), 5);
     }
 
     #[tokio::test(flavor = "current_thread")]

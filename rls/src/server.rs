@@ -154,6 +154,10 @@ impl Settings {
                 max_bytes: self.max_request_bytes,
             },
             max_concurrent: self.max_concurrent_requests,
+            backend_deadline: match self.backend {
+                BackendKind::Memory => None,
+                BackendKind::Redis => Some(self.backend_timeout),
+            },
         }
     }
 }

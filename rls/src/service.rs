@@ -2,6 +2,7 @@
 //! `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::rls::rate_limit_response::Code;
 use proto::rls::rate_limit_service_server::RateLimitService;
@@ -29,8 +30,13 @@ impl<S: BucketStore> RateLimitService for RlsService<S> {
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
+        let caller_timeout = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(grpc_timeout);
         let request = request.into_inner();
-        match self.decider.decide(&request).await {
+        match self.decider.decide_within(&request, caller_timeout).await {
             Ok(answer) => {
                 record_answer(answer.overall_code);
                 Ok(Response::new(answer))
@@ -44,6 +50,25 @@ impl<S: BucketStore> RateLimitService for RlsService<S> {
     }
 }
 
+/// A `grpc-timeout` header's value (gRPC over HTTP/2: at most 8 digits and a unit), or
+/// `None` if malformed.
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 /// Counts one answer by its overall code.
 pub(crate) fn record_answer(code: i32) {
     let code = if code == Code::OverLimit as i32 {
@@ -52,4 +77,27 @@ pub(crate) fn record_answer(code: i32) {
         "ok"
     };
     metrics::counter!("rls_requests_total", "code" => code).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::grpc_timeout;
+
+    #[test]
+    fn grpc_timeout_values_parse_by_their_unit_and_malformed_ones_do_not() {
+        assert_eq!(grpc_timeout("20m"), Some(Duration::from_millis(20)));
+        assert_eq!(grpc_timeout("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout("250u"), Some(Duration::from_micros(250)));
+        assert_eq!(
+            grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "m", "20", "20x", "-1m", "123456789m", "1.5S", "२m"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
 }

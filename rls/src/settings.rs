@@ -98,8 +98,9 @@ pub struct Settings {
     #[arg(long, env = "RLS_REPLICAS", default_value_t = 1)]
     pub replicas: u32,
 
-    /// Requests decided at once; more wait their turn, parked, in arrival order, until
-    /// one ends or their caller gives up. 0 (the default): no bound.
+    /// Requests decided at once; more wait their turn, parked, until one ends or their
+    /// caller gives up: oldest first, newest first while callers give up in the line.
+    /// 0 (the default): no bound.
     #[arg(
         long,
         env = "RLS_MAX_CONCURRENT_REQUESTS",

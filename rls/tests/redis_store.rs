@@ -250,6 +250,29 @@ async fn calls_beyond_the_in_flight_bound_get_the_failure_mode_at_once() {
     assert!(first.await.expect("answered once Redis resumes")[0].is_allowed());
 }
 
+/// A request shed while waiting for its turn (`--max-concurrent-requests`) is answered by
+/// the failure mode at once, and charges nothing.
+#[tokio::test]
+async fn a_request_shed_waiting_for_its_turn_gets_the_failure_mode_unsent() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |o| {
+        o.on_error = OnBackendError::Deny;
+        o.over_limit_cache = 0;
+    });
+    store.wait_connected().await;
+    let rate = Rate::new(1, Duration::from_secs(3600), 1);
+    let now = common::START_SECS * 1_000_000_000;
+    let mut late = one_check("shed", Meter::TokenBucket(rate), 1, now);
+    late.shed = true;
+    let calls = store.script_calls();
+    assert!(!store.check(&late).await.expect("deny mode answers")[0].is_allowed());
+    assert_eq!(store.script_calls(), calls, "nothing sent");
+    // The bucket's one token is still there for a request in time.
+    late.shed = false;
+    assert!(store.check(&late).await.expect("answered")[0].is_allowed());
+    assert_eq!(store.script_calls(), calls + 1);
+}
+
 #[tokio::test]
 async fn a_request_left_less_time_than_calls_take_is_shed_without_being_sent() {
     let redis = RedisServer::start();

@@ -70,6 +70,10 @@ pub struct Batch {
     pub global_shadow: bool,
     /// Fixed windows: if any counter would go over, increment only those that go over.
     pub stop_increment: bool,
+    /// The request's turn (`--max-concurrent-requests`) did not come while its caller
+    /// could still be answered in time: a store with a failure mode answers with it at
+    /// once, without the backend.
+    pub shed: bool,
 }
 
 impl Batch {

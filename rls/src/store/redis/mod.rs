@@ -458,13 +458,16 @@ impl BucketStore for RedisStore {
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
             return self.fail(batch, "too many calls in flight");
         };
-        let deadline = Instant::now() + self.timeout;
-        let failure =
+        let failure = if batch.shed {
+            Failure::Overload
+        } else {
+            let deadline = Instant::now() + self.timeout;
             match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
                 Ok(Ok(decisions)) => return Ok(decisions),
                 Ok(Err(failure)) => failure,
                 Err(_) => Failure::Deadline,
-            };
+            }
+        };
         metrics::counter!("rls_backend_errors_total", "kind" => failure.kind()).increment(1);
         self.fail(batch, &failure.to_string())
     }

@@ -119,7 +119,8 @@ pub enum Failure {
     /// Not answered before its caller's deadline: sent but answered too late, or still
     /// queued when the deadline passed.
     Deadline,
-    /// Never sent: the calls ahead of it would have made it miss its deadline.
+    /// Never sent: the calls ahead of it would have made it miss its deadline, or its
+    /// turn to be decided came too late ([`crate::store::Batch::shed`]).
     Overload,
 }
 
@@ -145,7 +146,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Redis(message) => f.write_str(message),
             Failure::Deadline => f.write_str("backend deadline exceeded"),
-            Failure::Overload => f.write_str("shed: Redis could not answer before the deadline"),
+            Failure::Overload => f.write_str("shed: not answerable before the deadline"),
         }
     }
 }
