@@ -454,13 +454,13 @@ impl RedisStore {
 
 impl BucketStore for RedisStore {
     async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
-        // No queue beyond the bound: callers past it get the failure mode at once.
-        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
-            return self.fail(batch, "too many calls in flight");
-        };
         let failure = if batch.shed {
             Failure::Overload
         } else {
+            // No queue beyond the bound: callers past it get the failure mode at once.
+            let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+                return self.fail(batch, "too many calls in flight");
+            };
             let deadline = Instant::now() + self.timeout;
             match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
                 Ok(Ok(decisions)) => return Ok(decisions),
