@@ -68,29 +68,27 @@ pub fn validate(path: &Path) -> Result<(), String> {
     }
 }
 
-/// An Envoy bootstrap, to run with its ports moved to free loopback ports.
+/// An Envoy bootstrap, to run with its ports moved to free loopback ports. YAML or JSON
+/// (JSON is YAML too: Envoy reads either from a `.yaml` file).
 #[derive(Clone, Debug)]
 pub struct Bootstrap {
     text: String,
-    json: bool,
     fixed: BTreeMap<u16, u16>,
 }
 
 impl Bootstrap {
-    /// The bootstrap in `path` (YAML, or JSON if it ends in `.json`).
+    /// The bootstrap in `path`.
     pub fn file(path: impl AsRef<Path>) -> Bootstrap {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let json = path.extension().is_some_and(|e| e == "json");
-        Bootstrap::text(text, json)
+        Bootstrap::text(text)
     }
 
-    /// A bootstrap given as text: YAML, or JSON when `json`.
-    pub fn text(text: impl Into<String>, json: bool) -> Bootstrap {
+    /// A bootstrap given as text (e.g. what `rls render envoy` prints).
+    pub fn text(text: impl Into<String>) -> Bootstrap {
         Bootstrap {
             text: text.into(),
-            json,
             fixed: BTreeMap::new(),
         }
     }
@@ -119,7 +117,7 @@ impl Bootstrap {
     /// `envoy --mode validate` on the bootstrap as it stands (no port is bound).
     pub fn validate(&self) -> Result<(), String> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join(self.file_name());
+        let path = dir.path().join("bootstrap.yaml");
         std::fs::write(&path, &self.text).expect("write bootstrap");
         validate(&path)
     }
@@ -138,19 +136,11 @@ impl Bootstrap {
         panic!("envoy did not start:\n{}", failures.join("\n---\n"))
     }
 
-    fn file_name(&self) -> &'static str {
-        if self.json {
-            "bootstrap.json"
-        } else {
-            "bootstrap.yaml"
-        }
-    }
-
     fn launch(&self) -> Result<Envoy, String> {
         let (text, ports) = rewrite_ports(&self.text, &self.fixed);
-        let admin = admin_port(&text, self.json);
+        let admin = admin_port(&text);
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join(self.file_name());
+        let config = dir.path().join("bootstrap.yaml");
         std::fs::write(&config, &text).expect("write bootstrap");
         let log = dir.path().join("envoy.log");
         let child = Command::new(binary())
@@ -274,12 +264,8 @@ pub fn rewrite_ports(text: &str, fixed: &BTreeMap<u16, u16>) -> (String, BTreeMa
 }
 
 /// The admin port of a bootstrap.
-fn admin_port(text: &str, json: bool) -> u16 {
-    let value: serde_json::Value = if json {
-        serde_json::from_str(text).expect("bootstrap is JSON")
-    } else {
-        serde_saphyr::from_str(text).expect("bootstrap is YAML")
-    };
+fn admin_port(text: &str) -> u16 {
+    let value: serde_json::Value = serde_saphyr::from_str(text).expect("bootstrap is YAML");
     value
         .pointer("/admin/address/socket_address/port_value")
         .and_then(serde_json::Value::as_u64)
