@@ -99,12 +99,32 @@ fn every_overlay_builds_with_kustomize_into_what_it_says() {
             _ => {
                 assert_eq!(backend.as_deref(), Some("redis"), "{name}");
                 assert!(autoscaled, "{name}");
+                assert!(replicas.is_null(), "{name}: the autoscaler owns the count");
                 assert!(
                     !of_kind(&objects, "PodDisruptionBudget").is_empty(),
                     "{name}"
                 );
             }
         }
+    }
+    // rls reads its quota files where the ConfigMap is mounted.
+    for name in OVERLAYS {
+        let objects = overlay(name);
+        let pod = &the(&objects, "Deployment", "rls")["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["configMap"]["name"] == "rls-quotas")
+            .expect("a volume of the quota ConfigMap");
+        let mount = container(&objects)["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["name"] == volume["name"])
+            .expect("the quota volume mounted");
+        let config = env(container(&objects)).get("RLS_CONFIG").cloned();
+        assert_eq!(mount["mountPath"].as_str(), config.as_deref(), "{name}");
     }
     let redis = overlay("redis-dev");
     let args = the(&redis, "StatefulSet", "rls-redis")["spec"]["template"]["spec"]["containers"][0]
