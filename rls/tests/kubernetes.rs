@@ -107,25 +107,6 @@ fn every_overlay_builds_with_kustomize_into_what_it_says() {
             }
         }
     }
-    // rls reads its quota files where the ConfigMap is mounted.
-    for name in OVERLAYS {
-        let objects = overlay(name);
-        let pod = &the(&objects, "Deployment", "rls")["spec"]["template"]["spec"];
-        let volume = pod["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|v| v["configMap"]["name"] == "rls-quotas")
-            .expect("a volume of the quota ConfigMap");
-        let mount = container(&objects)["volumeMounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["name"] == volume["name"])
-            .expect("the quota volume mounted");
-        let config = env(container(&objects)).get("RLS_CONFIG").cloned();
-        assert_eq!(mount["mountPath"].as_str(), config.as_deref(), "{name}");
-    }
     let redis = overlay("redis-dev");
     let args = the(&redis, "StatefulSet", "rls-redis")["spec"]["template"]["spec"]["containers"][0]
         ["args"]
@@ -145,6 +126,28 @@ fn every_overlay_builds_with_kustomize_into_what_it_says() {
         external.contains(r#"{"key":"url","name":"rls-redis"}"#),
         "{external}"
     );
+}
+
+#[test]
+fn rls_reads_its_quota_files_where_the_config_map_is_mounted() {
+    for name in OVERLAYS {
+        let objects = overlay(name);
+        let pod = &the(&objects, "Deployment", "rls")["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["configMap"]["name"] == "rls-quotas")
+            .expect("a volume of the quota ConfigMap");
+        let mount = container(&objects)["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["name"] == volume["name"])
+            .expect("the quota volume mounted");
+        let config = env(container(&objects)).get("RLS_CONFIG").cloned();
+        assert_eq!(mount["mountPath"].as_str(), config.as_deref(), "{name}");
+    }
 }
 
 #[test]
