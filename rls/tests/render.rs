@@ -317,3 +317,60 @@ fn local_rules_without_a_workload_selector_are_noted() {
     );
     assert!(!stdout(&output).contains("workloadSelector"));
 }
+
+/// The fenced block after `<!-- marker -->` in docs/ratelimit-resource.md.
+fn doc_block(marker: &str) -> String {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ratelimit-resource.md");
+    let doc = std::fs::read_to_string(doc).unwrap();
+    let after = doc
+        .split_once(&format!("<!-- {marker} -->\n```yaml\n"))
+        .unwrap_or_else(|| panic!("the doc has a {marker} block"))
+        .1;
+    after.split_once("```\n").unwrap().0.to_owned()
+}
+
+#[test]
+fn the_docs_side_by_side_example_is_what_rls_serves_and_prints() {
+    // Run from the workspace root, as the doc's command line is.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = rls()
+        .current_dir(&root)
+        .args([
+            "render",
+            "envoy",
+            "--config",
+            "config/examples/ratelimit-verify-page.yaml",
+        ])
+        .args([
+            "--rls-address",
+            "rls.rls.svc.cluster.local:8081",
+            "--fragment",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), doc_block("rendered-fragment"));
+
+    let served = doc_block("served-as");
+    let example = root.join("config/examples/ratelimit-verify-page.yaml");
+    let example = std::fs::read_to_string(example).unwrap();
+    let options = config::LoadOptions::default();
+    let from_doc =
+        config::QuotaSet::from_sources([("doc.yaml", served.as_str())], &options).unwrap();
+    let from_resource =
+        config::QuotaSet::from_sources([("page.yaml", example.as_str())], &options).unwrap();
+    let request = [("rule", "sm-verify/verify-page/default")];
+    let rule = |set: &config::QuotaSet| {
+        let rule = set
+            .domain("sm-verify/verify-page")
+            .unwrap()
+            .resolve(&request)
+            .unwrap();
+        (
+            rule.limits.clone(),
+            rule.shadow_mode,
+            rule.stats_key.clone(),
+        )
+    };
+    assert_eq!(rule(&from_doc), rule(&from_resource));
+}

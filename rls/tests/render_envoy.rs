@@ -117,6 +117,12 @@ spec:
         headers: [{key: x-user, matchType: present, invert: true}]
       quota: 2
       unit: hour
+    - name: not-gold
+      match:
+        path: {value: /tier}
+        headers: [{key: x-tier, value: gold, invert: true}]
+      quota: 1
+      unit: hour
     - name: export
       match: {headers: [{key: x-format, matchType: regex, value: csv|xlsx}]}
       cost: 3
@@ -168,6 +174,17 @@ async fn global_rules_limit_exactly_the_requests_they_match() {
         [200; 4]
     );
     assert_eq!(s(3, ME, host, "/anon", &[]).await, [200, 200, 429]);
+
+    // An inverted exact value: gold is never counted; another value or none is.
+    assert_eq!(
+        s(3, ME, host, "/tier", &[("x-tier", "gold")]).await,
+        [200; 3]
+    );
+    assert_eq!(
+        s(1, ME, host, "/tier", &[("x-tier", "silver")]).await,
+        [200]
+    );
+    assert_eq!(s(1, ME, host, "/tier", &[]).await, [429]);
 
     // Each export takes 3 of 6 hits; other formats are not counted.
     assert_eq!(

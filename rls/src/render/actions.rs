@@ -183,6 +183,11 @@ fn header_matcher(condition: &HeaderMatch) -> Value {
     }
     if condition.invert {
         matcher["invert_match"] = json!(true);
+        // Envoy fails a test on an absent header even when inverted, unless told to test
+        // it as empty: then "not exactly X" holds for a request without the header.
+        if condition.match_type != MatchType::Present {
+            matcher["treat_missing_header_as_empty"] = json!(true);
+        }
     }
     matcher
 }
