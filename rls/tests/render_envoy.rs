@@ -2,7 +2,8 @@
 //! the same RateLimit resources. Requests matching a rule get 429 after its quota; requests
 //! that do not match are never limited; `per` keeps a bucket per value, `cost` takes
 //! several hits, `shadow` refuses nothing, `local` rules hold with rls stopped, and an
-//! edited quota is enforced through rls's reload with the same bootstrap.
+//! edited quota is enforced through rls's reload with the same bootstrap (an invalid edit
+//! is refused and the previous quota keeps serving).
 //!
 //! Quotas are per hour, so that no token comes back while a test runs.
 
@@ -311,6 +312,31 @@ async fn an_edited_quota_is_enforced_through_the_reload_with_the_same_bootstrap(
     let after = [("x-key", "after")];
     let statuses = stack.statuses(6, ME, host, "/r", &after).await;
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+
+    // A quota of 0 is refused whole: the quota of 5 keeps serving.
+    std::fs::write(&file, format!("{HEADER}{}", RELOADED.replace("QUOTA", "0"))).unwrap();
+    wait_for_metric(http, "rls_config_reloads_total{result=\"refused\"} 1").await;
+    wait_for_config(http, "5/hour").await;
+    let refused = [("x-key", "refused")];
+    let statuses = stack.statuses(6, ME, host, "/r", &refused).await;
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+}
+
+/// Polls rls's `/metrics` until it has the line `line`.
+async fn wait_for_metric(http: u16, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+        let (_, body) = common::http(addr, "GET", "/metrics", "").await;
+        if body.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rls never reported {line}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls rls's `/config` until it lists `text` (a reload is seen by the watcher within
