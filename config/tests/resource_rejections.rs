@@ -201,6 +201,15 @@ fn a_name_kubernetes_would_refuse_is_refused() {
 }
 
 #[test]
+fn a_method_in_lowercase_is_refused() {
+    assert_eq!(
+        load_error("lowercase_method.yaml"),
+        "tests/bad/resource/lowercase_method.yaml:6:19: spec.match.method: invalid value \
+         \"get\": a method is case-sensitive and written in capitals (GET, POST)"
+    );
+}
+
+#[test]
 fn every_file_here_has_a_test() {
     let mut files: Vec<String> = std::fs::read_dir("tests/bad/resource")
         .unwrap()

@@ -223,6 +223,12 @@ spec:
       per: {clientAddress: true}
       quota: 1
       unit: hour
+    - name: heavy
+      mode: local
+      match: {path: {value: /heavy}}
+      cost: 2
+      quota: 4
+      unit: hour
     - name: shadowed
       mode: local
       match: {path: {value: /shadowed}}
@@ -251,7 +257,8 @@ async fn local_rules_hold_in_envoy_with_rls_stopped() {
         stack.statuses(2, ME, host, "/global", &[]).await,
         [200, 200]
     );
-    // ...and the local ones hold: 3 in all, 1 per client, the shadowed one never refuses.
+    // ...and the local ones hold: 3 in all, 1 per client, the shadowed one never
+    // refuses, the heavy one costs 2.
     assert_eq!(
         stack.statuses(4, ME, host, "/all/x", &[]).await,
         [200, 200, 200, 429]
@@ -267,6 +274,11 @@ async fn local_rules_hold_in_envoy_with_rls_stopped() {
     assert_eq!(
         stack.statuses(3, ME, host, "/shadowed", &[]).await,
         [200; 3]
+    );
+    // Each request takes 2 of 4 tokens.
+    assert_eq!(
+        stack.statuses(3, ME, host, "/heavy", &[]).await,
+        [200, 200, 429]
     );
     // Other hosts and paths: never.
     assert_eq!(

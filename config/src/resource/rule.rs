@@ -245,6 +245,17 @@ fn conditions(
         let method_path = format!("{path}.method");
         let method_at = method.referenced;
         let method = file::required_string(file, &method_path, &method_at, Some(method))?;
+        // Methods are case-sensitive: `get` would never match a GET.
+        let token =
+            |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if !method.bytes().all(token) {
+            return Err(ConfigError::InvalidValue {
+                at: file::position(file, &method_at),
+                path: method_path,
+                value: method,
+                reason: "a method is case-sensitive and written in capitals (GET, POST)".to_owned(),
+            });
+        }
         headers.push(HeaderMatch {
             name: ":method".to_owned(),
             match_type: MatchType::Exact(method),
