@@ -50,14 +50,19 @@ fn schema_verdicts(texts: &[String]) -> Vec<Vec<Option<String>>> {
     serde_json::from_slice(&output.stdout).expect("validate.py prints JSON")
 }
 
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+/// The `*.yaml` files of `dir`, by name, and their texts.
+fn yaml_files(dir: &Path) -> (Vec<PathBuf>, Vec<String>) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    files
+    let texts = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    (files, texts)
 }
 
 #[test]
@@ -75,11 +80,7 @@ fn the_crd_is_a_valid_custom_resource_definition() {
 #[test]
 fn every_example_resource_validates_against_the_crd() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let files = yaml_files(&dir);
-    let texts: Vec<String> = files
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
+    let (files, texts) = yaml_files(&dir);
     let verdicts = schema_verdicts(&texts);
     let mut resources = 0;
     for ((file, text), verdicts) in files.iter().zip(&texts).zip(verdicts) {
@@ -125,11 +126,7 @@ const LOADER_ONLY: &[(&str, &str)] = &[
 #[test]
 fn the_schema_refuses_what_the_loader_refuses_where_a_schema_can_see_it() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad/resource");
-    let files = yaml_files(&dir);
-    let texts: Vec<String> = files
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
+    let (files, texts) = yaml_files(&dir);
     let verdicts = schema_verdicts(&texts);
     for (file, verdicts) in files.iter().zip(verdicts) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
