@@ -63,8 +63,7 @@ pub struct ResourceRule {
     pub source_cidr: Option<Cidr>,
     /// One bucket per distinct value of this, instead of one for all matching requests.
     pub per: Option<Per>,
-    /// The quota; its `name` is the rule's `id`, so Envoy's `x-ratelimit-*` headers and
-    /// `rls` answers name the rule.
+    /// The quota; its `name` is the rule's `id`, so that `rls` answers name the rule.
     pub limit: Limit,
     /// Hits a matching request takes (`hits_addend`), at least 1 and at most the burst.
     pub cost: u32,
