@@ -1,4 +1,4 @@
-//! `Cli`: the `rls` command line — `serve`, `check`, `query`.
+//! `Cli`: the `rls` command line — `serve`, `check`, `query`, `render`.
 
 use std::path::PathBuf;
 
@@ -25,6 +25,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Send one ShouldRateLimit request to a running service and print the answer.
     Query(QueryArgs),
+    /// Print the proxy configuration (Envoy or Istio) for the RateLimit resources of quota
+    /// files.
+    Render(crate::render::RenderArgs),
 }
 
 /// The reference service's variables `serve` honours when neither the flag nor the

@@ -4,8 +4,8 @@
 //! Modules: [`settings`] (flags and environment), [`decide`] (one request to one answer),
 //! [`store`] (where bucket state lives: [`store::MemoryStore`]), [`service`] (gRPC),
 //! [`http`] (health, `/json`, `/metrics`), [`server`] (serve both until shutdown),
-//! [`reload`] (quota files reloaded when they change), [`query`] and [`summary`] (the
-//! `rls query` and `rls check` commands).
+//! [`reload`] (quota files reloaded when they change), [`query`], [`summary`] and
+//! [`render`] (the `rls query`, `rls check` and `rls render` commands).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,6 +45,7 @@ pub mod http;
 pub mod keys;
 pub mod query;
 pub mod reload;
+pub mod render;
 pub mod request;
 pub mod server;
 pub mod service;

@@ -37,6 +37,12 @@ fn main() -> ExitCode {
                 .map(|quotas| print!("{}", rls::summary::describe(&quotas)))
                 .map_err(Into::into)
         }
+        Command::Render(args) => rls::render::run(&args).map(|rendered| {
+            for note in &rendered.notes {
+                eprintln!("note: {note}");
+            }
+            print!("{}", rendered.yaml);
+        }),
         Command::Query(args) => runtime().and_then(|rt| {
             let text = rt.block_on(rls::query::run(&args))?;
             print!("{text}");
