@@ -2,7 +2,7 @@
 //! descriptor against the quota snapshot, check the buckets in one batch, fold the
 //! statuses, add headers. Shared by gRPC and `POST /json`.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use crate::request::RequestBounds;
 use crate::store::{Batch, BucketStore, Check, Meter, Role, request_denied};
 
 /// How answers are shaped, beyond the quota files.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AnswerOptions {
     /// Global shadow mode: `overall_code` is always OK.
     pub global_shadow: bool,
@@ -36,9 +36,9 @@ pub struct AnswerOptions {
     pub default_algorithm: Algorithm,
     /// Bounds on requests.
     pub bounds: RequestBounds,
-    /// Requests decided at once; more wait their turn in [`Admission`]'s line (0: no
-    /// bound).
-    pub max_concurrent: usize,
+    /// Requests decided at once; more wait their turn in [`Admission`]'s line (`None`:
+    /// no bound).
+    pub max_concurrent: Option<NonZeroUsize>,
     /// The store's deadline per request, when it has one (`--backend-timeout`). A
     /// request whose caller set a deadline waits for a turn only as long as leaves the
     /// store its whole deadline before the caller's passes; then it goes on without a
@@ -72,8 +72,9 @@ enum Target<'a> {
 impl<S: BucketStore> Decider<S> {
     /// A decider serving `quotas` from `store`, reading time from `clock`.
     pub fn new(quotas: QuotaSet, store: S, clock: Arc<dyn Clock>, options: AnswerOptions) -> Self {
-        let turns = (options.max_concurrent > 0)
-            .then(|| Admission::new(options.max_concurrent, clock.clone()));
+        let turns = options
+            .max_concurrent
+            .map(|turns| Admission::new(turns, clock.clone()));
         Decider {
             quotas: ArcSwap::from_pointee(quotas),
             store,
@@ -405,6 +406,7 @@ fn duration(nanos: Nanos) -> proto::wkt::Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -471,6 +473,7 @@ mod tests {
         max_concurrent: usize,
         backend_deadline: Option<Duration>,
     ) -> Arc<Decider<Gate>> {
+        let max_concurrent = NonZeroUsize::new(max_concurrent);
         let yaml = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 100}\n";
         let quotas = QuotaSet::from_sources([("d.yaml", yaml)], &LoadOptions::default())
             .expect("valid quota file");

@@ -176,7 +176,7 @@ async fn run_case(
             max_entries: case.settings.max_entries.unwrap_or(defaults.max_entries),
             max_bytes: case.settings.max_bytes.unwrap_or(defaults.max_bytes),
         },
-        max_concurrent: 0,
+        max_concurrent: None,
         backend_deadline: None,
     };
     let quotas = config::QuotaSet::from_sources([("quotas.yaml", case.quotas.as_str())], &load)

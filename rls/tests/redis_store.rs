@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::num::NonZero;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,7 +173,7 @@ async fn a_stalled_redis_is_answered_by_each_failure_mode_at_the_deadline() {
             store(&redis, |o| {
                 o.timeout = timeout;
                 o.on_error = mode;
-                o.replicas = 2;
+                o.replicas = NonZero::new(2).expect("nonzero");
             })
         })
         .collect();
@@ -217,7 +218,7 @@ async fn a_stalled_redis_is_answered_by_each_failure_mode_at_the_deadline() {
 async fn calls_beyond_the_in_flight_bound_get_the_failure_mode_at_once() {
     let redis = RedisServer::start();
     let store = store(&redis, |o| {
-        o.max_in_flight = 1;
+        o.max_in_flight = NonZero::<usize>::MIN;
         o.on_error = OnBackendError::Deny;
         o.timeout = Duration::from_secs(30);
     });
@@ -279,7 +280,7 @@ async fn a_request_left_less_time_than_calls_take_is_shed_without_being_sent() {
     // One call in flight at a time, so a second request queues behind a stalled one.
     let store = Arc::new(store(&redis, |o| {
         o.timeout = Duration::from_secs(1);
-        o.shard.pipeline_depth = 1;
+        o.shard.pipeline_depth = NonZero::<usize>::MIN;
     }));
     store.wait_connected().await;
     let rate = Rate::new(10, Duration::from_secs(1), 10);

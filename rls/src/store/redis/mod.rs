@@ -12,6 +12,7 @@ mod script;
 mod shard;
 
 use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use limiter::{Clock, Decision, Nanos, Rate};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-pub use shard::{Endpoint, ShardOptions, TlsFiles};
+pub use shard::{CONNECT_TIMEOUT, Endpoint, ShardOptions, TlsFiles, redis_url};
 
 use self::cache::{Lookup, OverLimitCache, Probe};
 use self::script::{charge, decode, encode_request};
@@ -29,7 +30,7 @@ use super::{Batch, BucketStore, MemoryStore, Meter, request_denied};
 use crate::error::RlsError;
 
 /// What to answer when Redis fails or misses the deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnBackendError {
     /// `UNAVAILABLE`: the proxy's `failure_mode_deny` decides (Envoy's default: allow).
     Error,
@@ -42,7 +43,7 @@ pub enum OnBackendError {
 }
 
 /// Whose clock the scripts read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeSource {
     /// The Redis server's `TIME`: one clock for every replica (the default).
     Redis,
@@ -63,9 +64,9 @@ pub struct RedisOptions {
     /// What answers when Redis cannot.
     pub on_error: OnBackendError,
     /// How many replicas share each quota, for `OnBackendError::Local`.
-    pub replicas: u32,
+    pub replicas: NonZeroU32,
     /// Requests in flight to Redis at once; more are answered by the failure mode at once.
-    pub max_in_flight: usize,
+    pub max_in_flight: NonZeroUsize,
     /// Buckets remembered as over their limit (0: off).
     pub over_limit_cache: usize,
     /// Whose clock the scripts read.
@@ -84,7 +85,7 @@ pub struct RedisStore {
     prefix: Vec<u8>,
     timeout: Duration,
     on_error: OnBackendError,
-    replicas: u32,
+    replicas: NonZeroU32,
     in_flight: Arc<Semaphore>,
     cache: OverLimitCache,
     time: TimeSource,
@@ -120,7 +121,7 @@ impl RedisStore {
         // rustls needs a process-wide crypto provider for rediss://; installing it twice
         // (several stores in one process) fails harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let cluster = matches!(options.endpoints.as_slice(), [Endpoint::Cluster(_)]);
+        let cluster = matches!(options.endpoints.as_slice(), [one] if one.is_cluster());
         let shards = options
             .endpoints
             .into_iter()
@@ -132,8 +133,11 @@ impl RedisStore {
             prefix: options.key_prefix.into_bytes(),
             timeout: options.timeout,
             on_error: options.on_error,
-            replicas: options.replicas.max(1),
-            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            replicas: options.replicas,
+            // A Semaphore holds at most MAX_PERMITS: beyond it the bound is no bound.
+            in_flight: Arc::new(Semaphore::new(
+                options.max_in_flight.get().min(Semaphore::MAX_PERMITS),
+            )),
             cache: OverLimitCache::new(options.over_limit_cache, options.clock),
             time: options.time,
             local: MemoryStore::new(),
@@ -439,10 +443,12 @@ impl RedisStore {
                 let mut share = batch.clone();
                 for check in &mut share.checks {
                     check.meter = match check.meter {
-                        Meter::TokenBucket(rate) => Meter::TokenBucket(rate.share(self.replicas)),
+                        Meter::TokenBucket(rate) => {
+                            Meter::TokenBucket(rate.share(self.replicas.get()))
+                        }
                         Meter::FixedWindow { period_secs, limit } => Meter::FixedWindow {
                             period_secs,
-                            limit: limit.div_ceil(self.replicas),
+                            limit: limit.div_ceil(self.replicas.get()),
                         },
                     };
                 }

@@ -3,6 +3,7 @@
 //! as one script call.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,6 +33,28 @@ pub enum Endpoint {
     Cluster(Vec<String>),
 }
 
+impl Endpoint {
+    /// True for a Redis Cluster: a script may touch the keys of one slot only.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Endpoint::Cluster(_))
+    }
+}
+
+/// How long one connection attempt may take, unless told otherwise.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The URL of a Redis node given as `host:port` or as a URL: a node without a scheme gets
+/// `redis://`, and `auth` (a password, or `user:password`) as its credentials.
+pub fn redis_url(node: &str, auth: Option<&str>) -> String {
+    let node = node.trim();
+    match auth {
+        _ if node.contains("://") => node.to_string(),
+        Some(auth) if auth.contains(':') => format!("redis://{auth}@{node}"),
+        Some(password) => format!("redis://:{password}@{node}"),
+        None => format!("redis://{node}"),
+    }
+}
+
 /// Connection and batching settings of a shard.
 #[derive(Clone, Debug)]
 pub struct ShardOptions {
@@ -41,14 +64,14 @@ pub struct ShardOptions {
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
     /// Most checks in one script call.
-    pub batch_max_checks: usize,
+    pub batch_max_checks: NonZeroUsize,
     /// How long the batcher waits for more checks once it has some; zero sends what is
     /// queued at once (batches then form from the requests that arrive while earlier
     /// calls are in flight). Tokio's timers round up to whole milliseconds, and replies
     /// of calls in flight are handed out after the wait: keep it zero unless measured.
     pub batch_window: Duration,
     /// Script calls in flight at once on this shard.
-    pub pipeline_depth: usize,
+    pub pipeline_depth: NonZeroUsize,
 }
 
 /// PEM contents for TLS to Redis; empty: system roots, no client certificate.
@@ -73,11 +96,6 @@ impl TlsFiles {
             root_cert: self.ca.clone(),
         })
     }
-}
-
-enum EndpointKind {
-    Server,
-    Cluster,
 }
 
 #[derive(Clone)]
@@ -181,10 +199,7 @@ impl Shard {
     /// it reconnects, and one parked past its caller's deadline would run on the
     /// reconnected server and charge buckets for a request already answered otherwise.
     pub fn start(endpoint: Endpoint, options: ShardOptions, deadline: Duration) -> Shard {
-        let endpoint_kind = match &endpoint {
-            Endpoint::Server(_) => EndpointKind::Server,
-            Endpoint::Cluster(_) => EndpointKind::Cluster,
-        };
+        let cluster = endpoint.is_cluster();
         let name = match &endpoint {
             Endpoint::Server(url) => redact(url),
             Endpoint::Cluster(nodes) => format!(
@@ -208,8 +223,7 @@ impl Shard {
         ));
         // Bounded: a full queue makes callers wait, and the store's deadline bounds that.
         let (jobs, queue) =
-            mpsc::channel(options.batch_max_checks.max(1) * options.pipeline_depth.max(1) * 4);
-        let cluster = matches!(endpoint_kind, EndpointKind::Cluster);
+            mpsc::channel(options.batch_max_checks.get() * options.pipeline_depth.get() * 4);
         let counters = Counters::default();
         tokio::spawn(batcher(
             queue,
@@ -395,7 +409,7 @@ async fn batcher(
     counters: Counters,
 ) {
     let script = Script::new(CHECK_BUCKETS);
-    let depth = options.pipeline_depth.max(1);
+    let depth = options.pipeline_depth.get();
     let mut round_trip = RoundTrip::new(deadline);
     // The calls in flight are driven here rather than spawned: no task per batch, and a
     // reply wakes this task only, which hands each caller its answer. Each yields its
@@ -426,7 +440,7 @@ async fn batcher(
         let mut jobs: Vec<Job> = admit(first).into_iter().collect();
         let mut checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
         let window_end = now + options.batch_window;
-        while checks < options.batch_max_checks {
+        while checks < options.batch_max_checks.get() {
             let next = match queue.try_recv() {
                 Ok(job) => Some(job),
                 Err(mpsc::error::TryRecvError::Empty) if !options.batch_window.is_zero() => {
