@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 mod common;
@@ -27,10 +27,7 @@ struct NaiveStore {
 
 impl BucketStore for NaiveStore {
     async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
-        let mut map = self
-            .buckets
-            .lock()
-            .map_err(|_| RlsError::Unavailable("poisoned".into()))?;
+        let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(batch
             .checks
             .iter()

@@ -42,7 +42,7 @@ impl<S: BucketStore> RateLimitService for RlsService<S> {
                 Ok(Response::new(answer))
             }
             Err(error) => {
-                metrics::counter!("rls_errors_total", "kind" => error.kind()).increment(1);
+                metrics::counter!("rls_errors_total", "kind" => error.kind().label()).increment(1);
                 tracing::debug!(domain = %request.domain, %error, "request refused");
                 Err(error.to_status())
             }

@@ -15,7 +15,7 @@ use config::{LoadOptions, QuotaSet};
 use limiter::Clock;
 
 use crate::decide::AnswerOptions;
-use crate::error::RlsError;
+use crate::error::{RlsError, SettingsError};
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
 use crate::store::redis::{
@@ -353,10 +353,12 @@ impl Settings {
 
     /// The Redis store's settings, deciding on `clock`; refuses a Redis backend without
     /// (or with two kinds of) servers.
-    pub fn redis_options(&self, clock: Arc<dyn Clock>) -> Result<RedisOptions, RlsError> {
+    pub fn redis_options(&self, clock: Arc<dyn Clock>) -> Result<RedisOptions, SettingsError> {
         let read = |path: &PathBuf| {
-            std::fs::read(path)
-                .map_err(|e| RlsError::Settings(format!("cannot read {}: {e}", path.display())))
+            std::fs::read(path).map_err(|source| SettingsError::Unreadable {
+                path: path.clone(),
+                source,
+            })
         };
         let tls = TlsFiles {
             ca: self.redis_tls_ca.as_ref().map(read).transpose()?,
@@ -386,19 +388,14 @@ impl Settings {
     }
 
     /// The Redis servers: one shard per `--redis-url`, or one cluster.
-    fn redis_endpoints(&self) -> Result<Vec<Endpoint>, RlsError> {
+    fn redis_endpoints(&self) -> Result<Vec<Endpoint>, SettingsError> {
         match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
-            ([], []) => Err(RlsError::Settings(
-                "--backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
-                    .into(),
-            )),
+            ([], []) => Err(SettingsError::NoRedisServer),
             (urls, []) => Ok(urls.iter().map(|u| Endpoint::Server(u.clone())).collect()),
             ([], nodes) => Ok(vec![Endpoint::Cluster(
                 nodes.iter().map(|node| redis_url(node, None)).collect(),
             )]),
-            _ => Err(RlsError::Settings(
-                "give either --redis-url or --redis-cluster, not both".into(),
-            )),
+            _ => Err(SettingsError::TwoRedisTopologies),
         }
     }
 }

@@ -64,7 +64,7 @@ impl Values<'_> {
 
     fn invalid(&self, i: usize, value: String, expected: &'static str) -> SettingsError {
         SettingsError::Invalid {
-            name: self.names[i].into(),
+            name: self.names[i],
             value,
             expected,
         }

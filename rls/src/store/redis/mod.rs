@@ -8,6 +8,7 @@
 //! a deadline; on error or deadline the configured failure mode answers.
 
 mod cache;
+mod failure;
 mod script;
 mod shard;
 
@@ -21,11 +22,12 @@ use limiter::{Clock, Decision, Nanos, Rate};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+pub use failure::{Cause, Failure, RedisError};
 pub use shard::{CONNECT_TIMEOUT, Endpoint, ShardOptions, TlsFiles, redis_url};
 
 use self::cache::{Lookup, OverLimitCache, Probe};
 use self::script::{charge, decode, encode_request};
-use self::shard::{Failure, Shard};
+use self::shard::Shard;
 use super::{Batch, BucketStore, MemoryStore, Meter, request_denied};
 use crate::error::RlsError;
 
@@ -167,7 +169,7 @@ impl RedisStore {
     }
 
     /// PINGs every shard.
-    pub async fn ping(&self) -> Result<(), String> {
+    pub async fn ping(&self) -> Result<(), RedisError> {
         for shard in &self.shards {
             shard.ping().await?;
         }
@@ -296,18 +298,19 @@ impl RedisStore {
         });
         let replies = join_all(calls).await;
         let mut charged: Vec<usize> = Vec::new();
-        for ((_, part), reply) in parts.values().zip(replies) {
+        for ((shard, part), reply) in parts.values().zip(replies) {
             let reply = reply?;
+            let malformed = |why: String| self.shards[*shard].error(Cause::Reply(why));
             let mut values = reply.chunks_exact(3);
             for (n, &i) in part.checks.iter().enumerate() {
                 let Some(&[first, second, third]) = values.next() else {
-                    return Err(format!("short script reply {reply:?}").into());
+                    return Err(malformed(format!("short script reply {reply:?}")).into());
                 };
                 if part.known_over[n] {
                     continue;
                 }
                 let check = &batch.checks[i];
-                let mut decision = decode(check, [first, second, third])?;
+                let mut decision = decode(check, [first, second, third]).map_err(malformed)?;
                 if let Meter::TokenBucket(rate) = check.meter {
                     if third == 1 {
                         charged.push(i);
@@ -374,7 +377,7 @@ impl RedisStore {
         batch: &Batch,
         charged: &[usize],
         decisions: &mut [Decision],
-    ) -> Result<(), String> {
+    ) -> Result<(), RedisError> {
         self.give_back(batch, charged).await?;
         for &i in charged {
             let check = &batch.checks[i];
@@ -387,7 +390,7 @@ impl RedisStore {
 
     /// Gives back what the token-bucket checks `checks` of `batch` took (each bucket's tat
     /// moves back by `cost × T`, never before now).
-    pub async fn give_back(&self, batch: &Batch, checks: &[usize]) -> Result<(), String> {
+    pub async fn give_back(&self, batch: &Batch, checks: &[usize]) -> Result<(), RedisError> {
         let now = self.now_arg(batch);
         // Group -> (shard, [(key, charge)]).
         type Refunds = Vec<(Vec<u8>, u64)>;
@@ -414,12 +417,16 @@ impl RedisStore {
     }
 
     /// The failure mode's answer for `batch`.
-    fn fail(&self, batch: &Batch, why: &str) -> Result<Vec<Decision>, RlsError> {
+    fn fail(&self, batch: &Batch, failure: Failure) -> Result<Vec<Decision>, RlsError> {
         metrics::counter!("rls_backend_failures_total", "mode" => mode_name(self.on_error))
             .increment(1);
-        tracing::debug!(why, "backend failed; answering with the failure mode");
+        tracing::debug!(
+            %failure,
+            transient = failure.is_transient(),
+            "backend failed; answering with the failure mode"
+        );
         Ok(match self.on_error {
-            OnBackendError::Error => return Err(RlsError::Unavailable(why.to_string())),
+            OnBackendError::Error => return Err(RlsError::Unavailable(failure)),
             OnBackendError::Allow => batch
                 .checks
                 .iter()
@@ -465,7 +472,7 @@ impl BucketStore for RedisStore {
         } else {
             // No queue beyond the bound: callers past it get the failure mode at once.
             let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
-                return self.fail(batch, "too many calls in flight");
+                return self.fail(batch, Failure::InFlight);
             };
             let deadline = Instant::now() + self.timeout;
             match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
@@ -475,7 +482,7 @@ impl BucketStore for RedisStore {
             }
         };
         metrics::counter!("rls_backend_errors_total", "kind" => failure.kind()).increment(1);
-        self.fail(batch, &failure.to_string())
+        self.fail(batch, failure)
     }
 
     fn is_ready(&self) -> bool {

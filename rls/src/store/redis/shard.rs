@@ -2,7 +2,6 @@
 //! up in the background, and its batcher, which sends the checks of concurrent requests
 //! as one script call.
 
-use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +21,7 @@ use redis::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::failure::{Cause, Failure, RedisError, client_failure};
 use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, header, refund_arg, reply_integers};
 
 /// Where a shard's commands go.
@@ -129,46 +129,6 @@ struct Counters {
     checks: Arc<AtomicU64>,
 }
 
-/// Why a shard gave no answer.
-#[derive(Clone, Debug)]
-pub enum Failure {
-    /// Redis answered with an error, or could not be reached.
-    Redis(String),
-    /// Not answered before its caller's deadline: sent but answered too late, or still
-    /// queued when the deadline passed.
-    Deadline,
-    /// Never sent: the calls ahead of it would have made it miss its deadline, or its
-    /// turn to be decided came too late ([`crate::store::Batch::shed`]).
-    Overload,
-}
-
-impl Failure {
-    /// Its `kind` label in `rls_backend_errors_total`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Failure::Redis(_) => "redis",
-            Failure::Deadline => "deadline",
-            Failure::Overload => "overload",
-        }
-    }
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Failure {
-        Failure::Redis(message)
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Redis(message) => f.write_str(message),
-            Failure::Deadline => f.write_str("backend deadline exceeded"),
-            Failure::Overload => f.write_str("shed: not answerable before the deadline"),
-        }
-    }
-}
-
 /// One request's part of a script call, waiting in the batcher's queue.
 struct Job {
     /// Its keys, in check order.
@@ -183,7 +143,7 @@ struct Job {
 
 /// A Redis endpoint with its connection and batcher.
 pub struct Shard {
-    name: String,
+    name: Arc<str>,
     link: Arc<ArcSwapOption<Link>>,
     connected: watch::Receiver<bool>,
     counters: Counters,
@@ -200,8 +160,8 @@ impl Shard {
     /// reconnected server and charge buckets for a request already answered otherwise.
     pub fn start(endpoint: Endpoint, options: ShardOptions, deadline: Duration) -> Shard {
         let cluster = endpoint.is_cluster();
-        let name = match &endpoint {
-            Endpoint::Server(url) => redact(url),
+        let name: Arc<str> = match &endpoint {
+            Endpoint::Server(url) => redact(url).into(),
             Endpoint::Cluster(nodes) => format!(
                 "cluster {}",
                 nodes
@@ -209,7 +169,8 @@ impl Shard {
                     .map(|n| redact(n))
                     .collect::<Vec<_>>()
                     .join(",")
-            ),
+            )
+            .into(),
         };
         let link = Arc::new(ArcSwapOption::empty());
         let (signal, connected) = watch::channel(false);
@@ -227,6 +188,7 @@ impl Shard {
         let counters = Counters::default();
         tokio::spawn(batcher(
             queue,
+            name.clone(),
             link.clone(),
             options,
             deadline,
@@ -273,7 +235,7 @@ impl Shard {
         deadline: Instant,
     ) -> Result<Vec<i64>, Failure> {
         if !self.is_connected() {
-            return Err(Failure::Redis(format!("{}: not connected", self.name)));
+            return Err(self.error(Cause::NotConnected).into());
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -285,18 +247,25 @@ impl Shard {
         self.jobs
             .send(job)
             .await
-            .map_err(|_| format!("{}: batcher stopped", self.name))?;
-        answer
-            .await
-            .map_err(|_| format!("{}: call dropped", self.name))?
+            .map_err(|_| self.error(Cause::Stopped))?;
+        answer.await.map_err(|_| self.error(Cause::Dropped))?
+    }
+
+    /// An error of this shard.
+    pub fn error(&self, cause: Cause) -> RedisError {
+        RedisError::new(&self.name, cause)
     }
 
     /// Gives back charges: `(key, charge in ns)`; `now` `None` for the server's time.
-    pub async fn refund(&self, now: Option<u64>, keys: Vec<(Vec<u8>, u64)>) -> Result<(), String> {
+    pub async fn refund(
+        &self,
+        now: Option<u64>,
+        keys: Vec<(Vec<u8>, u64)>,
+    ) -> Result<(), RedisError> {
         let link = self
             .link
             .load_full()
-            .ok_or_else(|| format!("{}: not connected", self.name))?;
+            .ok_or_else(|| self.error(Cause::NotConnected))?;
         let mut invocation = self.refund.prepare_invoke();
         invocation.arg(header(now, false, false, false, 0));
         for (key, charge) in keys {
@@ -305,16 +274,16 @@ impl Shard {
         link.invoke(&invocation)
             .await
             .map(drop)
-            .map_err(|e| format!("{}: {e}", self.name))
+            .map_err(|e| self.error(Cause::Client(e)))
     }
 
     /// Sends PING: a readiness probe.
-    pub async fn ping(&self) -> Result<(), String> {
+    pub async fn ping(&self) -> Result<(), RedisError> {
         let link = self
             .link
             .load_full()
-            .ok_or_else(|| format!("{}: not connected", self.name))?;
-        link.ping().await.map_err(|e| format!("{}: {e}", self.name))
+            .ok_or_else(|| self.error(Cause::NotConnected))?;
+        link.ping().await.map_err(|e| self.error(Cause::Client(e)))
     }
 }
 
@@ -324,7 +293,7 @@ async fn connect(
     options: ShardOptions,
     deadline: Duration,
     link: Arc<ArcSwapOption<Link>>,
-    name: String,
+    name: Arc<str>,
     signal: watch::Sender<bool>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -402,6 +371,7 @@ async fn open(
 /// answered.
 async fn batcher(
     mut queue: mpsc::Receiver<Job>,
+    name: Arc<str>,
     link: Arc<ArcSwapOption<Link>>,
     options: ShardOptions,
     deadline: Duration,
@@ -468,7 +438,7 @@ async fn batcher(
         counters.checks.fetch_add(checks as u64, Ordering::Relaxed);
         let link = link.load_full();
         for jobs in groups {
-            let (script, link) = (&script, link.clone());
+            let (script, link, name) = (&script, link.clone(), &name);
             in_flight.push(async move {
                 let checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
                 metrics::histogram!("rls_redis_batch_checks").record(checks as f64);
@@ -479,13 +449,13 @@ async fn batcher(
                 let latest = jobs.iter().map(|j| j.deadline).max().unwrap_or(now);
                 let started = Instant::now();
                 let result = match link {
-                    Some(link) => tokio::time::timeout_at(latest, call(script, &link, &jobs))
+                    Some(link) => tokio::time::timeout_at(latest, call(script, &link, &jobs, name))
                         .await
                         .unwrap_or(Err(Failure::Deadline)),
-                    None => Err(Failure::Redis("not connected".to_string())),
+                    None => Err(RedisError::new(name, Cause::NotConnected).into()),
                 };
                 let took = result.is_ok().then(|| started.elapsed());
-                deliver(jobs, result);
+                deliver(jobs, result, name);
                 took
             });
         }
@@ -557,7 +527,12 @@ fn hash_tag(key: &[u8]) -> &[u8] {
     }
 }
 
-async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, Failure> {
+async fn call(
+    script: &Script,
+    link: &Link,
+    jobs: &[Job],
+    shard: &Arc<str>,
+) -> Result<Vec<i64>, Failure> {
     let mut invocation = script.prepare_invoke();
     // ARGV[1] is the number of requests; each job's args start with its header.
     invocation.arg(jobs.len());
@@ -569,24 +544,15 @@ async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, Fa
             invocation.arg(arg.as_slice());
         }
     }
-    let value = link.invoke(&invocation).await.map_err(failure)?;
-    Ok(reply_integers(value)?)
-}
-
-/// What a client error means for the callers. The client's own response timeout (the
-/// backend deadline, counted from when it sent the call) fires first only when this task
-/// ran too late to see its callers' earlier deadlines pass, on a saturated machine: a
-/// deadline, not a Redis failure, which `rls_backend_errors_total` must not blame on Redis.
-fn failure(error: redis::RedisError) -> Failure {
-    if error.is_timeout() {
-        Failure::Deadline
-    } else {
-        Failure::Redis(error.to_string())
-    }
+    let value = link
+        .invoke(&invocation)
+        .await
+        .map_err(|e| client_failure(shard, e))?;
+    reply_integers(value).map_err(|e| RedisError::new(shard, Cause::Reply(e)).into())
 }
 
 /// Hands each job its reply (three integers per check, in order).
-fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, Failure>) {
+fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, Failure>, shard: &Arc<str>) {
     let expected: usize = jobs.iter().map(|j| 3 * j.keys.len()).sum();
     match result {
         Ok(values) if values.len() == expected => {
@@ -597,10 +563,8 @@ fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, Failure>) {
             }
         }
         Ok(values) => {
-            let error = Failure::Redis(format!(
-                "{} reply values for {expected} expected",
-                values.len()
-            ));
+            let wrong = format!("{} reply values for {expected} expected", values.len());
+            let error = Failure::from(RedisError::new(shard, Cause::Reply(wrong)));
             for job in jobs {
                 let _ = job.reply.send(Err(error.clone()));
             }
@@ -629,7 +593,7 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{Failure, RoundTrip, failure, redact};
+    use super::{RoundTrip, redact};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -670,20 +634,6 @@ mod tests {
         assert!(!round_trip.too_late(now, now + 5 * MS));
         round_trip.observe(Some(MS));
         assert!(!round_trip.too_late(now, now + 2 * MS));
-    }
-
-    #[test]
-    fn the_clients_own_timeout_is_a_deadline_and_other_errors_are_redis_failures() {
-        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-        assert!(matches!(failure(timeout), Failure::Deadline));
-        let refused =
-            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(matches!(failure(refused), Failure::Redis(_)));
-        let script = redis::RedisError::from((
-            redis::ErrorKind::Server(redis::ServerErrorKind::NoScript),
-            "no script",
-        ));
-        assert!(matches!(failure(script), Failure::Redis(m) if m.contains("no script")));
     }
 
     #[test]
