@@ -19,8 +19,8 @@ use proto::types::RateLimitUnit;
 use crate::admission::Admission;
 use crate::error::RlsError;
 use crate::headers::HeaderNames;
-use crate::keys::push_key;
 use crate::request::RequestBounds;
+use crate::store::keys::push_key;
 use crate::store::{Batch, BucketStore, Check, Meter, Role, request_denied};
 
 /// How answers are shaped, beyond the quota files.

@@ -42,7 +42,6 @@ pub mod decide;
 pub mod error;
 pub mod headers;
 pub mod http;
-pub mod keys;
 pub mod query;
 pub mod reload;
 pub mod request;

@@ -130,15 +130,6 @@ async fn reload_on_hangup(reloader: Arc<Reloader>) {
     let _ = reloader;
 }
 
-/// Serves `decider` (a memory store) on `listeners` until `shutdown` resolves.
-pub async fn serve_memory(
-    listeners: Listeners,
-    decider: Arc<Decider<MemoryStore>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RlsError> {
-    serve_store(listeners, decider, shutdown).await
-}
-
 /// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
 /// and `grpc.health.v1`) and HTTP. On shutdown, readiness and gRPC health turn to not
 /// serving, both listeners stop accepting, and calls in flight finish.

@@ -438,7 +438,17 @@ async fn readiness_follows_the_connection() {
     let store = store(&redis, |_| {});
     store.wait_connected().await;
     assert!(store.is_ready());
-    store.ping().await.expect("ping");
+    let rate = Rate::new(10, Duration::from_secs(60), 10);
+    let batch = one_check(
+        "ready",
+        Meter::TokenBucket(rate),
+        0,
+        common::START_SECS * 1_000_000_000,
+    );
+    store
+        .check(&batch)
+        .await
+        .expect("answered over the connection");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! `BucketStore`: where bucket state lives. A request's limits arrive as one [`Batch`] and
 //! leave as one [`Decision`] per check; the memory store is [`MemoryStore`].
 
+pub mod keys;
 mod memory;
 pub mod redis;
 

@@ -1,9 +1,115 @@
 //! `Failure`: why Redis gave no answer in time — a [`RedisError`] naming its shard, the
-//! deadline, or shedding — and whether trying again later may help.
+//! deadline, or shedding — and whether trying again later may help; `FailureMode`: what
+//! answers instead ([`OnBackendError`]).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use limiter::{Decision, Nanos};
 use redis::RetryMethod;
+
+use crate::error::RlsError;
+use crate::store::{Batch, MemoryStore, Meter};
+
+/// What to answer when Redis fails or misses the deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnBackendError {
+    /// `UNAVAILABLE`: the proxy's `failure_mode_deny` decides (Envoy's default: allow).
+    Error,
+    /// Every descriptor OK.
+    Allow,
+    /// Every descriptor over its limit.
+    Deny,
+    /// This replica's share of each quota, in process (`quota / replicas`).
+    Local,
+}
+
+impl OnBackendError {
+    /// Its `mode` label in `rls_backend_failures_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            OnBackendError::Error => "error",
+            OnBackendError::Allow => "allow",
+            OnBackendError::Deny => "deny",
+            OnBackendError::Local => "local",
+        }
+    }
+}
+
+/// Answers the batches Redis could not, as [`OnBackendError`] says.
+pub struct FailureMode {
+    on_error: OnBackendError,
+    /// How many replicas share each quota, for [`OnBackendError::Local`].
+    replicas: NonZeroU32,
+    /// This replica's share of each quota, for [`OnBackendError::Local`].
+    local: MemoryStore,
+}
+
+impl FailureMode {
+    /// Answers with `on_error`; `replicas` share each quota.
+    pub fn new(on_error: OnBackendError, replicas: NonZeroU32) -> FailureMode {
+        FailureMode {
+            on_error,
+            replicas,
+            local: MemoryStore::new(),
+        }
+    }
+
+    /// The answer for `batch`, which Redis could not answer because of `failure`.
+    pub fn answer(&self, batch: &Batch, failure: Failure) -> Result<Vec<Decision>, RlsError> {
+        metrics::counter!("rls_backend_failures_total", "mode" => self.on_error.label())
+            .increment(1);
+        tracing::debug!(
+            %failure,
+            transient = failure.is_transient(),
+            "backend failed; answering with the failure mode"
+        );
+        Ok(match self.on_error {
+            OnBackendError::Error => return Err(RlsError::Unavailable(failure)),
+            OnBackendError::Allow => batch
+                .checks
+                .iter()
+                .map(|c| Decision::Allowed {
+                    remaining: match c.meter {
+                        Meter::TokenBucket(rate) => rate.burst(),
+                        Meter::FixedWindow { limit, .. } => limit,
+                    },
+                    reset_after: 0,
+                })
+                .collect(),
+            OnBackendError::Deny => batch
+                .checks
+                .iter()
+                .map(|_| Decision::Denied {
+                    retry_after: 1_000_000_000,
+                    reset_after: 1_000_000_000,
+                })
+                .collect(),
+            OnBackendError::Local => self.local.check_now(&self.share(batch)),
+        })
+    }
+
+    /// `batch` with this replica's share of each quota.
+    fn share(&self, batch: &Batch) -> Batch {
+        let replicas = self.replicas.get();
+        let mut share = batch.clone();
+        for check in &mut share.checks {
+            check.meter = match check.meter {
+                Meter::TokenBucket(rate) => Meter::TokenBucket(rate.share(replicas)),
+                Meter::FixedWindow { period_secs, limit } => Meter::FixedWindow {
+                    period_secs,
+                    limit: limit.div_ceil(replicas),
+                },
+            };
+        }
+        share
+    }
+
+    /// Drops the local buckets that are full again.
+    pub fn sweep(&self, now: Nanos) {
+        self.local.sweep(now);
+    }
+}
 
 /// Why a check got no answer from Redis.
 #[derive(Clone, Debug, thiserror::Error)]
