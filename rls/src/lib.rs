@@ -42,6 +42,7 @@ pub mod decide;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod outcome;
 pub mod query;
 pub mod reload;
 pub mod request;

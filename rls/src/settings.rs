@@ -344,10 +344,6 @@ impl Settings {
                 max_bytes: self.max_request_bytes,
             },
             max_concurrent: NonZeroUsize::new(self.max_concurrent_requests),
-            backend_deadline: match self.backend {
-                BackendKind::Memory => None,
-                BackendKind::Redis => Some(self.backend_timeout),
-            },
         }
     }
 
