@@ -1,6 +1,7 @@
 //! `Settings`: every knob of `rls serve`, from flags or `RLS_*` environment variables, and
 //! what each part of the server takes from them; `QuotaArgs`, the quota-loading group
-//! `rls check` shares. The reference service's variables are one table: [`reference`].
+//! `rls check` shares. The reference service's variables are one table:
+//! [`reference`](mod@reference).
 
 pub mod reference;
 

@@ -1,3 +1,5 @@
+//! The decider's admission: the bound on requests decided at once, and shedding.
+
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -132,7 +132,8 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Its `kind` label in `rls_backend_errors_total`.
+    /// Its `kind` label in `rls_backend_errors_total` (which does not count `InFlight`:
+    /// the bound answers before any backend work).
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::Redis(_) => "redis",
