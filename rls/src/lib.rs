@@ -4,7 +4,7 @@
 //! Modules, one line each:
 //!
 //! - [`settings`]: every setting, from flags, `RLS_*` or the reference's variables.
-//! - [`cli`]: the command line, `serve`, `check` and `query`.
+//! - [`cli`]: the command line, `serve`, `check`, `query` and `render`.
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
@@ -18,6 +18,7 @@
 //! - [`error`]: what can go wrong, and the gRPC status it becomes.
 //! - [`query`]: the `rls query` command.
 //! - [`summary`]: the quota summary `rls check` prints and `/config` serves.
+//! - [`render`]: the `rls render envoy|istio` command, the proxy half of the quotas.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -57,6 +58,7 @@ pub mod http;
 pub mod outcome;
 pub mod query;
 pub mod reload;
+pub mod render;
 pub mod request;
 pub mod server;
 pub mod service;

@@ -39,6 +39,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", rls::summary::describe(&args.quotas.load()?));
             Ok(())
         }
+        Command::Render(args) => rls::render::run(&args).map(|rendered| {
+            for note in &rendered.notes {
+                eprintln!("note: {note}");
+            }
+            print!("{}", rendered.yaml);
+        }),
         Command::Query(args) => {
             let text = runtime()?.block_on(rls::query::run(&args))?;
             print!("{text}");
