@@ -10,6 +10,7 @@
 //! Prints a Markdown table for BENCHMARKS.md.
 
 use std::net::TcpListener;
+use std::num::NonZero;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -174,16 +175,16 @@ async fn main() {
                     key_prefix: format!("bench{callers}-{descriptors}-{keys}:"),
                     timeout: Duration::from_secs(1),
                     on_error: OnBackendError::Error,
-                    replicas: 1,
-                    max_in_flight: 100_000,
+                    replicas: NonZero::<u32>::MIN,
+                    max_in_flight: NonZero::new(100_000).expect("nonzero"),
                     over_limit_cache: 100_000,
                     time: TimeSource::Redis,
                     shard: ShardOptions {
                         tls: Default::default(),
                         connect_timeout: Duration::from_secs(1),
-                        batch_max_checks: 256,
+                        batch_max_checks: NonZero::new(256).expect("nonzero"),
                         batch_window: Duration::ZERO,
-                        pipeline_depth: 8,
+                        pipeline_depth: NonZero::new(8).expect("nonzero"),
                     },
                     clock: clock.clone(),
                 });

@@ -20,6 +20,7 @@
 //! again that gave up.
 
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use limiter::{Clock, Nanos};
@@ -86,11 +87,11 @@ impl Drop for Waiting<'_> {
 }
 
 impl Admission {
-    /// `turns` requests decided at once (at least one), timed by `clock`.
-    pub fn new(turns: usize, clock: Arc<dyn Clock>) -> Admission {
+    /// `turns` requests decided at once, timed by `clock`.
+    pub fn new(turns: NonZeroUsize, clock: Arc<dyn Clock>) -> Admission {
         Admission {
             line: Mutex::new(Line {
-                free: turns.max(1),
+                free: turns.get(),
                 waiting: VecDeque::new(),
                 newest_first_until: 0,
                 sweep_at: SWEEP_FROM,
@@ -211,6 +212,7 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use std::future::Future;
+    use std::num::NonZeroUsize;
     use std::pin::Pin;
     use std::sync::Arc;
     use std::task::{Context, Poll, Waker};
@@ -223,6 +225,7 @@ mod tests {
     /// A line of `turns` and the clock it reads, which the test moves.
     fn line(turns: usize) -> (Admission, Arc<FakeClock>) {
         let clock = Arc::new(FakeClock::new(1_700_000_000_000_000_000));
+        let turns = NonZeroUsize::new(turns).expect("at least one turn");
         (Admission::new(turns, clock.clone()), clock)
     }
 

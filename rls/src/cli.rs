@@ -1,10 +1,10 @@
-//! `Cli`: the `rls` command line — `serve`, `check`, `query`, `render`.
+//! `Cli`: the `rls` command line — `serve`, `check`, `query`, `render` — and [`command`],
+//! which adds the reference variables each reads to its `--help`.
 
-use std::path::PathBuf;
+use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::settings::{AlgorithmArg, Settings};
+use crate::error::SettingsError;
+use crate::settings::{QuotaArgs, Settings, reference};
 
 /// Envoy Rate Limit Service: token buckets or fixed windows from declarative quota files.
 #[derive(Debug, Parser)]
@@ -19,7 +19,6 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve ShouldRateLimit over gRPC, and health, /json and /metrics over HTTP.
-    #[command(after_long_help = REFERENCE_ENV_HELP)]
     Serve(Box<Settings>),
     /// Validate quota files and print a summary; exit 1 with the error otherwise.
     Check(CheckArgs),
@@ -30,31 +29,43 @@ pub enum Command {
     Render(crate::render::RenderArgs),
 }
 
-/// The reference service's variables `serve` honours when neither the flag nor the
-/// `RLS_*` variable is set (docs/migrating.md has the full mapping).
-const REFERENCE_ENV_HELP: &str = "\
-Also read, for drop-in migration from envoyproxy/ratelimit, when the flag and its RLS_* \
-variable are unset:
-  RUNTIME_ROOT, RUNTIME_SUBDIRECTORY, RUNTIME_APPDIRECTORY  -> --config
-  GRPC_HOST, GRPC_PORT -> --grpc-addr        HOST, PORT -> --http-addr
-  SHADOW_MODE -> --shadow-mode               MERGE_DOMAIN_CONFIG -> --merge-domains
-  LIMIT_RESPONSE_HEADERS_ENABLED -> --response-headers
-  LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER -> the header names
-  STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT -> --stop-increment-when-over-limit
-  LOG_LEVEL -> --log-level                   LOG_FORMAT -> --log-format";
+/// The command line as the binary parses it: [`Cli`], with the reference service's
+/// variables each subcommand reads listed in its `--help`.
+pub fn command() -> clap::Command {
+    let with_reference_help = |command: clap::Command| {
+        let help = reference::help(&command);
+        command.after_long_help(help)
+    };
+    Cli::command()
+        .mut_subcommand("serve", with_reference_help)
+        .mut_subcommand("check", with_reference_help)
+}
+
+impl Cli {
+    /// Fills what flags and `RLS_*` variables left unset from the reference service's
+    /// variables, read by `env`; `matches` are the command line's, from [`command`].
+    pub fn apply_reference_env(
+        &mut self,
+        matches: &ArgMatches,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), SettingsError> {
+        let Some((_, sub)) = matches.subcommand() else {
+            return Ok(());
+        };
+        match &mut self.command {
+            Command::Serve(settings) => settings.apply_reference_env(sub, env),
+            Command::Check(args) => args.quotas.apply_reference_env(sub, env),
+            Command::Query(_) | Command::Render(_) => Ok(()),
+        }
+    }
+}
 
 /// Arguments of `rls check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Quota file, or directory of quota files.
-    #[arg(long, env = "RLS_CONFIG", value_name = "PATH")]
-    pub config: PathBuf,
-    /// Let several quota documents add descriptors to one domain.
-    #[arg(long, env = "RLS_MERGE_DOMAINS")]
-    pub merge_domains: bool,
-    /// Algorithm of limits whose quota file does not name one.
-    #[arg(long, env = "RLS_DEFAULT_ALGORITHM", value_enum, default_value_t = AlgorithmArg::TokenBucket)]
-    pub default_algorithm: AlgorithmArg,
+    /// The quota files, read as `rls serve` reads them.
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
 }
 
 /// Arguments of `rls query`.

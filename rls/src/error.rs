@@ -1,7 +1,12 @@
-//! `RlsError`: everything that can go wrong in the server, and the one mapping from errors
-//! to gRPC statuses.
+//! `RlsError`: everything that can go wrong in the server, what it means to the caller
+//! ([`ErrorKind`]), and the one mapping from errors to gRPC statuses; `SettingsError`: a
+//! setting that cannot be used.
 
+use std::fmt::Display;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::store::redis::Failure;
 
 /// An error of the rate limit service.
 #[derive(Debug, thiserror::Error)]
@@ -9,15 +14,16 @@ pub enum RlsError {
     /// The request is malformed; the message says how.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The bucket store failed (a later Redis backend: unreachable, too slow).
+    /// The bucket store could not answer (Redis unreachable, too slow, overloaded) and its
+    /// failure mode is to say so.
     #[error("backend unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Failure),
     /// The quota files are invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The settings contradict each other or miss something.
-    #[error("invalid settings: {0}")]
-    Settings(String),
+    /// A setting cannot be used.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// No quota file location was given.
     #[error("no quota files: pass --config PATH (or set RLS_CONFIG or RUNTIME_ROOT)")]
     NoConfigPath,
@@ -30,48 +36,127 @@ pub enum RlsError {
         #[source]
         source: std::io::Error,
     },
+    /// The quota files cannot be watched for changes.
+    #[error("cannot watch {}: {source}", path.display())]
+    Watch {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: notify::Error,
+    },
     /// The gRPC transport failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
+/// What an error means to the caller who sent the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed: sending it again gets the same answer.
+    InvalidRequest,
+    /// The backend could not answer now.
+    Backend,
+    /// Anything else: the server's own fault.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The `kind` label of `rls_errors_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Backend => "backend",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 impl RlsError {
+    /// The one match over the variants: what the error means, and what the caller is told
+    /// (the cause alone where the kind already says the rest).
+    fn meaning(&self) -> (ErrorKind, &dyn Display) {
+        match self {
+            RlsError::InvalidRequest(message) => (ErrorKind::InvalidRequest, message),
+            RlsError::Unavailable(failure) => (ErrorKind::Backend, failure),
+            other => (ErrorKind::Internal, other),
+        }
+    }
+
+    /// What the error means to the caller.
+    pub fn kind(&self) -> ErrorKind {
+        self.meaning().0
+    }
+
     /// The gRPC status Envoy receives for this error, and what Envoy does with it:
     /// `INVALID_ARGUMENT` marks a malformed request (Envoy treats any error as a failed
     /// call); `UNAVAILABLE` means "try again later", and Envoy's `failure_mode_deny` then
     /// decides whether the request passes (default: it does).
     pub fn to_status(&self) -> tonic::Status {
-        // Keep in step with `kind`.
-        match self {
-            RlsError::InvalidRequest(message) => tonic::Status::invalid_argument(message.clone()),
-            RlsError::Unavailable(message) => tonic::Status::unavailable(message.clone()),
-            other => tonic::Status::internal(other.to_string()),
+        let (kind, told) = self.meaning();
+        let message = told.to_string();
+        match kind {
+            ErrorKind::InvalidRequest => tonic::Status::invalid_argument(message),
+            ErrorKind::Backend => tonic::Status::unavailable(message),
+            ErrorKind::Internal => tonic::Status::internal(message),
         }
     }
 }
 
-impl RlsError {
-    /// A short label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RlsError::InvalidRequest(_) => "invalid_request",
-            RlsError::Unavailable(_) => "backend",
-            _ => "internal",
-        }
-    }
-}
-
-/// A setting given in the environment that cannot be used.
+/// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// The variable's value has the wrong form.
+    /// A reference variable's value has the wrong form.
     #[error("invalid {name} {value:?}: expected {expected}")]
     Invalid {
         /// The variable.
-        name: String,
+        name: &'static str,
         /// Its value.
         value: String,
         /// What was expected instead.
         expected: &'static str,
     },
+    /// `--backend redis` without a server.
+    #[error(
+        "invalid settings: --backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
+    )]
+    NoRedisServer,
+    /// Both client-side shards and a cluster.
+    #[error("invalid settings: give either --redis-url or --redis-cluster, not both")]
+    TwoRedisTopologies,
+    /// A file a setting names cannot be read.
+    #[error("invalid settings: cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_request_is_invalid_argument_with_its_message_alone() {
+        let error = RlsError::InvalidRequest("descriptors[0] has no entries".into());
+        assert_eq!(error.kind().label(), "invalid_request");
+        let status = error.to_status();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "descriptors[0] has no entries");
+    }
+
+    #[test]
+    fn a_backend_failure_is_unavailable_and_anything_else_internal() {
+        let error = RlsError::Unavailable(Failure::Deadline);
+        assert_eq!(error.kind(), ErrorKind::Backend);
+        let status = error.to_status();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), "backend deadline exceeded");
+        let status = RlsError::NoConfigPath.to_status();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().starts_with("no quota files"));
+    }
 }

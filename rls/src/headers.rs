@@ -18,14 +18,21 @@ pub struct HeaderNames {
 impl Default for HeaderNames {
     fn default() -> Self {
         HeaderNames {
-            limit: "RateLimit-Limit".into(),
-            remaining: "RateLimit-Remaining".into(),
-            reset: "RateLimit-Reset".into(),
+            limit: HeaderNames::LIMIT.into(),
+            remaining: HeaderNames::REMAINING.into(),
+            reset: HeaderNames::RESET.into(),
         }
     }
 }
 
 impl HeaderNames {
+    /// The default limit header.
+    pub const LIMIT: &'static str = "RateLimit-Limit";
+    /// The default remaining header.
+    pub const REMAINING: &'static str = "RateLimit-Remaining";
+    /// The default reset header.
+    pub const RESET: &'static str = "RateLimit-Reset";
+
     /// The headers for an answer: those of the last descriptor over its limit if any,
     /// else of the one with the fewest tokens left; none when no descriptor has a limit.
     pub fn headers_for(&self, statuses: &[DescriptorStatus]) -> Vec<HeaderValue> {

@@ -15,8 +15,8 @@ use proto::rls::RateLimitRequest;
 use proto::rls::rate_limit_response::Code;
 
 use crate::decide::Decider;
-use crate::error::RlsError;
-use crate::service::record_answer;
+use crate::error::ErrorKind;
+use crate::outcome;
 use crate::store::BucketStore;
 use crate::summary::describe;
 
@@ -91,9 +91,10 @@ async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Byte
                 .into_response();
         }
     };
-    match state.decider.decide(&request).await {
+    let outcome = state.decider.decide(&request).await;
+    outcome::count(&outcome);
+    match outcome {
         Ok(answer) => {
-            record_answer(answer.overall_code);
             let status = if answer.overall_code == Code::OverLimit as i32 {
                 StatusCode::TOO_MANY_REQUESTS
             } else {
@@ -108,13 +109,14 @@ async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Byte
                 }
             }
         }
-        Err(error @ RlsError::InvalidRequest(_)) => {
-            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        Err(error) => {
+            let status = match error.kind() {
+                ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+                ErrorKind::Backend => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, format!("{error}\n")).into_response()
         }
-        Err(error @ RlsError::Unavailable(_)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response()
-        }
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
     }
 }
 

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-use config::{LoadOptions, QuotaSet};
+use clap::FromArgMatches;
 use rls::cli::{Cli, Command};
 use rls::settings::LogFormat;
 use rls::{Listeners, Settings};
@@ -15,27 +14,30 @@ use rls::{Listeners, Settings};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let matches = rls::cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let result = match cli.command {
-        Command::Serve(mut settings) => {
-            let serve_matches = matches.subcommand_matches("serve").unwrap_or(&matches);
-            match settings.apply_reference_env(serve_matches, |name| std::env::var(name).ok()) {
-                Ok(()) => run_serve(*settings),
-                Err(error) => Err(error.into()),
-            }
+    let result = match cli.apply_reference_env(&matches, |name| std::env::var(name).ok()) {
+        Ok(()) => run(cli.command),
+        Err(error) => Err(error.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
         }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(settings) => run_serve(*settings),
         Command::Check(args) => {
-            let options = LoadOptions {
-                merge_domains: args.merge_domains,
-                default_algorithm: args.default_algorithm.into(),
-            };
-            QuotaSet::load(&args.config, &options)
-                .map(|quotas| print!("{}", rls::summary::describe(&quotas)))
-                .map_err(Into::into)
+            print!("{}", rls::summary::describe(&args.quotas.load()?));
+            Ok(())
         }
         Command::Render(args) => rls::render::run(&args).map(|rendered| {
             for note in &rendered.notes {
@@ -43,17 +45,10 @@ fn main() -> ExitCode {
             }
             print!("{}", rendered.yaml);
         }),
-        Command::Query(args) => runtime().and_then(|rt| {
-            let text = rt.block_on(rls::query::run(&args))?;
+        Command::Query(args) => {
+            let text = runtime()?.block_on(rls::query::run(&args))?;
             print!("{text}");
             Ok(())
-        }),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
         }
     }
 }

@@ -54,13 +54,19 @@ impl Reloader {
                     let _ = notify_trigger.try_send(());
                 }
             })
-            .map_err(|e| RlsError::Settings(format!("cannot watch {}: {e}", path.display())))?;
+            .map_err(|source| RlsError::Watch {
+                path: path.clone(),
+                source,
+            })?;
         // The directory, not the file: editors and ConfigMaps replace files by renaming,
         // which a watch on the file itself would lose.
         let watched = watched_dir(&path);
         watcher
             .watch(&watched, RecursiveMode::NonRecursive)
-            .map_err(|e| RlsError::Settings(format!("cannot watch {}: {e}", watched.display())))?;
+            .map_err(|source| RlsError::Watch {
+                path: watched.clone(),
+                source,
+            })?;
         let (report, status) = watch::channel(ReloadStatus::default());
         tokio::spawn(reload_on_change(events, decider, path, options, report));
         Ok(Reloader {

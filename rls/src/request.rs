@@ -20,15 +20,18 @@ pub struct RequestBounds {
 
 impl Default for RequestBounds {
     fn default() -> Self {
-        RequestBounds {
-            max_descriptors: 64,
-            max_entries: 32,
-            max_bytes: 64 * 1024,
-        }
+        RequestBounds::DEFAULT
     }
 }
 
 impl RequestBounds {
+    /// The bounds `rls serve` applies unless told otherwise.
+    pub const DEFAULT: RequestBounds = RequestBounds {
+        max_descriptors: 64,
+        max_entries: 32,
+        max_bytes: 64 * 1024,
+    };
+
     /// Checks `request`, naming the first fault found.
     pub fn validate(&self, request: &RateLimitRequest) -> Result<(), RlsError> {
         let invalid = |message: String| Err(RlsError::InvalidRequest(message));

@@ -4,11 +4,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use config::{LoadOptions, QuotaSet};
 use limiter::{Clock, SystemClock};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use proto::rls::rate_limit_service_server::RateLimitServiceServer;
@@ -17,15 +15,13 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::decide::{AnswerOptions, Decider};
+use crate::decide::Decider;
 use crate::error::RlsError;
-use crate::headers::HeaderNames;
 use crate::http::{Readiness, router};
 use crate::reload::Reloader;
-use crate::request::RequestBounds;
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
-use crate::store::redis::{Endpoint, RedisOptions, RedisStore, ShardOptions, TlsFiles};
+use crate::store::redis::RedisStore;
 use crate::store::{BucketStore, MemoryStore};
 
 /// How often full buckets and ended windows are dropped from the memory store.
@@ -62,106 +58,6 @@ impl Listeners {
     }
 }
 
-impl Settings {
-    /// Loads the quota files the settings name.
-    pub fn load_quotas(&self) -> Result<QuotaSet, RlsError> {
-        let path = self.config.as_ref().ok_or(RlsError::NoConfigPath)?;
-        Ok(QuotaSet::load(path, &self.load_options())?)
-    }
-
-    /// How the quota files are read.
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            merge_domains: self.merge_domains,
-            default_algorithm: self.default_algorithm.into(),
-        }
-    }
-
-    /// The Redis store's settings, deciding on `clock`; refuses a Redis backend without
-    /// (or with two kinds of) servers.
-    pub fn redis_options(&self, clock: Arc<dyn Clock>) -> Result<RedisOptions, RlsError> {
-        let endpoints = match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
-            ([], []) => {
-                return Err(RlsError::Settings(
-                    "--backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
-                        .into(),
-                ));
-            }
-            (urls, []) => urls.iter().map(|u| Endpoint::Server(u.clone())).collect(),
-            ([], nodes) => vec![Endpoint::Cluster(
-                nodes
-                    .iter()
-                    .map(|n| {
-                        if n.contains("://") {
-                            n.clone()
-                        } else {
-                            format!("redis://{n}")
-                        }
-                    })
-                    .collect(),
-            )],
-            _ => {
-                return Err(RlsError::Settings(
-                    "give either --redis-url or --redis-cluster, not both".into(),
-                ));
-            }
-        };
-        let read = |path: &PathBuf| {
-            std::fs::read(path)
-                .map_err(|e| RlsError::Settings(format!("cannot read {}: {e}", path.display())))
-        };
-        let tls = TlsFiles {
-            ca: self.redis_tls_ca.as_ref().map(read).transpose()?,
-            client: match (&self.redis_tls_cert, &self.redis_tls_key) {
-                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
-                _ => None,
-            },
-        };
-        Ok(RedisOptions {
-            endpoints,
-            key_prefix: self.key_prefix.clone(),
-            timeout: self.backend_timeout,
-            on_error: self.on_backend_error,
-            replicas: self.replicas,
-            max_in_flight: self.max_in_flight,
-            over_limit_cache: self.over_limit_cache,
-            time: self.redis_time,
-            shard: ShardOptions {
-                tls,
-                connect_timeout: Duration::from_secs(1),
-                batch_max_checks: self.batch_max_checks.max(1),
-                batch_window: self.batch_window,
-                pipeline_depth: self.pipeline_depth.max(1),
-            },
-            clock,
-        })
-    }
-
-    /// How answers are shaped.
-    pub fn answer_options(&self) -> AnswerOptions {
-        AnswerOptions {
-            global_shadow: self.shadow_mode,
-            headers: self.response_headers.then(|| HeaderNames {
-                limit: self.limit_header.clone(),
-                remaining: self.remaining_header.clone(),
-                reset: self.reset_header.clone(),
-            }),
-            stop_increment: self.stop_increment_when_over_limit,
-            default_algorithm: self.default_algorithm.into(),
-            bounds: RequestBounds {
-                max_descriptors: self.max_descriptors,
-                max_entries: self.max_entries,
-                max_bytes: self.max_request_bytes,
-            },
-            max_concurrent: self.max_concurrent_requests,
-            backend_deadline: match self.backend {
-                BackendKind::Memory => None,
-                BackendKind::Redis => Some(self.backend_timeout),
-            },
-        }
-    }
-}
-
 /// Serves the quota files named by `settings` on `listeners` until `shutdown` resolves.
 /// Refuses to start on an invalid quota file, with the same message as `rls check`.
 pub async fn serve(
@@ -169,7 +65,7 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
-    let quotas = settings.load_quotas()?;
+    let quotas = settings.quotas.load()?;
     tracing::info!(
         domains = quotas.domains().count(),
         rules = quotas.rule_count(),
@@ -198,11 +94,11 @@ async fn serve_reloading<S: BucketStore>(
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
-    let reloader = match (&settings.config, settings.watch_config) {
+    let reloader = match (&settings.quotas.config, settings.watch_config) {
         (Some(path), true) => Some(Arc::new(Reloader::start(
             decider.clone(),
             path.clone(),
-            settings.load_options(),
+            settings.quotas.load_options(),
         )?)),
         _ => None,
     };
@@ -232,15 +128,6 @@ async fn reload_on_hangup(reloader: Arc<Reloader>) {
     }
     #[cfg(not(unix))]
     let _ = reloader;
-}
-
-/// Serves `decider` (a memory store) on `listeners` until `shutdown` resolves.
-pub async fn serve_memory(
-    listeners: Listeners,
-    decider: Arc<Decider<MemoryStore>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RlsError> {
-    serve_store(listeners, decider, shutdown).await
 }
 
 /// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service

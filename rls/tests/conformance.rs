@@ -176,8 +176,7 @@ async fn run_case(
             max_entries: case.settings.max_entries.unwrap_or(defaults.max_entries),
             max_bytes: case.settings.max_bytes.unwrap_or(defaults.max_bytes),
         },
-        max_concurrent: 0,
-        backend_deadline: None,
+        max_concurrent: None,
     };
     let quotas = config::QuotaSet::from_sources([("quotas.yaml", case.quotas.as_str())], &load)
         .map_err(|e| format!("{file}: {}: quotas: {e}", case.name))?;

@@ -52,7 +52,7 @@ impl RlsUnderTest {
         };
         let grpc = listeners.grpc.local_addr().expect("grpc addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(rls::server::serve_memory(
+        tokio::spawn(rls::server::serve_store(
             listeners,
             Arc::new(decider),
             async move {

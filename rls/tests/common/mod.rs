@@ -10,6 +10,7 @@ pub mod redis;
 pub mod tools;
 
 use std::net::SocketAddr;
+use std::num::NonZero;
 use std::sync::Arc;
 
 use config::{LoadOptions, QuotaSet};
@@ -150,16 +151,16 @@ pub fn redis_options(endpoints: Vec<Endpoint>) -> RedisOptions {
         key_prefix: format!("test{}:", NEXT.fetch_add(1, Ordering::Relaxed)),
         timeout: Duration::from_secs(5),
         on_error: OnBackendError::Error,
-        replicas: 1,
-        max_in_flight: 10_000,
+        replicas: NonZero::<u32>::MIN,
+        max_in_flight: NonZero::new(10_000).expect("nonzero"),
         over_limit_cache: 10_000,
         time: TimeSource::Local,
         shard: ShardOptions {
             tls: Default::default(),
             connect_timeout: Duration::from_secs(2),
-            batch_max_checks: 256,
+            batch_max_checks: NonZero::new(256).expect("nonzero"),
             batch_window: Duration::ZERO,
-            pipeline_depth: 8,
+            pipeline_depth: NonZero::new(8).expect("nonzero"),
         },
         // Tests that decide on a fake clock set it here too.
         clock: Arc::new(limiter::SystemClock::new()),

@@ -1,5 +1,6 @@
-//! The Lua scripts of the Redis store, and how a batch is encoded for them and decoded
-//! from their replies.
+//! The Lua scripts of the Redis store ([`CHECK_BUCKETS`], [`REFUND_BUCKETS`]), how their
+//! calls are encoded ([`encode_request`], [`check_call`], [`refund_call`]) and how their
+//! replies are decoded ([`decode`]).
 //!
 //! Lua numbers are doubles, exact only to 2^53, and epoch nanoseconds are about 2^60, so
 //! the scripts keep every time as a pair (seconds, nanoseconds) and only add, subtract and
@@ -11,7 +12,7 @@
 //! or parsed on either side, which halves the script's time per check (BENCHMARKS.md).
 
 use limiter::{Decision, Nanos, WindowCount};
-use redis::Value;
+use redis::{Script, ScriptInvocation, Value};
 
 use crate::store::{Batch, Check, Meter, Role};
 
@@ -244,7 +245,7 @@ fn time_pair(nanos: Nanos) -> (u64, u32) {
 }
 
 /// A request's header (see [`CHECK_BUCKETS`]); `now` `None` for the server's time.
-pub fn header(now: Option<Nanos>, fold: bool, shadow: bool, stop: bool, checks: usize) -> Vec<u8> {
+fn header(now: Option<Nanos>, fold: bool, shadow: bool, stop: bool, checks: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(20);
     out.extend_from_slice(&[
         u8::from(fold),
@@ -259,10 +260,45 @@ pub fn header(now: Option<Nanos>, fold: bool, shadow: bool, stop: bool, checks: 
 }
 
 /// A charge to give back, as [`REFUND_BUCKETS`] reads it (`>dI4`).
-pub fn refund_arg(charge: Nanos) -> Vec<u8> {
+fn refund_arg(charge: Nanos) -> Vec<u8> {
     let mut out = Vec::with_capacity(12);
     push_pair(&mut out, time_pair(charge));
     out
+}
+
+/// A call of [`CHECK_BUCKETS`] (loaded as `script`) for the parts of several requests:
+/// each its keys and the arguments [`encode_request`] wrote.
+pub fn check_call<'s, 'p>(
+    script: &'s Script,
+    parts: impl ExactSizeIterator<Item = (&'p [Vec<u8>], &'p [Vec<u8>])>,
+) -> ScriptInvocation<'s> {
+    let mut invocation = script.prepare_invoke();
+    // ARGV[1] is the number of requests; each part's arguments start with its header.
+    invocation.arg(parts.len());
+    for (keys, args) in parts {
+        for key in keys {
+            invocation.key(key.as_slice());
+        }
+        for arg in args {
+            invocation.arg(arg.as_slice());
+        }
+    }
+    invocation
+}
+
+/// A call of [`REFUND_BUCKETS`] (loaded as `script`) giving back `(key, charge)` pairs;
+/// `now` `None` for the server's time.
+pub fn refund_call(
+    script: &Script,
+    now: Option<Nanos>,
+    refunds: Vec<(Vec<u8>, Nanos)>,
+) -> ScriptInvocation<'_> {
+    let mut invocation = script.prepare_invoke();
+    invocation.arg(header(now, false, false, false, 0));
+    for (key, charge) in refunds {
+        invocation.key(key).arg(refund_arg(charge));
+    }
+    invocation
 }
 
 /// Appends the script arguments of one request's part of a batch: `checks` are indices

@@ -1,36 +1,20 @@
-//! `Shard`: one Redis endpoint (a server, or a whole cluster) with its connection, kept
-//! up in the background, and its batcher, which sends the checks of concurrent requests
-//! as one script call.
+//! `Shard`: one Redis endpoint (a server, or a whole cluster) with its [`Connection`] and
+//! its [`Batcher`], which sends the checks of concurrent requests as one script call.
 
-use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{
-    ClientTlsConfig, IntoConnectionInfo, RedisResult, Script, ScriptInvocation, TlsCertificates,
-    Value,
-};
-use tokio::sync::{mpsc, oneshot, watch};
+use limiter::Nanos;
+use redis::Script;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::script::{CHECK_BUCKETS, REFUND_BUCKETS, header, refund_arg, reply_integers};
-
-/// Where a shard's commands go.
-#[derive(Clone, Debug)]
-pub enum Endpoint {
-    /// One server: `redis://`, `rediss://` or `redis+unix://`.
-    Server(String),
-    /// A Redis Cluster, by some of its nodes.
-    Cluster(Vec<String>),
-}
+use super::batcher::{Batcher, Counters, Job};
+use super::connect::{Connection, Endpoint, TlsFiles};
+use super::failure::{Cause, Failure, RedisError};
+use super::script::{REFUND_BUCKETS, refund_call};
 
 /// Connection and batching settings of a shard.
 #[derive(Clone, Debug)]
@@ -41,133 +25,20 @@ pub struct ShardOptions {
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
     /// Most checks in one script call.
-    pub batch_max_checks: usize,
+    pub batch_max_checks: NonZeroUsize,
     /// How long the batcher waits for more checks once it has some; zero sends what is
     /// queued at once (batches then form from the requests that arrive while earlier
     /// calls are in flight). Tokio's timers round up to whole milliseconds, and replies
     /// of calls in flight are handed out after the wait: keep it zero unless measured.
     pub batch_window: Duration,
     /// Script calls in flight at once on this shard.
-    pub pipeline_depth: usize,
-}
-
-/// PEM contents for TLS to Redis; empty: system roots, no client certificate.
-#[derive(Clone, Debug, Default)]
-pub struct TlsFiles {
-    /// CA certificates that may sign the server's certificate.
-    pub ca: Option<Vec<u8>>,
-    /// Client certificate and key, for servers that require one.
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl TlsFiles {
-    fn certificates(&self) -> Option<TlsCertificates> {
-        if self.ca.is_none() && self.client.is_none() {
-            return None;
-        }
-        Some(TlsCertificates {
-            client_tls: self.client.as_ref().map(|(cert, key)| ClientTlsConfig {
-                client_cert: cert.clone(),
-                client_key: key.clone(),
-            }),
-            root_cert: self.ca.clone(),
-        })
-    }
-}
-
-enum EndpointKind {
-    Server,
-    Cluster,
-}
-
-#[derive(Clone)]
-enum Link {
-    Server(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl Link {
-    async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> RedisResult<Value> {
-        // Both connections are cheap handles onto one multiplexed connection per node.
-        match self.clone() {
-            Link::Server(mut c) => invocation.invoke_async(&mut c).await,
-            Link::Cluster(mut c) => invocation.invoke_async(&mut c).await,
-        }
-    }
-
-    async fn ping(&self) -> RedisResult<()> {
-        let ping = redis::cmd("PING");
-        match self.clone() {
-            Link::Server(mut c) => c.req_packed_command(&ping).await.map(drop),
-            Link::Cluster(mut c) => c.req_packed_command(&ping).await.map(drop),
-        }
-    }
-}
-
-/// What the batcher has sent, shared with its shard.
-#[derive(Clone, Default)]
-struct Counters {
-    calls: Arc<AtomicU64>,
-    checks: Arc<AtomicU64>,
-}
-
-/// Why a shard gave no answer.
-#[derive(Clone, Debug)]
-pub enum Failure {
-    /// Redis answered with an error, or could not be reached.
-    Redis(String),
-    /// Not answered before its caller's deadline: sent but answered too late, or still
-    /// queued when the deadline passed.
-    Deadline,
-    /// Never sent: the calls ahead of it would have made it miss its deadline, or its
-    /// turn to be decided came too late ([`crate::store::Batch::shed`]).
-    Overload,
-}
-
-impl Failure {
-    /// Its `kind` label in `rls_backend_errors_total`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Failure::Redis(_) => "redis",
-            Failure::Deadline => "deadline",
-            Failure::Overload => "overload",
-        }
-    }
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Failure {
-        Failure::Redis(message)
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Redis(message) => f.write_str(message),
-            Failure::Deadline => f.write_str("backend deadline exceeded"),
-            Failure::Overload => f.write_str("shed: not answerable before the deadline"),
-        }
-    }
-}
-
-/// One request's part of a script call, waiting in the batcher's queue.
-struct Job {
-    /// Its keys, in check order.
-    keys: Vec<Vec<u8>>,
-    /// Its arguments (the per-request part of `CHECK_BUCKETS`'s ARGV).
-    args: Vec<Vec<u8>>,
-    /// When its caller stops waiting.
-    deadline: Instant,
-    /// Where its reply goes: three integers per check.
-    reply: oneshot::Sender<Result<Vec<i64>, Failure>>,
+    pub pipeline_depth: NonZeroUsize,
 }
 
 /// A Redis endpoint with its connection and batcher.
 pub struct Shard {
-    name: String,
-    link: Arc<ArcSwapOption<Link>>,
-    connected: watch::Receiver<bool>,
+    name: Arc<str>,
+    connection: Connection,
     counters: Counters,
     jobs: mpsc::Sender<Job>,
     refund: Script,
@@ -176,53 +47,27 @@ pub struct Shard {
 impl Shard {
     /// Starts connecting to `endpoint` in the background (with backoff, for ever) and
     /// starts the batcher. Calls made before the first connection fail at once.
-    ///
-    /// `deadline` is also the client's response timeout: the client parks commands while
-    /// it reconnects, and one parked past its caller's deadline would run on the
-    /// reconnected server and charge buckets for a request already answered otherwise.
+    /// `deadline` is the backend deadline, which is also the client's response timeout
+    /// ([`Connection::start`]).
     pub fn start(endpoint: Endpoint, options: ShardOptions, deadline: Duration) -> Shard {
-        let endpoint_kind = match &endpoint {
-            Endpoint::Server(_) => EndpointKind::Server,
-            Endpoint::Cluster(_) => EndpointKind::Cluster,
-        };
-        let name = match &endpoint {
-            Endpoint::Server(url) => redact(url),
-            Endpoint::Cluster(nodes) => format!(
-                "cluster {}",
-                nodes
-                    .iter()
-                    .map(|n| redact(n))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        };
-        let link = Arc::new(ArcSwapOption::empty());
-        let (signal, connected) = watch::channel(false);
-        tokio::spawn(connect(
-            endpoint,
-            options.clone(),
-            deadline,
-            link.clone(),
-            name.clone(),
-            signal,
-        ));
+        let name = endpoint.name();
+        let connection = Connection::start(endpoint, options.clone(), deadline, name.clone());
         // Bounded: a full queue makes callers wait, and the store's deadline bounds that.
         let (jobs, queue) =
-            mpsc::channel(options.batch_max_checks.max(1) * options.pipeline_depth.max(1) * 4);
-        let cluster = matches!(endpoint_kind, EndpointKind::Cluster);
+            mpsc::channel(options.batch_max_checks.get() * options.pipeline_depth.get() * 4);
         let counters = Counters::default();
-        tokio::spawn(batcher(
+        let batcher = Batcher {
             queue,
-            link.clone(),
+            name: name.clone(),
+            connection: connection.clone(),
             options,
             deadline,
-            cluster,
-            counters.clone(),
-        ));
+            counters: counters.clone(),
+        };
+        tokio::spawn(batcher.run());
         Shard {
             name,
-            link,
-            connected,
+            connection,
             counters,
             jobs,
             refund: Script::new(REFUND_BUCKETS),
@@ -231,7 +76,12 @@ impl Shard {
 
     /// True once connected (the client reconnects by itself afterwards).
     pub fn is_connected(&self) -> bool {
-        self.link.load().is_some()
+        self.connection.is_connected()
+    }
+
+    /// Resolves once the first connection is made.
+    pub async fn wait_connected(&self) {
+        self.connection.wait_connected().await;
     }
 
     /// Check-script calls sent so far: Redis round trips, for measuring batching.
@@ -244,441 +94,52 @@ impl Shard {
         self.counters.checks.load(Ordering::Relaxed)
     }
 
-    /// Resolves once the first connection is made.
-    pub async fn wait_connected(&self) {
-        let mut connected = self.connected.clone();
-        let _ = connected.wait_for(|c| *c).await;
-    }
-
     /// Queues one request's part for the next script call and waits for its reply; a
-    /// part that could not be answered by `deadline` is not sent.
+    /// part that could not be answered by `deadline` is not sent. `slot`: in a cluster,
+    /// the hash tag all `keys` carry.
     pub async fn check(
         &self,
         keys: Vec<Vec<u8>>,
         args: Vec<Vec<u8>>,
+        slot: Option<u64>,
         deadline: Instant,
     ) -> Result<Vec<i64>, Failure> {
         if !self.is_connected() {
-            return Err(Failure::Redis(format!("{}: not connected", self.name)));
+            return Err(self.error(Cause::NotConnected).into());
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             keys,
             args,
+            slot,
             deadline,
             reply,
         };
         self.jobs
             .send(job)
             .await
-            .map_err(|_| format!("{}: batcher stopped", self.name))?;
-        answer
-            .await
-            .map_err(|_| format!("{}: call dropped", self.name))?
+            .map_err(|_| self.error(Cause::Stopped))?;
+        answer.await.map_err(|_| self.error(Cause::Dropped))?
     }
 
-    /// Gives back charges: `(key, charge in ns)`; `now` `None` for the server's time.
-    pub async fn refund(&self, now: Option<u64>, keys: Vec<(Vec<u8>, u64)>) -> Result<(), String> {
+    /// An error of this shard.
+    pub fn error(&self, cause: Cause) -> RedisError {
+        RedisError::new(&self.name, cause)
+    }
+
+    /// Gives back charges: `(key, charge)`; `now` `None` for the server's time.
+    pub async fn refund(
+        &self,
+        now: Option<Nanos>,
+        refunds: Vec<(Vec<u8>, Nanos)>,
+    ) -> Result<(), RedisError> {
         let link = self
-            .link
-            .load_full()
-            .ok_or_else(|| format!("{}: not connected", self.name))?;
-        let mut invocation = self.refund.prepare_invoke();
-        invocation.arg(header(now, false, false, false, 0));
-        for (key, charge) in keys {
-            invocation.key(key).arg(refund_arg(charge));
-        }
-        link.invoke(&invocation)
+            .connection
+            .link()
+            .ok_or_else(|| self.error(Cause::NotConnected))?;
+        link.invoke(&refund_call(&self.refund, now, refunds))
             .await
             .map(drop)
-            .map_err(|e| format!("{}: {e}", self.name))
-    }
-
-    /// Sends PING: a readiness probe.
-    pub async fn ping(&self) -> Result<(), String> {
-        let link = self
-            .link
-            .load_full()
-            .ok_or_else(|| format!("{}: not connected", self.name))?;
-        link.ping().await.map_err(|e| format!("{}: {e}", self.name))
-    }
-}
-
-/// Connects with exponential backoff until it succeeds, then publishes the connection.
-async fn connect(
-    endpoint: Endpoint,
-    options: ShardOptions,
-    deadline: Duration,
-    link: Arc<ArcSwapOption<Link>>,
-    name: String,
-    signal: watch::Sender<bool>,
-) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match open(&endpoint, &options, deadline).await {
-            Ok(opened) => {
-                link.store(Some(Arc::new(opened)));
-                let _ = signal.send(true);
-                tracing::info!(redis = %name, "connected");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(redis = %name, %error, retry_in = ?backoff, "cannot connect");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-async fn open(
-    endpoint: &Endpoint,
-    options: &ShardOptions,
-    deadline: Duration,
-) -> RedisResult<Link> {
-    let tcp = TcpSettings::default().set_nodelay(true);
-    match endpoint {
-        Endpoint::Server(url) => {
-            let info = url.as_str().into_connection_info()?.set_tcp_settings(tcp);
-            let client = match options.tls.certificates() {
-                Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
-                None => redis::Client::open(info)?,
-            };
-            let config = ConnectionManagerConfig::new()
-                .set_response_timeout(Some(deadline))
-                .set_connection_timeout(Some(options.connect_timeout))
-                .set_pipeline_buffer_size(4096)
-                .set_max_delay(Duration::from_secs(2));
-            let manager = tokio::time::timeout(
-                options.connect_timeout,
-                ConnectionManager::new_with_config(client, config),
-            )
-            .await
-            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
-            Ok(Link::Server(manager))
-        }
-        Endpoint::Cluster(nodes) => {
-            let mut builder = ClusterClient::builder(nodes.clone())
-                .connection_timeout(options.connect_timeout)
-                .response_timeout(deadline)
-                .tcp_settings(tcp);
-            if let Some(certificates) = options.tls.certificates() {
-                builder = builder.certs(certificates);
-            }
-            let client = builder.build()?;
-            let connection =
-                tokio::time::timeout(options.connect_timeout, client.get_async_connection())
-                    .await
-                    .map_err(|_| {
-                        redis::RedisError::from((redis::ErrorKind::Io, "connect timed out"))
-                    })??;
-            Ok(Link::Cluster(connection))
-        }
-    }
-}
-
-/// Collects queued jobs into script calls: up to `batch_max_checks` checks, waiting at
-/// most `batch_window` for more, with at most `pipeline_depth` calls in flight.
-///
-/// A job is sent only while its caller may still get the answer: one whose caller gave
-/// up is dropped, and one with less time left than a fast call has recently taken is
-/// answered [`Failure::Overload`] at once. Sending it would spend Redis's time on an
-/// answer that comes too late and charge buckets for a request answered by the failure
-/// mode; when more requests come than Redis can answer in time, those it can are
-/// answered.
-async fn batcher(
-    mut queue: mpsc::Receiver<Job>,
-    link: Arc<ArcSwapOption<Link>>,
-    options: ShardOptions,
-    deadline: Duration,
-    cluster: bool,
-    counters: Counters,
-) {
-    let script = Script::new(CHECK_BUCKETS);
-    let depth = options.pipeline_depth.max(1);
-    let mut round_trip = RoundTrip::new(deadline);
-    // The calls in flight are driven here rather than spawned: no task per batch, and a
-    // reply wakes this task only, which hands each caller its answer. Each yields its
-    // round trip if it succeeded.
-    let mut in_flight = FuturesUnordered::new();
-    loop {
-        let first = tokio::select! {
-            Some(took) = in_flight.next(), if !in_flight.is_empty() => {
-                round_trip.observe(took);
-                continue;
-            }
-            job = queue.recv(), if in_flight.len() < depth => match job {
-                Some(job) => job,
-                None => break,
-            },
-        };
-        let now = Instant::now();
-        let admit = |job: Job| -> Option<Job> {
-            if job.reply.is_closed() {
-                return None;
-            }
-            if round_trip.too_late(now, job.deadline) {
-                let _ = job.reply.send(Err(Failure::Overload));
-                return None;
-            }
-            Some(job)
-        };
-        let mut jobs: Vec<Job> = admit(first).into_iter().collect();
-        let mut checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
-        let window_end = now + options.batch_window;
-        while checks < options.batch_max_checks {
-            let next = match queue.try_recv() {
-                Ok(job) => Some(job),
-                Err(mpsc::error::TryRecvError::Empty) if !options.batch_window.is_zero() => {
-                    tokio::time::timeout_at(window_end, queue.recv())
-                        .await
-                        .ok()
-                        .flatten()
-                }
-                Err(_) => None,
-            };
-            let Some(job) = next else { break };
-            let Some(job) = admit(job) else { continue };
-            checks += job.keys.len();
-            jobs.push(job);
-        }
-        if jobs.is_empty() {
-            continue;
-        }
-        // A cluster script may touch one slot only: one call per hash tag there (the
-        // jobs of one hot descriptor still share a call).
-        let groups = if cluster { by_tag(jobs) } else { vec![jobs] };
-        counters
-            .calls
-            .fetch_add(groups.len() as u64, Ordering::Relaxed);
-        counters.checks.fetch_add(checks as u64, Ordering::Relaxed);
-        let link = link.load_full();
-        for jobs in groups {
-            let (script, link) = (&script, link.clone());
-            in_flight.push(async move {
-                let checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
-                metrics::histogram!("rls_redis_batch_checks").record(checks as f64);
-                metrics::counter!("rls_redis_calls_total").increment(1);
-                // Dropped when its last caller stops waiting: a command the client parked
-                // for a reconnect is cancelled instead of running later on the
-                // reconnected server.
-                let latest = jobs.iter().map(|j| j.deadline).max().unwrap_or(now);
-                let started = Instant::now();
-                let result = match link {
-                    Some(link) => tokio::time::timeout_at(latest, call(script, &link, &jobs))
-                        .await
-                        .unwrap_or(Err(Failure::Deadline)),
-                    None => Err(Failure::Redis("not connected".to_string())),
-                };
-                let took = result.is_ok().then(|| started.elapsed());
-                deliver(jobs, result);
-                took
-            });
-        }
-    }
-    while in_flight.next().await.is_some() {}
-}
-
-/// How long a successful script call takes when it goes well, which a job must have left
-/// before its deadline to be sent: it falls at once to a faster call and rises by a
-/// sixteenth of the difference on a slower one, so it follows the fast end of recent
-/// calls and sheds only jobs that would surely be late. Capped at half the deadline: a
-/// job that has waited less than that is always sent, so a slow spell never stops calls
-/// for good and the estimate keeps learning.
-struct RoundTrip {
-    /// `None` until a call has succeeded.
-    fast: Option<Duration>,
-    cap: Duration,
-}
-
-impl RoundTrip {
-    fn new(deadline: Duration) -> RoundTrip {
-        RoundTrip {
-            fast: None,
-            cap: deadline / 2,
-        }
-    }
-
-    /// Adds a call's round trip (`None`: it failed, and says nothing of Redis's pace).
-    fn observe(&mut self, took: Option<Duration>) {
-        self.fast = match (self.fast, took) {
-            (Some(fast), Some(took)) if took > fast => Some((fast * 15 + took) / 16),
-            (_, Some(took)) => Some(took),
-            (fast, None) => fast,
-        };
-    }
-
-    /// True when a job due at `deadline` could not be answered in time if sent `now`.
-    fn too_late(&self, now: Instant, deadline: Instant) -> bool {
-        let needed = self.fast.unwrap_or_default().min(self.cap);
-        deadline <= now || deadline - now < needed
-    }
-}
-
-/// Splits jobs by the hash tag of their first key (every key of a job shares it).
-fn by_tag(jobs: Vec<Job>) -> Vec<Vec<Job>> {
-    let mut groups: Vec<(Vec<u8>, Vec<Job>)> = Vec::new();
-    for job in jobs {
-        let tag = job
-            .keys
-            .first()
-            .map(|k| hash_tag(k).to_vec())
-            .unwrap_or_default();
-        match groups.iter_mut().find(|(t, _)| *t == tag) {
-            Some((_, group)) => group.push(job),
-            None => groups.push((tag, vec![job])),
-        }
-    }
-    groups.into_iter().map(|(_, group)| group).collect()
-}
-
-/// The part of a key Redis Cluster hashes: between the first `{` and the next `}`.
-fn hash_tag(key: &[u8]) -> &[u8] {
-    let Some(open) = key.iter().position(|&b| b == b'{') else {
-        return key;
-    };
-    match key[open + 1..].iter().position(|&b| b == b'}') {
-        Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-        _ => key,
-    }
-}
-
-async fn call(script: &Script, link: &Link, jobs: &[Job]) -> Result<Vec<i64>, Failure> {
-    let mut invocation = script.prepare_invoke();
-    // ARGV[1] is the number of requests; each job's args start with its header.
-    invocation.arg(jobs.len());
-    for job in jobs {
-        for key in &job.keys {
-            invocation.key(key.as_slice());
-        }
-        for arg in &job.args {
-            invocation.arg(arg.as_slice());
-        }
-    }
-    let value = link.invoke(&invocation).await.map_err(failure)?;
-    Ok(reply_integers(value)?)
-}
-
-/// What a client error means for the callers. The client's own response timeout (the
-/// backend deadline, counted from when it sent the call) fires first only when this task
-/// ran too late to see its callers' earlier deadlines pass, on a saturated machine: a
-/// deadline, not a Redis failure, which `rls_backend_errors_total` must not blame on Redis.
-fn failure(error: redis::RedisError) -> Failure {
-    if error.is_timeout() {
-        Failure::Deadline
-    } else {
-        Failure::Redis(error.to_string())
-    }
-}
-
-/// Hands each job its reply (three integers per check, in order).
-fn deliver(jobs: Vec<Job>, result: Result<Vec<i64>, Failure>) {
-    let expected: usize = jobs.iter().map(|j| 3 * j.keys.len()).sum();
-    match result {
-        Ok(values) if values.len() == expected => {
-            let mut values = values.into_iter();
-            for job in jobs {
-                let reply = values.by_ref().take(3 * job.keys.len()).collect();
-                let _ = job.reply.send(Ok(reply));
-            }
-        }
-        Ok(values) => {
-            let error = Failure::Redis(format!(
-                "{} reply values for {expected} expected",
-                values.len()
-            ));
-            for job in jobs {
-                let _ = job.reply.send(Err(error.clone()));
-            }
-        }
-        Err(error) => {
-            for job in jobs {
-                let _ = job.reply.send(Err(error.clone()));
-            }
-        }
-    }
-}
-
-/// `url` without its password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use tokio::time::Instant;
-
-    use super::{Failure, RoundTrip, failure, redact};
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn a_job_is_shed_only_with_less_time_left_than_a_fast_call_takes() {
-        let now = Instant::now();
-        let mut round_trip = RoundTrip::new(10 * MS);
-        // Nothing measured yet: only a job already past its deadline is too late.
-        assert!(!round_trip.too_late(now, now + MS / 10));
-        assert!(round_trip.too_late(now, now));
-        // The first call sets the estimate; a faster one lowers it at once.
-        round_trip.observe(Some(3 * MS));
-        assert!(round_trip.too_late(now, now + 2 * MS));
-        assert!(!round_trip.too_late(now, now + 3 * MS));
-        round_trip.observe(Some(2 * MS));
-        assert!(round_trip.too_late(now, now + MS + MS / 2));
-        assert!(!round_trip.too_late(now, now + 2 * MS));
-        // Failed calls say nothing of Redis's pace.
-        round_trip.observe(None);
-        assert!(!round_trip.too_late(now, now + 2 * MS));
-    }
-
-    #[test]
-    fn slow_calls_never_shed_a_job_with_half_its_deadline_left() {
-        let now = Instant::now();
-        let mut round_trip = RoundTrip::new(10 * MS);
-        round_trip.observe(Some(MS));
-        // One slow call moves the estimate a sixteenth of the way, not all of it.
-        round_trip.observe(Some(17 * MS));
-        assert!(round_trip.too_late(now, now + 1900 * Duration::from_micros(1)));
-        assert!(!round_trip.too_late(now, now + 2 * MS + MS / 10));
-        // However slow Redis gets, a job with half its deadline left is sent, so calls
-        // go on and the estimate comes down again when Redis does.
-        for _ in 0..200 {
-            round_trip.observe(Some(50 * MS));
-        }
-        assert!(round_trip.too_late(now, now + 4 * MS));
-        assert!(!round_trip.too_late(now, now + 5 * MS));
-        round_trip.observe(Some(MS));
-        assert!(!round_trip.too_late(now, now + 2 * MS));
-    }
-
-    #[test]
-    fn the_clients_own_timeout_is_a_deadline_and_other_errors_are_redis_failures() {
-        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-        assert!(matches!(failure(timeout), Failure::Deadline));
-        let refused =
-            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(matches!(failure(refused), Failure::Redis(_)));
-        let script = redis::RedisError::from((
-            redis::ErrorKind::Server(redis::ServerErrorKind::NoScript),
-            "no script",
-        ));
-        assert!(matches!(failure(script), Failure::Redis(m) if m.contains("no script")));
-    }
-
-    #[test]
-    fn credentials_never_appear_in_names() {
-        assert_eq!(
-            redact("redis://user:secret@10.0.0.5:6379/0"),
-            "redis://***@10.0.0.5:6379/0"
-        );
-        assert_eq!(redact("redis://10.0.0.5:6379"), "redis://10.0.0.5:6379");
-        assert_eq!(redact("10.0.0.5:7000"), "10.0.0.5:7000");
+            .map_err(|e| self.error(Cause::Client(e)))
     }
 }
