@@ -8,7 +8,8 @@
 //! pacing), [`stats`] (HDR histograms, codes, per-second series), [`accuracy`] (permitted
 //! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`baseline`] (the
 //! no-op RLS), [`run`], [`compare`] and [`stack`] (the subcommands), [`processes`] (the
-//! processes the stack starts).
+//! processes the stack starts), [`cpu`] (CPU lists and CPU time per process), [`fleet`] (the
+//! `rls` replicas and Redis one measured side runs on).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -38,6 +39,8 @@ pub mod baseline;
 pub mod chart;
 pub mod cli;
 pub mod compare;
+pub mod cpu;
+pub mod fleet;
 pub mod error;
 pub mod generator;
 pub mod processes;

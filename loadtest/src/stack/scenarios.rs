@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+pub use crate::fleet::Store;
 use crate::processes::RlsFeatures;
 use crate::spec::Distribution;
 
@@ -17,17 +18,6 @@ descriptors:
   - key: user
     rate_limit: {unit: second, requests_per_unit: 10, burst: 20}
 ";
-
-/// Where a scenario's replicas keep their buckets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Store {
-    /// Each replica in its own memory.
-    Memory,
-    /// One shared redis-server.
-    Redis,
-    /// A Redis Cluster of three masters.
-    RedisCluster,
-}
 
 /// One standard scenario.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -51,6 +41,8 @@ pub struct StackScenario {
     pub accuracy: bool,
     /// What the row means, printed under the table.
     pub note: &'static str,
+    /// More `rls serve` flags of its replicas.
+    pub flags: &'static [&'static str],
 }
 
 /// The standard scenarios, in table order.
@@ -65,6 +57,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "memory-100k",
@@ -76,6 +69,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "redis-hot",
@@ -87,6 +81,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "redis-zipf",
@@ -98,6 +93,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Zipf,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "redis-cluster",
@@ -109,6 +105,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Zipf,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "replicas-memory",
@@ -120,6 +117,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: true,
         note: "each memory replica keeps its own buckets, so three of them allow three times the quota (overshoot near 200 %): what the Redis backend fixes",
+        flags: &[],
     },
     StackScenario {
         id: "replicas-redis",
@@ -131,6 +129,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: true,
         note: "the three replicas share one bucket in Redis",
+        flags: &[],
     },
 ];
 

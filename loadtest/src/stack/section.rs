@@ -7,6 +7,7 @@ use std::path::Path;
 use super::StackRun;
 use super::scenarios::{STACK_QUOTA, StackScenario};
 use crate::cli::StackArgs;
+use crate::cpu::CpuPerDecision;
 use crate::report::{Measured, format_pct, format_us};
 
 /// The Markdown section for BENCHMARKS.md.
@@ -34,13 +35,18 @@ pub fn markdown(run: &StackRun, args: &StackArgs) -> String {
         out,
         "- **Baseline:** the same load against the no-op RLS (`loadtest baseline`, always OK), run in-process just before each scenario; ratio = decisions/s ÷ baseline's.\n"
     );
-    out.push_str("| Scenario | decisions/s | baseline/s | ratio | p50 | p99 | p99.9 | OK / OVER_LIMIT / errors | accuracy |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    let _ = writeln!(
+        out,
+        "- **CPUs:** {}; CPU time per decision read from `/proc` around each measured run (its warm-up included).\n",
+        args.pinning.describe()
+    );
+    out.push_str("| Scenario | decisions/s | baseline/s | ratio | p50 | p99 | p99.9 | OK / OVER_LIMIT / errors | CPU µs/decision rls / Redis / harness | accuracy |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
     for row in &run.rows {
         let title = row.scenario.title;
         let Some(measured) = &row.measured else {
             let reason = row.skipped.as_deref().unwrap_or("skipped");
-            let _ = writeln!(out, "| {title} | {reason} | | | | | | | |");
+            let _ = writeln!(out, "| {title} | {reason} | | | | | | | | |");
             continue;
         };
         let r = &measured.run;
@@ -54,13 +60,14 @@ pub fn markdown(run: &StackRun, args: &StackArgs) -> String {
         let errors = r.answers - r.count("OK") - r.count("OVER_LIMIT");
         let _ = writeln!(
             out,
-            "| {title} | {:.0} | {baseline:.0} | {ratio:.2} | {} | {} | {} | {} / {} / {errors} | {} |",
+            "| {title} | {:.0} | {baseline:.0} | {ratio:.2} | {} | {} | {} | {} / {} / {errors} | {} | {} |",
             r.decisions_per_s,
             format_us(r.latency.p50_us),
             format_us(r.latency.p99_us),
             format_us(r.latency.p999_us),
             r.count("OK"),
             r.count("OVER_LIMIT"),
+            row.cpu.as_ref().map_or_else(String::new, cpu_cell),
             accuracy_cell(measured),
         );
     }
@@ -191,4 +198,15 @@ mod tests {
         assert_eq!(civil_from_days(19_675), (2023, 11, 14));
         assert_eq!(civil_from_days(20_778), (2026, 11, 21));
     }
+}
+
+/// `12.3 / 4.5 / 10.1` (µs per decision; `–` for a kind not started).
+pub fn cpu_cell(cpu: &CpuPerDecision) -> String {
+    let us = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
+    format!(
+        "{} / {} / {}",
+        us(cpu.rls_us),
+        us(cpu.redis_us),
+        us(Some(cpu.harness_us))
+    )
 }
