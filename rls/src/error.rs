@@ -118,12 +118,17 @@ pub enum SettingsError {
     },
     /// `--backend redis` without a server.
     #[error(
-        "invalid settings: --backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
+        "invalid settings: --backend redis needs --redis-url URL (repeatable), --redis-cluster NODES or --redis-sentinel NODES"
     )]
     NoRedisServer,
-    /// Both client-side shards and a cluster.
-    #[error("invalid settings: give either --redis-url or --redis-cluster, not both")]
+    /// Two topologies at once: client-side shards, a cluster, sentinels.
+    #[error(
+        "invalid settings: give one of --redis-url, --redis-cluster or --redis-sentinel, not several"
+    )]
     TwoRedisTopologies,
+    /// Settings that cannot take effect together.
+    #[error("invalid settings: {0}")]
+    Refused(String),
     /// A file a setting names cannot be read.
     #[error("invalid settings: cannot read {}: {source}", path.display())]
     Unreadable {

@@ -4,6 +4,7 @@
 //! [`reference`](mod@reference).
 
 pub mod reference;
+pub mod sentinel;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -19,6 +20,7 @@ use crate::decide::AnswerOptions;
 use crate::error::{RlsError, SettingsError};
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
+use crate::settings::sentinel::SentinelArgs;
 use crate::store::redis::{
     CONNECT_TIMEOUT, Endpoint, OnBackendError, RedisOptions, ShardOptions, TimeSource, TlsFiles,
     redis_url,
@@ -102,6 +104,10 @@ pub struct Settings {
         value_name = "NODES"
     )]
     pub redis_cluster: Vec<String>,
+
+    /// A Redis found through Sentinel.
+    #[command(flatten)]
+    pub sentinel: SentinelArgs,
 
     /// PEM file of the CA certificates that may sign the Redis server's certificate, for
     /// `rediss://` (default: the system's roots).
@@ -384,14 +390,21 @@ impl Settings {
         })
     }
 
-    /// The Redis servers: one shard per `--redis-url`, or one cluster.
+    /// The Redis servers: one shard per `--redis-url`, one cluster, or one primary found
+    /// through Sentinel.
     fn redis_endpoints(&self) -> Result<Vec<Endpoint>, SettingsError> {
-        match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
-            ([], []) => Err(SettingsError::NoRedisServer),
-            (urls, []) => Ok(urls.iter().map(|u| Endpoint::Server(u.clone())).collect()),
-            ([], nodes) => Ok(vec![Endpoint::Cluster(
+        let sentinel = self.sentinel.sentinel()?;
+        match (
+            self.redis_urls.as_slice(),
+            self.redis_cluster.as_slice(),
+            sentinel,
+        ) {
+            ([], [], None) => Err(SettingsError::NoRedisServer),
+            (urls, [], None) => Ok(urls.iter().map(|u| Endpoint::Server(u.clone())).collect()),
+            ([], nodes, None) => Ok(vec![Endpoint::Cluster(
                 nodes.iter().map(|node| redis_url(node, None)).collect(),
             )]),
+            ([], [], Some(sentinel)) => Ok(vec![Endpoint::Sentinel(sentinel)]),
             _ => Err(SettingsError::TwoRedisTopologies),
         }
     }

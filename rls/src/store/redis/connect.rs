@@ -15,6 +15,7 @@ use redis::{
 };
 use tokio::sync::watch;
 
+use super::sentinel::{self, Sentinel};
 use super::shard::ShardOptions;
 
 /// Where a shard's commands go.
@@ -24,6 +25,8 @@ pub enum Endpoint {
     Server(String),
     /// A Redis Cluster, by some of its nodes.
     Cluster(Vec<String>),
+    /// A primary found, and followed across failovers, through Redis Sentinel.
+    Sentinel(Sentinel),
 }
 
 impl Endpoint {
@@ -56,6 +59,10 @@ impl Endpoint {
             Endpoint::Cluster(nodes) => {
                 let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
                 format!("cluster {}", nodes.join(",")).into()
+            }
+            Endpoint::Sentinel(sentinel) => {
+                let nodes: Vec<String> = sentinel.nodes.iter().map(|n| redact(n)).collect();
+                format!("sentinel {} {}", sentinel.master, nodes.join(",")).into()
             }
         }
     }
@@ -162,6 +169,10 @@ async fn connect(
     name: Arc<str>,
     signal: watch::Sender<bool>,
 ) {
+    if let Endpoint::Sentinel(sentinel) = endpoint {
+        // The primary moves: follow it rather than connect once.
+        return sentinel::follow(sentinel, options, deadline, link, name, signal).await;
+    }
     let mut backoff = Duration::from_millis(50);
     loop {
         match open(&endpoint, &options, deadline).await {
@@ -180,7 +191,8 @@ async fn connect(
     }
 }
 
-async fn open(
+/// Opens a client of `endpoint` (a server or a cluster).
+pub async fn open(
     endpoint: &Endpoint,
     options: &ShardOptions,
     deadline: Duration,
@@ -223,11 +235,15 @@ async fn open(
                     })??;
             Ok(Link::Cluster(connection))
         }
+        Endpoint::Sentinel(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "a sentinel endpoint is followed, not opened",
+        ))),
     }
 }
 
 /// `url` without its password.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])

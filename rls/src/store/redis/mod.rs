@@ -11,7 +11,8 @@
 //! (checks of concurrent requests gathered into script calls, pipelined, late ones shed,
 //! replies delivered), `script.rs` (the Lua scripts, their arguments and replies),
 //! `cache.rs` (buckets known to be empty, answered locally), `failure.rs` (why Redis gave
-//! no answer, and the failure mode that answers instead).
+//! no answer, and the failure mode that answers instead), `sentinel.rs` (a primary found
+//! and followed through Redis Sentinel).
 
 mod batcher;
 mod cache;
@@ -19,6 +20,7 @@ mod connect;
 mod failure;
 mod placement;
 mod script;
+mod sentinel;
 mod shard;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,7 @@ use tokio::time::Instant;
 
 pub use connect::{CONNECT_TIMEOUT, Endpoint, TlsFiles, redis_url};
 pub use failure::{Cause, Failure, OnBackendError, RedisError};
+pub use sentinel::Sentinel;
 pub use shard::ShardOptions;
 
 use self::cache::{Lookup, OverLimitCache, Probe};
