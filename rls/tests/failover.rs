@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::failover::{NetNs, SentinelSet, netns_capability, stored_tat};
+use common::failover::{
+    NetNs, ReplicatedCluster, SentinelSet, netns_capability, slot, stored_tat,
+};
 use common::redis_options;
 use limiter::{Clock, Rate, SystemClock};
 use rls::RlsError;
@@ -56,7 +58,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(store: Arc<RedisStore>, callers: usize) -> Load {
+    fn start(store: Arc<RedisStore>, callers: usize, identity: &str) -> Load {
         let answers = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let clock = SystemClock::new();
@@ -65,9 +67,10 @@ impl Load {
             .map(|_| {
                 let (store, answers, stop) = (store.clone(), answers.clone(), stop.clone());
                 let clock = clock.clone();
+                let identity = identity.to_string();
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        let batch = hot_check(clock.now());
+                        let batch = hot_check(&identity, clock.now());
                         let sent = Instant::now();
                         let outcome = match store.check(&batch, false).await {
                             Ok(verdict) if verdict.denied => Outcome::Denied,
@@ -127,8 +130,9 @@ impl Load {
     }
 }
 
-fn hot_check(now: u64) -> Batch {
-    let key = b"hot".to_vec();
+/// A check of the bucket of the descriptor `identity`.
+fn hot_check(identity: &str, now: u64) -> Batch {
+    let key = identity.as_bytes().to_vec();
     Batch {
         now,
         checks: vec![Check {
@@ -212,7 +216,7 @@ async fn sentinel_failover(set: &mut SentinelSet, cut: Option<&NetNs>) {
     };
     let (store, prefix) = store_on(Endpoint::Sentinel(sentinel));
     store.wait_connected().await;
-    let load = Load::start(store.clone(), 4);
+    let load = Load::start(store.clone(), 4, "hot");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     match cut {
         Some(ns) => ns.cut(),
@@ -249,5 +253,63 @@ async fn a_primary_cut_off_from_the_network_is_followed_through_the_sentinels() 
     let mut set = SentinelSet::start(&ns.inner, Some(&ns.name), &ns.outer);
     sentinel_failover(&mut set, Some(&ns)).await;
     drop(set);
+    drop(ns);
+}
+
+/// A descriptor whose bucket lives in one of `ranges` of cluster slots (its key's hash
+/// tag hashes the descriptor, so the slot is the same for every key prefix).
+fn identity_in(ranges: &[(u16, u16)]) -> String {
+    (0..10_000)
+        .map(|n| format!("hot{n}"))
+        .find(|identity| {
+            let tag = format!("{{{:016x}}}", rls::store::keys::identity_hash(identity.as_bytes()));
+            let s = slot(tag.as_bytes());
+            ranges.iter().any(|&(a, b)| (a..=b).contains(&s))
+        })
+        .expect("a descriptor in the node's slots")
+}
+
+async fn cluster_failover(cluster: &mut ReplicatedCluster, cut: Option<&NetNs>) {
+    let _ = tracing_subscriber::fmt().with_env_filter("rls=info").try_init();
+    let what = if cut.is_some() { "cluster, primary cut off" } else { "cluster, primary killed" };
+    // Node 0 (the one in the namespace, when there is one) holds the hot bucket.
+    let identity = identity_in(&cluster.primary_slots(0));
+    let (store, prefix) = store_on(Endpoint::Cluster(cluster.urls()));
+    store.wait_connected().await;
+    let load = Load::start(store.clone(), 4, &identity);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (primary, replica) = cluster.holders(&prefix);
+    assert_eq!(primary, 0, "the hot bucket is not on node 0");
+    match cut {
+        Some(ns) => ns.cut(),
+        None => cluster.nodes[primary].kill(),
+    }
+    let fault = Instant::now();
+    let fault_unix = unix_now();
+    let replica_tat = stored_tat(&cluster.nodes[replica], &prefix);
+    let failover = load.first_decision_after(fault).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (answers, elapsed) = load.finish().await;
+    let lost_tat = cut.and_then(|_| stored_tat(&cluster.nodes[primary], &prefix));
+    let lost = unreplicated(lost_tat, replica_tat, fault_unix);
+    judge(what, &answers, elapsed, failover, lost);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cluster_primary_is_followed_to_its_promoted_replica() {
+    let mut cluster = ReplicatedCluster::start("127.0.0.1", None);
+    cluster_failover(&mut cluster, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_primary_cut_off_from_the_network_is_followed_to_its_promoted_replica() {
+    if let Err(reason) = netns_capability() {
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    let ns = NetNs::new();
+    let mut cluster = ReplicatedCluster::start(&ns.outer, Some((&ns.name, &ns.inner)));
+    cluster_failover(&mut cluster, Some(&ns)).await;
+    drop(cluster);
     drop(ns);
 }

@@ -130,6 +130,30 @@ impl Node {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs `redis-cli` against it with `commands` on its standard input, one a line.
+    pub fn cli_stdin(&self, commands: &str) -> String {
+        use std::io::Write;
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "redis-cli"]);
+                c
+            }
+            None => Command::new("redis-cli"),
+        };
+        let mut child = command
+            .args(["-h", &self.host, "-p", &self.port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|_| missing("redis-cli"));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(commands.as_bytes()).expect("write commands");
+        drop(stdin);
+        let output = child.wait_with_output().expect("redis-cli ends");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Kills it (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -307,9 +331,113 @@ pub fn stored_tat(node: &Node, prefix: &str) -> Option<u64> {
         if not v then return '' end \
         local s, n = struct.unpack('>dI4', v) \
         return string.format('%d %d', s, n)";
-    let out = node.cli(&["eval", script, "0", &format!("{prefix}*")]);
-    let mut parts = out.split_whitespace();
+    // READONLY first: a cluster replica answers for its primary's slots only then (one
+    // connection, so the lines go in on stdin; elsewhere it is an error line, skipped).
+    let eval = format!("EVAL_RO \"{script}\" 0 \"{prefix}*\"");
+    let out = node.cli_stdin(&format!("READONLY\n{eval}\n"));
+    let mut parts = out.lines().last().unwrap_or_default().split_whitespace();
     let seconds: u64 = parts.next()?.parse().ok()?;
     let nanos: u64 = parts.next()?.parse().ok()?;
     Some(seconds * 1_000_000_000 + nanos)
+}
+
+/// A Redis Cluster of three primaries with one replica each, on `host` (the node at
+/// `victim` index in `netns` instead, when given), failing over after half a second.
+pub struct ReplicatedCluster {
+    pub nodes: Vec<Node>,
+}
+
+impl ReplicatedCluster {
+    /// Starts six nodes, joins them (`--cluster-replicas 1`), and returns once the cluster
+    /// is ok and every replica is in sync.
+    pub fn start(host: &str, netns: Option<(&str, &str)>) -> ReplicatedCluster {
+        let config = "cluster-enabled yes\ncluster-config-file nodes.conf\n\
+                      cluster-node-timeout 500\ncluster-replica-validity-factor 0";
+        let nodes: Vec<Node> = (0..6)
+            .map(|i| match netns {
+                Some((ns, inner)) if i == 0 => {
+                    Node::start("redis-server", inner, Some(ns), config, "Ready to accept")
+                }
+                _ => Node::start("redis-server", host, None, config, "Ready to accept"),
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(Node::addr).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|_| missing("redis-cli"));
+        let text = String::from_utf8_lossy(&created.stdout);
+        assert!(
+            created.status.success() && text.contains("All 16384 slots covered"),
+            "cluster create failed: {text}"
+        );
+        let cluster = ReplicatedCluster { nodes };
+        for node in &cluster.nodes {
+            let ok = (0..3000).any(|_| node.cli(&["cluster", "info"]).contains("cluster_state:ok"));
+            assert!(ok, "node {} never reported cluster_state:ok", node.addr());
+            if node.cli(&["role"]).starts_with("slave") {
+                node.wait_for_info("master_link_status:up");
+            }
+        }
+        cluster
+    }
+
+    /// The nodes' `redis://` URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::url).collect()
+    }
+
+    /// Indices of the primary and the replica holding a key of `prefix`.
+    pub fn holders(&self, prefix: &str) -> (usize, usize) {
+        let holding: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| stored_tat(&self.nodes[i], prefix).is_some())
+            .collect();
+        let role = |i: usize| self.nodes[i].cli(&["role"]);
+        let primary = holding.iter().copied().find(|&i| role(i).starts_with("master"));
+        let replica = holding.iter().copied().find(|&i| role(i).starts_with("slave"));
+        match (primary, replica) {
+            (Some(p), Some(r)) => (p, r),
+            _ => panic!("no primary and replica hold the key: {holding:?}"),
+        }
+    }
+}
+
+impl ReplicatedCluster {
+    /// Makes node `index` a primary (`CLUSTER FAILOVER` when it is a replica) and returns
+    /// the slot ranges it serves.
+    pub fn primary_slots(&self, index: usize) -> Vec<(u16, u16)> {
+        let node = &self.nodes[index];
+        if node.cli(&["role"]).starts_with("slave") {
+            node.cli(&["cluster", "failover"]);
+            let promoted = (0..3000).any(|_| node.cli(&["role"]).starts_with("master"));
+            assert!(promoted, "{} never became a primary", node.addr());
+        }
+        let nodes = node.cli(&["cluster", "nodes"]);
+        let mine = nodes.lines().find(|l| l.contains("myself")).expect("own line");
+        mine.split_whitespace()
+            .skip(8)
+            .filter_map(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+/// The cluster slot of `key` (CRC16/XMODEM of its `{hash tag}`, mod 16384).
+pub fn slot(key: &[u8]) -> u16 {
+    let tag = match (key.iter().position(|&b| b == b'{'), key.iter().position(|&b| b == b'}')) {
+        (Some(open), Some(close)) if close > open + 1 => &key[open + 1..close],
+        _ => key,
+    };
+    let mut crc: u16 = 0;
+    for &byte in tag {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % 16384
 }

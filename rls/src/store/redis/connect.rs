@@ -15,6 +15,7 @@ use redis::{
 };
 use tokio::sync::watch;
 
+use super::cluster;
 use super::sentinel::{self, Sentinel};
 use super::shard::ShardOptions;
 
@@ -169,9 +170,15 @@ async fn connect(
     name: Arc<str>,
     signal: watch::Sender<bool>,
 ) {
-    if let Endpoint::Sentinel(sentinel) = endpoint {
-        // The primary moves: follow it rather than connect once.
-        return sentinel::follow(sentinel, options, deadline, link, name, signal).await;
+    // Primaries move: follow them rather than connect once.
+    match endpoint {
+        Endpoint::Sentinel(sentinel) => {
+            return sentinel::follow(sentinel, options, deadline, link, name, signal).await;
+        }
+        Endpoint::Cluster(nodes) => {
+            return cluster::follow(nodes, options, deadline, link, name, signal).await;
+        }
+        Endpoint::Server(_) => {}
     }
     let mut backoff = Duration::from_millis(50);
     loop {

@@ -12,10 +12,12 @@
 //! replies delivered), `script.rs` (the Lua scripts, their arguments and replies),
 //! `cache.rs` (buckets known to be empty, answered locally), `failure.rs` (why Redis gave
 //! no answer, and the failure mode that answers instead), `sentinel.rs` (a primary found
-//! and followed through Redis Sentinel).
+//! and followed through Redis Sentinel), `cluster.rs` (a cluster's primaries followed when
+//! one vanishes).
 
 mod batcher;
 mod cache;
+mod cluster;
 mod connect;
 mod failure;
 mod placement;
