@@ -10,12 +10,12 @@ use crate::cli::CompareArgs;
 use crate::cpu::{CpuPerDecision, Processes};
 use crate::error::HarnessError;
 use crate::fleet::{Fleet, FleetPlan, Store, WorkDir};
-use crate::processes::find_rls;
-use crate::stack::STACK_QUOTA;
 use crate::generator::{Plan, connect, drive};
+use crate::processes::find_rls;
 use crate::progress::{Live, ProgressDisplay};
 use crate::report::{RunReport, format_us, text_table};
 use crate::spec::PhaseSpec;
+use crate::stack::STACK_QUOTA;
 use crate::workload::Workload;
 
 /// The figures of one round.
@@ -340,7 +340,9 @@ pub async fn execute(args: &CompareArgs) -> Result<(), HarnessError> {
         })
         .await?;
         sides.push(Side {
-            label: format!("{spec} ×{} {flags}", args.replicas).trim_end().to_string(),
+            label: format!("{spec} ×{} {flags}", args.replicas)
+                .trim_end()
+                .to_string(),
             targets: fleet.targets.clone(),
             processes: fleet.pids.clone(),
         });

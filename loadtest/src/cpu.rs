@@ -66,7 +66,9 @@ impl CpuList {
     /// Pins the thread (or process) `tid`; 0 is the calling thread.
     fn pin(&self, tid: i32) -> Result<(), HarnessError> {
         sched_setaffinity(Pid::from_raw(tid), &self.cpu_set()?).map_err(|e| {
-            HarnessError::Process(format!("cannot pin to CPUs {self} (sched_setaffinity): {e}"))
+            HarnessError::Process(format!(
+                "cannot pin to CPUs {self} (sched_setaffinity): {e}"
+            ))
         })
     }
 

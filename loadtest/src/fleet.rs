@@ -111,9 +111,10 @@ impl Fleet {
         let backend = fleet.start_store(plan).await?;
         for index in 1..=plan.replicas {
             let cpus = plan.pinning.rls_cpus.as_ref();
-            let (replica, addr) =
-                start_rls(plan.rls, plan.quota, &backend, plan.dir, index, plan.extra, cpus)
-                    .await?;
+            let (replica, addr) = start_rls(
+                plan.rls, plan.quota, &backend, plan.dir, index, plan.extra, cpus,
+            )
+            .await?;
             fleet.pids.rls.push(replica.pid());
             fleet.rls_logs.push(replica.log.clone());
             fleet.processes.push(replica);

@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::failover::{
-    NetNs, ReplicatedCluster, SentinelSet, netns_capability, slot, stored_tat,
-};
+use common::failover::{NetNs, ReplicatedCluster, SentinelSet, netns_capability, slot, stored_tat};
 use common::redis_options;
 use limiter::{Clock, Rate, SystemClock};
 use rls::RlsError;
@@ -163,7 +161,9 @@ fn store_on(endpoint: Endpoint) -> (Arc<RedisStore>, String) {
 fn unreplicated(lost_tat: Option<u64>, replica_tat: Option<u64>, fault_unix_ns: u64) -> u64 {
     let rate = rate();
     let lost = lost_tat.unwrap_or(fault_unix_ns + rate.tolerance());
-    let known = replica_tat.unwrap_or(0).max(fault_unix_ns.saturating_sub(rate.tolerance()));
+    let known = replica_tat
+        .unwrap_or(0)
+        .max(fault_unix_ns.saturating_sub(rate.tolerance()));
     lost.saturating_sub(known).div_ceil(rate.interval())
 }
 
@@ -173,7 +173,12 @@ fn judge(what: &str, answers: &[Answer], elapsed: Duration, failover: Duration, 
         .iter()
         .filter(|a| a.took > DEADLINE + Duration::from_millis(900))
         .collect();
-    assert!(slow.is_empty(), "{what}: {} answers missed the deadline: {:?}", slow.len(), &slow[..slow.len().min(5)]);
+    assert!(
+        slow.is_empty(),
+        "{what}: {} answers missed the deadline: {:?}",
+        slow.len(),
+        &slow[..slow.len().min(5)]
+    );
     let count = |o: Outcome| answers.iter().filter(|a| a.outcome == o).count() as u64;
     let allowed = count(Outcome::Allowed);
     let rate = rate();
@@ -194,7 +199,10 @@ fn judge(what: &str, answers: &[Answer], elapsed: Duration, failover: Duration, 
         allowed <= permitted + lost,
         "{what}: allowed {allowed} > permitted {permitted} + unreplicated {lost}"
     );
-    assert!(count(Outcome::Denied) > 0, "{what}: the load never reached the limit");
+    assert!(
+        count(Outcome::Denied) > 0,
+        "{what}: the load never reached the limit"
+    );
 }
 
 /// Unix ns now.
@@ -203,8 +211,14 @@ fn unix_now() -> u64 {
 }
 
 async fn sentinel_failover(set: &mut SentinelSet, cut: Option<&NetNs>) {
-    let _ = tracing_subscriber::fmt().with_env_filter("rls=info").try_init();
-    let what = if cut.is_some() { "sentinel, primary cut off" } else { "sentinel, primary killed" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("rls=info")
+        .try_init();
+    let what = if cut.is_some() {
+        "sentinel, primary cut off"
+    } else {
+        "sentinel, primary killed"
+    };
     let sentinel = Sentinel {
         nodes: set
             .sentinel_addrs()
@@ -262,7 +276,10 @@ fn identity_in(ranges: &[(u16, u16)]) -> String {
     (0..10_000)
         .map(|n| format!("hot{n}"))
         .find(|identity| {
-            let tag = format!("{{{:016x}}}", rls::store::keys::identity_hash(identity.as_bytes()));
+            let tag = format!(
+                "{{{:016x}}}",
+                rls::store::keys::identity_hash(identity.as_bytes())
+            );
             let s = slot(tag.as_bytes());
             ranges.iter().any(|&(a, b)| (a..=b).contains(&s))
         })
@@ -270,8 +287,14 @@ fn identity_in(ranges: &[(u16, u16)]) -> String {
 }
 
 async fn cluster_failover(cluster: &mut ReplicatedCluster, cut: Option<&NetNs>) {
-    let _ = tracing_subscriber::fmt().with_env_filter("rls=info").try_init();
-    let what = if cut.is_some() { "cluster, primary cut off" } else { "cluster, primary killed" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("rls=info")
+        .try_init();
+    let what = if cut.is_some() {
+        "cluster, primary cut off"
+    } else {
+        "cluster, primary killed"
+    };
     // Node 0 (the one in the namespace, when there is one) holds the hot bucket.
     let identity = identity_in(&cluster.primary_slots(0));
     let (store, prefix) = store_on(Endpoint::Cluster(cluster.urls()));

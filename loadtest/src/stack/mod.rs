@@ -133,7 +133,11 @@ async fn run_scenario(
         dir,
         store: scenario.store,
         replicas: scenario.replicas,
-        extra: &scenario.flags.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+        extra: &scenario
+            .flags
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>(),
         pinning: &args.pinning,
     })
     .await?;

@@ -202,7 +202,12 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
         },
     },
     Variables {
-        names: &["REDIS_URL", "REDIS_TYPE", "REDIS_AUTH", "REDIS_SENTINEL_AUTH"],
+        names: &[
+            "REDIS_URL",
+            "REDIS_TYPE",
+            "REDIS_AUTH",
+            "REDIS_SENTINEL_AUTH",
+        ],
         settings: &[
             "redis_urls",
             "redis_cluster",

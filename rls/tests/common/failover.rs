@@ -148,7 +148,9 @@ impl Node {
             .spawn()
             .unwrap_or_else(|_| missing("redis-cli"));
         let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(commands.as_bytes()).expect("write commands");
+        stdin
+            .write_all(commands.as_bytes())
+            .expect("write commands");
         drop(stdin);
         let output = child.wait_with_output().expect("redis-cli ends");
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -221,7 +223,11 @@ impl SentinelSet {
                         .cli(&["sentinel", "master", "mymaster"])
                         .contains("num-other-sentinels\n2")
             });
-            assert!(knows, "sentinel {} never saw the whole set", sentinel.addr());
+            assert!(
+                knows,
+                "sentinel {} never saw the whole set",
+                sentinel.addr()
+            );
         }
         SentinelSet {
             primary,
@@ -309,14 +315,20 @@ impl NetNs {
     /// (no reset, no refusal) while its processes run on.
     pub fn cut(&self) {
         let peer = self.veth.replace("rlsv", "rlsp");
-        ip(&["netns", "exec", &self.name, "ip", "link", "set", &peer, "down"]);
+        ip(&[
+            "netns", "exec", &self.name, "ip", "link", "set", &peer, "down",
+        ]);
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.veth]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -395,8 +407,14 @@ impl ReplicatedCluster {
             .filter(|&i| stored_tat(&self.nodes[i], prefix).is_some())
             .collect();
         let role = |i: usize| self.nodes[i].cli(&["role"]);
-        let primary = holding.iter().copied().find(|&i| role(i).starts_with("master"));
-        let replica = holding.iter().copied().find(|&i| role(i).starts_with("slave"));
+        let primary = holding
+            .iter()
+            .copied()
+            .find(|&i| role(i).starts_with("master"));
+        let replica = holding
+            .iter()
+            .copied()
+            .find(|&i| role(i).starts_with("slave"));
         match (primary, replica) {
             (Some(p), Some(r)) => (p, r),
             _ => panic!("no primary and replica hold the key: {holding:?}"),
@@ -415,7 +433,10 @@ impl ReplicatedCluster {
             assert!(promoted, "{} never became a primary", node.addr());
         }
         let nodes = node.cli(&["cluster", "nodes"]);
-        let mine = nodes.lines().find(|l| l.contains("myself")).expect("own line");
+        let mine = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .expect("own line");
         mine.split_whitespace()
             .skip(8)
             .filter_map(|range| {
@@ -428,7 +449,10 @@ impl ReplicatedCluster {
 
 /// The cluster slot of `key` (CRC16/XMODEM of its `{hash tag}`, mod 16384).
 pub fn slot(key: &[u8]) -> u16 {
-    let tag = match (key.iter().position(|&b| b == b'{'), key.iter().position(|&b| b == b'}')) {
+    let tag = match (
+        key.iter().position(|&b| b == b'{'),
+        key.iter().position(|&b| b == b'}'),
+    ) {
         (Some(open), Some(close)) if close > open + 1 => &key[open + 1..close],
         _ => key,
     };
@@ -436,7 +460,11 @@ pub fn slot(key: &[u8]) -> u16 {
     for &byte in tag {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc % 16384

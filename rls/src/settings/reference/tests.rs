@@ -112,13 +112,19 @@ fn redis_type_sentinel_names_the_primary_then_the_sentinels() {
             "redis://:sentinel-secret@s2:26379"
         ]
     );
-    assert_eq!(s.sentinel.redis_sentinel_master.as_deref(), Some("mymaster"));
+    assert_eq!(
+        s.sentinel.redis_sentinel_master.as_deref(),
+        Some("mymaster")
+    );
     assert_eq!(
         s.sentinel.redis_sentinel_master_auth.as_deref(),
         Some("primary-secret")
     );
     let lone = settings_from(&["rls"], &[("REDIS_TYPE", "sentinel"), ("REDIS_URL", "m")]);
-    assert!(lone.is_err(), "a sentinel URL without sentinels was accepted");
+    assert!(
+        lone.is_err(),
+        "a sentinel URL without sentinels was accepted"
+    );
 }
 
 #[test]

@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn the_primary_gets_its_own_credentials_and_the_sentinels_tls() {
         let plain = sentinel(&["redis://:sentinel-secret@s1:26379"], Some("p"));
-        assert_eq!(plain.primary_url("10.0.0.5", 6379), "redis://:p@10.0.0.5:6379");
+        assert_eq!(
+            plain.primary_url("10.0.0.5", 6379),
+            "redis://:p@10.0.0.5:6379"
+        );
         let tls = sentinel(&["rediss://s1:26379"], Some("u:p"));
         assert_eq!(tls.primary_url("::1", 6380), "rediss://u:p@[::1]:6380");
         assert_eq!(
