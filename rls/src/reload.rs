@@ -155,6 +155,7 @@ async fn reload_on_change<S: BucketStore>(
                 );
                 metrics::counter!("rls_config_reloads_total", "result" => "loaded").increment(1);
                 decider.replace_quotas(quotas);
+                decider.store().release().await;
                 report.send_modify(|s| s.loaded += 1);
             }
             Ok(Err(error)) => {

@@ -75,6 +75,8 @@ pub async fn serve(
     let options = settings.answer_options();
     match settings.backend {
         BackendKind::Memory => {
+            // Refuses Redis-only settings that could not take effect here.
+            settings.leasing.options(false)?;
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
             serve_reloading(listeners, decider, &settings, shutdown).await
         }
@@ -148,8 +150,9 @@ pub async fn serve_store<S: BucketStore>(
             }
         })
     };
-    let result = run(listeners, decider, shutdown).await;
+    let result = run(listeners, decider.clone(), shutdown).await;
     sweeper.abort();
+    decider.store().release().await;
     result
 }
 

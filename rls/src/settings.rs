@@ -3,6 +3,7 @@
 //! `rls check` shares. The reference service's variables are one table:
 //! [`reference`](mod@reference).
 
+pub mod lease;
 pub mod reference;
 pub mod sentinel;
 
@@ -20,6 +21,7 @@ use crate::decide::AnswerOptions;
 use crate::error::{RlsError, SettingsError};
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
+use crate::settings::lease::LeaseArgs;
 use crate::settings::sentinel::SentinelArgs;
 use crate::store::redis::{
     CONNECT_TIMEOUT, Endpoint, OnBackendError, RedisOptions, ShardOptions, TimeSource, TlsFiles,
@@ -179,6 +181,10 @@ pub struct Settings {
     /// How long a batch waits for more checks (0: send what is queued at once).
     #[arg(long, env = "RLS_BATCH_WINDOW", value_parser = humantime::parse_duration, default_value = "0s")]
     pub batch_window: Duration,
+
+    /// Leased tokens for hot buckets.
+    #[command(flatten)]
+    pub leasing: LeaseArgs,
 
     /// Redis script calls in flight at once per shard.
     #[arg(long, env = "RLS_PIPELINE_DEPTH", default_value_t = count(8))]
@@ -387,6 +393,7 @@ impl Settings {
                 pipeline_depth: self.pipeline_depth,
             },
             clock,
+            lease: self.leasing.options(true)?,
         })
     }
 

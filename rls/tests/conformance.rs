@@ -28,6 +28,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::failover::SentinelSet;
 use common::redis::{RedisCluster, RedisServer};
 use common::{Backend, START_SECS, TestServer};
 use config::{Algorithm, LoadOptions};
@@ -35,7 +36,7 @@ use proto::rls::RateLimitRequest;
 use rls::decide::AnswerOptions;
 use rls::headers::HeaderNames;
 use rls::request::RequestBounds;
-use rls::store::redis::Endpoint;
+use rls::store::redis::{Endpoint, Sentinel};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -308,4 +309,49 @@ async fn every_conformance_case_holds_on_a_redis_cluster() {
         .map(|a| format!("redis://{a}"))
         .collect();
     run_suite(Backend::Redis(vec![Endpoint::Cluster(nodes)])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_one_redis_with_leases() {
+    let redis = RedisServer::start();
+    run_suite(Backend::RedisLeased(vec![Endpoint::Server(redis.url())])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_three_client_side_redis_shards_with_leases() {
+    let shards = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    run_suite(Backend::RedisLeased(
+        shards.iter().map(|s| Endpoint::Server(s.url())).collect(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_a_redis_cluster_with_leases() {
+    let cluster = RedisCluster::start();
+    let nodes = cluster
+        .addrs()
+        .iter()
+        .map(|a| format!("redis://{a}"))
+        .collect();
+    run_suite(Backend::RedisLeased(vec![Endpoint::Cluster(nodes)])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_behind_redis_sentinel_with_leases() {
+    let set = SentinelSet::start("127.0.0.1", None, "127.0.0.1");
+    let sentinel = Sentinel {
+        nodes: set
+            .sentinel_addrs()
+            .iter()
+            .map(|a| format!("redis://{a}"))
+            .collect(),
+        master: "mymaster".into(),
+        auth: None,
+    };
+    run_suite(Backend::RedisLeased(vec![Endpoint::Sentinel(sentinel)])).await;
 }

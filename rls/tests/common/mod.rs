@@ -20,7 +20,7 @@ use proto::rls::rate_limit_service_client::RateLimitServiceClient;
 use rls::Listeners;
 use rls::decide::{AnswerOptions, Decider};
 use rls::store::redis::{
-    Endpoint, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
+    Endpoint, LeaseOptions, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
 };
 use rls::store::{BucketStore, MemoryStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,8 +81,15 @@ impl TestServer {
                 let decider = Decider::new(quotas, MemoryStore::new(), shared, options);
                 TestServer::serve(decider, clock).await
             }
-            Backend::Redis(endpoints) => {
+            Backend::Redis(endpoints) | Backend::RedisLeased(endpoints) => {
                 let mut redis = redis_options(endpoints.clone());
+                if let Backend::RedisLeased(_) = backend {
+                    // Every bucket hot from its first check: every path of leasing runs.
+                    redis.lease = Some(LeaseOptions {
+                        threshold: 0,
+                        span: Duration::from_millis(10),
+                    });
+                }
                 redis.clock = shared.clone();
                 let store = RedisStore::new(redis);
                 store.wait_connected().await;
@@ -140,6 +147,8 @@ pub enum Backend {
     Memory,
     /// Redis: one server, several (client-side shards), or one cluster.
     Redis(Vec<Endpoint>),
+    /// Redis, with every bucket leased.
+    RedisLeased(Vec<Endpoint>),
 }
 
 /// Redis store settings for tests: the fake clock's time, the cache on (it must be
@@ -165,6 +174,7 @@ pub fn redis_options(endpoints: Vec<Endpoint>) -> RedisOptions {
         },
         // Tests that decide on a fake clock set it here too.
         clock: Arc::new(limiter::SystemClock::new()),
+        lease: None,
     }
 }
 

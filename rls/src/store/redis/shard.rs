@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use limiter::Nanos;
-use redis::Script;
+use redis::{Script, ScriptInvocation, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -125,6 +125,17 @@ impl Shard {
     /// An error of this shard.
     pub fn error(&self, cause: Cause) -> RedisError {
         RedisError::new(&self.name, cause)
+    }
+
+    /// Runs one script call outside the batcher (leases are rare next to checks).
+    pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisError> {
+        let link = self
+            .connection
+            .link()
+            .ok_or_else(|| self.error(Cause::NotConnected))?;
+        link.invoke(invocation)
+            .await
+            .map_err(|e| self.error(Cause::Client(e)))
     }
 
     /// Gives back charges: `(key, charge)`; `now` `None` for the server's time.
