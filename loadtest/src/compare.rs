@@ -14,6 +14,7 @@ use crate::generator::{Plan, connect, drive};
 use crate::processes::find_rls;
 use crate::progress::{Live, ProgressDisplay};
 use crate::report::{RunReport, format_us, text_table};
+use crate::scrape::metric_sum;
 use crate::spec::PhaseSpec;
 use crate::stack::STACK_QUOTA;
 use crate::workload::Workload;
@@ -41,6 +42,8 @@ pub struct Figures {
     pub redis_cpu_us: f64,
     /// CPU time of the harness per decision, µs.
     pub harness_cpu_us: f64,
+    /// Redis script calls per decision of the side's replicas (0: not started here).
+    pub calls_per_decision: f64,
 }
 
 impl Figures {
@@ -68,7 +71,7 @@ impl Figures {
         }
     }
 
-    const NAMES: [&'static str; 10] = [
+    const NAMES: [&'static str; 11] = [
         "decisions/s",
         "errors/s",
         "latency p50",
@@ -79,9 +82,10 @@ impl Figures {
         "CPU rls µs/decision",
         "CPU Redis µs/decision",
         "CPU harness µs/decision",
+        "Redis calls/decision",
     ];
 
-    fn values(&self) -> [f64; 10] {
+    fn values(&self) -> [f64; 11] {
         [
             self.decisions_per_s,
             self.errors_per_s,
@@ -93,6 +97,7 @@ impl Figures {
             self.rls_cpu_us,
             self.redis_cpu_us,
             self.harness_cpu_us,
+            self.calls_per_decision,
         ]
     }
 }
@@ -180,6 +185,8 @@ pub struct Side {
     pub targets: Vec<String>,
     /// Its processes, when started here.
     pub processes: Processes,
+    /// Its replicas' HTTP addresses, when started here (for their metrics).
+    pub http: Vec<String>,
 }
 
 impl Side {
@@ -189,6 +196,7 @@ impl Side {
             label: addr.to_string(),
             targets: vec![addr.to_string()],
             processes: Processes::default(),
+            http: Vec::new(),
         }
     }
 }
@@ -219,17 +227,21 @@ pub async fn compare(
             let label = format!("round {round}/{rounds} {name}");
             let display =
                 ProgressDisplay::start(live.clone(), &label, spec.warmup + spec.duration, progress);
+            let calls = metric_sum(&side.http, "rls_redis_calls_total").await;
             let mark = side.processes.mark();
             let (tally, timing) = drive(channels, workload.clone(), &plan, live).await;
-            let cpu = side
-                .processes
-                .per_decision(mark, tally.decisions() + tally.warmup_answers);
+            let decisions = tally.decisions() + tally.warmup_answers;
+            let cpu = side.processes.per_decision(mark, decisions);
+            let calls = metric_sum(&side.http, "rls_redis_calls_total").await - calls;
             display.finish();
             let run = RunReport::new(&label, &side.targets, spec, &tally, &timing, None);
             done.push(Round {
                 round,
                 side: name,
-                figures: Figures::with_cpu(&run, cpu),
+                figures: Figures {
+                    calls_per_decision: calls / decisions.max(1) as f64,
+                    ..Figures::with_cpu(&run, cpu)
+                },
             });
         }
     }
@@ -245,7 +257,9 @@ pub async fn compare(
 /// The table `loadtest compare` prints.
 pub fn render(comparison: &Comparison) -> String {
     let format = |figure: &str, v: f64| {
-        if figure.starts_with("CPU") {
+        if figure.starts_with("Redis calls") {
+            format!("{v:.3}")
+        } else if figure.starts_with("CPU") {
             format!("{v:.1}")
         } else if figure.starts_with("latency") {
             format_us(v.round() as u64)
@@ -271,6 +285,7 @@ pub fn render(comparison: &Comparison) -> String {
         "p99.9".into(),
         "errors/s".into(),
         "CPU µs/decision rls / Redis / harness".into(),
+        "Redis calls/decision".into(),
     ]];
     for r in &comparison.rounds {
         let f = &r.figures;
@@ -286,6 +301,7 @@ pub fn render(comparison: &Comparison) -> String {
                 "{:.1} / {:.1} / {:.1}",
                 f.rls_cpu_us, f.redis_cpu_us, f.harness_cpu_us
             ),
+            format!("{:.3}", f.calls_per_decision),
         ]);
     }
     out.push_str(&text_table(&rows));
@@ -345,6 +361,7 @@ pub async fn execute(args: &CompareArgs) -> Result<(), HarnessError> {
                 .to_string(),
             targets: fleet.targets.clone(),
             processes: fleet.pids.clone(),
+            http: fleet.http_addrs(),
         });
         fleets.push(fleet);
     }

@@ -9,7 +9,7 @@
 //! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`baseline`] (the
 //! no-op RLS), [`run`], [`compare`] and [`stack`] (the subcommands), [`processes`] (the
 //! processes the stack starts), [`cpu`] (CPU lists and CPU time per process), [`fleet`] (the
-//! `rls` replicas and Redis one measured side runs on).
+//! `rls` replicas and Redis one measured side runs on), [`scrape`] (their metrics).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,6 +48,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod sampler;
+pub mod scrape;
 pub mod spec;
 pub mod stack;
 pub mod stats;

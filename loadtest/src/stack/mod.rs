@@ -4,6 +4,7 @@
 //!
 //! Modules: [`scenarios`] (the table of scenarios and the quota), [`section`] (the Markdown).
 
+pub mod bounds;
 pub mod scenarios;
 pub mod section;
 
@@ -24,6 +25,7 @@ use crate::report::Measured;
 use crate::run::{load_quotas, run_baseline, run_phase};
 use crate::spec::PhaseSpec;
 use crate::workload::Workload;
+use bounds::{Bounds, calls_before};
 
 /// One row of the table.
 #[derive(Clone, Debug, Serialize)]
@@ -34,6 +36,8 @@ pub struct StackRow {
     pub measured: Option<Measured>,
     /// CPU time per decision of each kind of process, when it ran.
     pub cpu: Option<CpuPerDecision>,
+    /// Calls per decision and the bounds of leasing, when it ran.
+    pub bounds: Option<Bounds>,
     /// Why it did not run, or how it failed.
     pub skipped: Option<String>,
 }
@@ -88,22 +92,25 @@ pub async fn run_stack(args: &StackArgs) -> Result<StackRun, HarnessError> {
                 scenario,
                 measured: None,
                 cpu: None,
+                bounds: None,
                 skipped: Some(reason),
             });
             continue;
         }
         let outcome = run_scenario(&scenario, &rls, &quota, dir.path(), args, &quotas).await;
         rows.push(match outcome {
-            Ok((measured, cpu)) => StackRow {
+            Ok((measured, cpu, bounds)) => StackRow {
                 scenario,
                 measured: Some(measured),
                 cpu: Some(cpu),
+                bounds: Some(bounds),
                 skipped: None,
             },
             Err(error) => StackRow {
                 scenario,
                 measured: None,
                 cpu: None,
+                bounds: None,
                 skipped: Some(format!("failed: {error}")),
             },
         });
@@ -126,7 +133,7 @@ async fn run_scenario(
     dir: &Path,
     args: &StackArgs,
     quotas: &config::QuotaSet,
-) -> Result<(Measured, CpuPerDecision), HarnessError> {
+) -> Result<(Measured, CpuPerDecision, Bounds), HarnessError> {
     let fleet = Fleet::start(&FleetPlan {
         rls,
         quota,
@@ -160,12 +167,16 @@ async fn run_scenario(
     spec.validate()?;
     let workload = std::sync::Arc::new(Workload::build(&spec)?);
     let baseline = run_baseline(&spec, workload.clone(), !args.quiet).await?;
+    let http = fleet.http_addrs();
+    let calls = calls_before(&http).await;
     let mark = fleet.pids.mark();
     let run = run_phase(&fleet.targets, &spec, workload, Some(quotas), !args.quiet).await?;
     let cpu = fleet
         .pids
         .per_decision(mark, run.decisions + run.warmup_answers);
-    Ok((Measured::new(run, Some(baseline)), cpu))
+    let redis = scenario.store != Store::Memory;
+    let bounds = Bounds::of(&run, &http, calls, redis, quotas).await;
+    Ok((Measured::new(run, Some(baseline)), cpu, bounds))
 }
 
 /// `loadtest stack`.

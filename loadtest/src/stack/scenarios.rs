@@ -9,7 +9,8 @@ use crate::spec::Distribution;
 
 /// The quota every scenario's replicas serve.
 pub const STACK_QUOTA: &str = "\
-# Served by `loadtest stack`: one hot key that all traffic shares, and a bucket per user.
+# Served by `loadtest stack`: one hot key that all traffic shares, and a bucket per user;
+# and one hot key whose quota no run reaches.
 domain: bench
 descriptors:
   - key: feature
@@ -17,6 +18,9 @@ descriptors:
     rate_limit: {unit: second, requests_per_unit: 1000}
   - key: user
     rate_limit: {unit: second, requests_per_unit: 10, burst: 20}
+  - key: api
+    value: all
+    rate_limit: {unit: second, requests_per_unit: 1000000}
 ";
 
 /// One standard scenario.
@@ -46,7 +50,7 @@ pub struct StackScenario {
 }
 
 /// The standard scenarios, in table order.
-pub const SCENARIOS: [StackScenario; 7] = [
+pub const SCENARIOS: [StackScenario; 10] = [
     StackScenario {
         id: "memory-hot",
         title: "memory, hot key",
@@ -130,6 +134,42 @@ pub const SCENARIOS: [StackScenario; 7] = [
         accuracy: true,
         note: "the three replicas share one bucket in Redis",
         flags: &[],
+    },
+    StackScenario {
+        id: "replicas-memory-under",
+        title: "3 replicas, memory, hot key under its limit",
+        store: Store::Memory,
+        replicas: 3,
+        descriptor: "api=all",
+        keys: 1,
+        distribution: Distribution::Uniform,
+        accuracy: false,
+        note: "",
+        flags: &[],
+    },
+    StackScenario {
+        id: "replicas-lease-under",
+        title: "3 replicas on one Redis, leases, hot key under its limit",
+        store: Store::Redis,
+        replicas: 3,
+        descriptor: "api=all",
+        keys: 1,
+        distribution: Distribution::Uniform,
+        accuracy: false,
+        note: "every replica answers the hot key from leases of about 10 ms of its traffic: Redis calls per decision is what leasing saves",
+        flags: &["--lease", "auto"],
+    },
+    StackScenario {
+        id: "replicas-lease",
+        title: "3 replicas on one quota, Redis with leases (accuracy)",
+        store: Store::Redis,
+        replicas: 3,
+        descriptor: "feature=search",
+        keys: 1,
+        distribution: Distribution::Uniform,
+        accuracy: true,
+        note: "leased tokens are taken before they are given out, so the replicas never allow more than the quota; the lease bound is what leases can park while another replica denies",
+        flags: &["--lease", "auto"],
     },
 ];
 

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::StackRun;
+use super::bounds::Bounds;
 use super::scenarios::{STACK_QUOTA, StackScenario};
 use crate::cli::StackArgs;
 use crate::cpu::CpuPerDecision;
@@ -68,7 +69,7 @@ pub fn markdown(run: &StackRun, args: &StackArgs) -> String {
             r.count("OK"),
             r.count("OVER_LIMIT"),
             row.cpu.as_ref().map_or_else(String::new, cpu_cell),
-            accuracy_cell(measured),
+            accuracy_cell(measured, row.bounds.as_ref()),
         );
     }
     let notes: Vec<&StackScenario> = run
@@ -90,20 +91,27 @@ pub fn markdown(run: &StackRun, args: &StackArgs) -> String {
     out
 }
 
-fn accuracy_cell(measured: &Measured) -> String {
+fn accuracy_cell(measured: &Measured, bounds: Option<&Bounds>) -> String {
     let Some(a) = &measured.run.accuracy else {
-        return String::new();
+        return bounds.map_or_else(String::new, |b| b.describe(0, 0.0));
     };
     if a.bounded == 1 {
+        let more = bounds
+            .map(|b| b.describe(a.allowed, a.permitted))
+            .filter(|m| !m.is_empty())
+            .map_or_else(String::new, |m| format!("; {m}"));
         format!(
-            "allowed {} of {:.0} permitted: overshoot {}",
+            "allowed {} of {:.0} permitted: overshoot {}{more}",
             a.allowed,
             a.permitted,
             format_pct(a.max_overshoot_pct)
         )
     } else {
+        let more = bounds
+            .and_then(|b| b.calls_per_decision)
+            .map_or_else(String::new, |c| format!("; {c:.3} Redis calls/decision"));
         format!(
-            "{} of {} keys over; max overshoot {}",
+            "{} of {} keys over; max overshoot {}{more}",
             a.exceeded,
             a.bounded,
             format_pct(a.max_overshoot_pct)
