@@ -187,6 +187,8 @@ pub struct Leases {
     entries: DashMap<Box<[u8]>, Lease>,
     heat: DashMap<Box<[u8]>, (u64, u32)>,
     largest: AtomicU64,
+    /// The second whose heat is being counted (older heat is dropped once a second).
+    heat_second: AtomicU64,
     /// Lease script calls (grants and hand-backs).
     pub calls: AtomicU64,
 }
@@ -210,6 +212,7 @@ impl Leases {
             entries: DashMap::new(),
             heat: DashMap::new(),
             largest: AtomicU64::new(0),
+            heat_second: AtomicU64::new(0),
             calls: AtomicU64::new(0),
         }
     }
@@ -464,7 +467,9 @@ impl Leases {
     pub fn expired(&self, now: Nanos, all: bool) -> Vec<HandBack> {
         let mut backs = Vec::new();
         let second = now / 1_000_000_000;
-        self.heat.retain(|_, heat| heat.0 == second);
+        if self.heat_second.swap(second, Ordering::Relaxed) != second {
+            self.heat.retain(|_, heat| heat.0 == second);
+        }
         self.entries.retain(|name, lease| {
             if let Basis::Window { end, .. } = lease.basis {
                 if now >= end {

@@ -204,9 +204,8 @@ impl RedisStore {
     /// The plan for `batch` once nothing it needs is in flight: leases it cannot use are
     /// handed back first, so that Redis answers as if they had never been taken.
     async fn settle(&self, leasing: &Leasing, batch: &Batch) -> Result<Plan, Failure> {
-        let quota = has_quota_mode(batch);
-        for may_wait in [true, false] {
-            let mut plan = if quota {
+        let make = |may_wait: bool| {
+            if has_quota_mode(batch) {
                 // All descriptors together or none: Redis decides them all.
                 let (hand_back, wait) = leasing.leases.take_all(batch);
                 Plan {
@@ -216,20 +215,27 @@ impl RedisStore {
                 }
             } else {
                 leasing.leases.plan(batch, may_wait)
-            };
-            if plan.hand_back.is_empty() && plan.wait.is_empty() {
+            }
+        };
+        // Waits once at most: then Redis answers whatever is still in flight.
+        for may_wait in [true, false] {
+            let mut plan = make(may_wait);
+            let backs = std::mem::take(&mut plan.hand_back);
+            if plan.wait.is_empty() {
+                if let Err(failure) = leasing.hand_back(backs).await {
+                    leasing.leases.undo(batch, &plan.served, |_| true);
+                    return Err(failure);
+                }
                 return Ok(plan);
             }
             leasing.leases.undo(batch, &plan.served, |_| true);
-            leasing
-                .hand_back(std::mem::take(&mut plan.hand_back))
-                .await?;
+            leasing.hand_back(backs).await?;
             for mut busy in plan.wait {
                 // Closed when the grant or hand-back in flight is done.
                 let _ = busy.changed().await;
             }
         }
-        Ok(leasing.leases.plan(batch, false))
+        unreachable!("the second plan never waits")
     }
 
     /// The verdict on `batch` on a store that leases: checks with leases are answered from
