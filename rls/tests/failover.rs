@@ -18,8 +18,8 @@ use common::failover::{NetNs, ReplicatedCluster, SentinelSet, netns_capability, 
 use common::redis_options;
 use limiter::{Clock, Rate, SystemClock};
 use rls::RlsError;
-use rls::store::redis::{Endpoint, OnBackendError, RedisStore, Sentinel, TimeSource};
-use rls::store::{Batch, BucketStore, Check, Meter, Role};
+use rls::store::redis::{Endpoint, OnBackendError, RedisStore, TimeSource};
+use rls::store::{Batch, BucketStore, Meter};
 
 /// The hot bucket: 200 a second, burst 20 (τ = 100 ms), so tokens keep flowing through
 /// the fault and a lost write shows.
@@ -130,20 +130,7 @@ impl Load {
 
 /// A check of the bucket of the descriptor `identity`.
 fn hot_check(identity: &str, now: u64) -> Batch {
-    let key = identity.as_bytes().to_vec();
-    Batch {
-        now,
-        checks: vec![Check {
-            key: 0..key.len(),
-            identity: key.len(),
-            meter: Meter::TokenBucket(rate()),
-            cost: 1,
-            descriptor: 0,
-            role: Role::Enforced,
-        }],
-        keys: key,
-        ..Batch::default()
-    }
+    common::one_check(identity, Meter::TokenBucket(rate()), 1, now)
 }
 
 fn store_on(endpoint: Endpoint) -> (Arc<RedisStore>, String) {
@@ -219,16 +206,7 @@ async fn sentinel_failover(set: &mut SentinelSet, cut: Option<&NetNs>) {
     } else {
         "sentinel, primary killed"
     };
-    let sentinel = Sentinel {
-        nodes: set
-            .sentinel_addrs()
-            .iter()
-            .map(|a| format!("redis://{a}"))
-            .collect(),
-        master: "mymaster".into(),
-        auth: None,
-    };
-    let (store, prefix) = store_on(Endpoint::Sentinel(sentinel));
+    let (store, prefix) = store_on(Endpoint::Sentinel(set.sentinel()));
     store.wait_connected().await;
     let load = Load::start(store.clone(), 4, "hot");
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -236,9 +236,13 @@ impl SentinelSet {
         }
     }
 
-    /// The sentinels' addresses.
-    pub fn sentinel_addrs(&self) -> Vec<String> {
-        self.sentinels.iter().map(Node::addr).collect()
+    /// The store's view of it: these sentinels, `mymaster`.
+    pub fn sentinel(&self) -> rls::store::redis::Sentinel {
+        rls::store::redis::Sentinel {
+            nodes: self.sentinels.iter().map(Node::url).collect(),
+            master: "mymaster".into(),
+            auth: None,
+        }
     }
 }
 
@@ -374,17 +378,7 @@ impl ReplicatedCluster {
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(Node::addr).collect();
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .unwrap_or_else(|_| missing("redis-cli"));
-        let text = String::from_utf8_lossy(&created.stdout);
-        assert!(
-            created.status.success() && text.contains("All 16384 slots covered"),
-            "cluster create failed: {text}"
-        );
+        super::redis::create_cluster(&addrs, 1);
         let cluster = ReplicatedCluster { nodes };
         for node in &cluster.nodes {
             let ok = (0..3000).any(|_| node.cli(&["cluster", "info"]).contains("cluster_state:ok"));

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisResult, Value};
+use redis::Value;
 use tokio::sync::watch;
 
-use super::connect::{Endpoint, Link, open, redact};
+use super::asker::Asker;
+use super::connect::{Endpoint, Link, open};
 use super::shard::ShardOptions;
 
 /// How often a node is asked for the slot map.
@@ -55,51 +55,6 @@ fn at_address(url: &str, address: &str) -> String {
     format!("{scheme}://{credentials}{address}")
 }
 
-/// Asks the configured nodes in turn, keeping a connection to the one that last answered.
-struct Asker {
-    nodes: Vec<String>,
-    next: usize,
-    connection: Option<MultiplexedConnection>,
-    timeout: Duration,
-}
-
-impl Asker {
-    async fn primaries(&mut self) -> Result<BTreeSet<String>, String> {
-        let mut errors = Vec::new();
-        for _ in 0..self.nodes.len() {
-            match self.ask().await {
-                Ok(found) if !found.is_empty() => return Ok(found),
-                Ok(_) => errors.push(format!("{}: no slots", redact(&self.nodes[self.next]))),
-                Err(error) => errors.push(format!("{}: {error}", redact(&self.nodes[self.next]))),
-            }
-            self.connection = None;
-            self.next = (self.next + 1) % self.nodes.len();
-        }
-        Err(errors.join("; "))
-    }
-
-    async fn ask(&mut self) -> RedisResult<BTreeSet<String>> {
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => {
-                let client = redis::Client::open(self.nodes[self.next].as_str())?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout));
-                let opened = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                self.connection.insert(opened)
-            }
-        };
-        let reply: Value = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(connection)
-            .await?;
-        Ok(primaries(&reply))
-    }
-}
-
 /// Opens the cluster client and keeps it on the current primaries for ever: publishes each
 /// client in `link` (and `true` on `connected`), keeping the previous one until a new one
 /// is open.
@@ -111,17 +66,16 @@ pub async fn follow(
     name: Arc<str>,
     connected: watch::Sender<bool>,
 ) {
-    let mut asker = Asker {
-        nodes: nodes.clone(),
-        next: 0,
-        connection: None,
-        // A node that does not answer in this time is skipped for the next.
-        timeout: options.connect_timeout.min(Duration::from_millis(500)),
-    };
+    // A node that does not answer in this time is skipped for the next.
+    let timeout = options.connect_timeout.min(Duration::from_millis(500));
+    let mut asker = Asker::new(nodes.clone(), timeout);
+    let mut slots = redis::cmd("CLUSTER");
+    slots.arg("SLOTS");
+    let primaries_of = |reply: Value| Some(primaries(&reply)).filter(|p| !p.is_empty());
     let mut known: Option<BTreeSet<String>> = None;
     let mut backoff = POLL;
     loop {
-        let found = asker.primaries().await;
+        let found = asker.ask(&slots, primaries_of, "no slots").await;
         let moved = match &found {
             Ok(primaries) => known.as_ref() != Some(primaries),
             Err(_) => false,

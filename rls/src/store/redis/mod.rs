@@ -16,6 +16,7 @@
 //! and followed through Redis Sentinel), `cluster.rs` (a cluster's primaries followed when
 //! one vanishes).
 
+mod asker;
 mod batcher;
 mod cache;
 mod cluster;

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisResult, Value};
+use redis::{RedisResult, Value};
 use tokio::sync::watch;
 
+use super::asker::Asker;
 use super::connect::{Endpoint, Link, open};
 use super::shard::ShardOptions;
 
@@ -54,61 +54,6 @@ impl Sentinel {
     }
 }
 
-/// Asks the sentinels in turn, keeping a connection to the one that last answered.
-struct Asker {
-    sentinel: Sentinel,
-    next: usize,
-    connection: Option<MultiplexedConnection>,
-    timeout: Duration,
-}
-
-impl Asker {
-    /// The primary's `(host, port)`, from the first sentinel that knows it.
-    async fn primary(&mut self) -> Result<(String, u16), String> {
-        let mut errors = Vec::new();
-        for _ in 0..self.sentinel.nodes.len() {
-            match self.ask().await {
-                Ok(Some(address)) => return Ok(address),
-                Ok(None) => errors.push(format!(
-                    "{}: no primary named {}",
-                    super::connect::redact(&self.sentinel.nodes[self.next]),
-                    self.sentinel.master
-                )),
-                Err(error) => errors.push(format!(
-                    "{}: {error}",
-                    super::connect::redact(&self.sentinel.nodes[self.next])
-                )),
-            }
-            // This sentinel failed or does not know the name: the next one, from scratch.
-            self.connection = None;
-            self.next = (self.next + 1) % self.sentinel.nodes.len();
-        }
-        Err(errors.join("; "))
-    }
-
-    async fn ask(&mut self) -> RedisResult<Option<(String, u16)>> {
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => {
-                let client = redis::Client::open(self.sentinel.nodes[self.next].as_str())?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout));
-                let opened = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                self.connection.insert(opened)
-            }
-        };
-        let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(&self.sentinel.master)
-            .query_async(connection)
-            .await?;
-        Ok(reply)
-    }
-}
-
 /// Whether the server behind `link` says it is a primary (`ROLE`): just after a failover
 /// the sentinels may name a server that is still turning from replica into primary.
 async fn is_primary(link: &Link) -> RedisResult<bool> {
@@ -133,20 +78,19 @@ pub async fn follow(
     name: Arc<str>,
     connected: watch::Sender<bool>,
 ) {
-    let mut asker = Asker {
-        sentinel,
-        next: 0,
-        connection: None,
-        timeout: options.connect_timeout,
-    };
+    let mut asker = Asker::new(sentinel.nodes.clone(), options.connect_timeout);
+    let mut ask = redis::cmd("SENTINEL");
+    ask.arg("get-master-addr-by-name").arg(&sentinel.master);
+    let missing = format!("no primary named {}", sentinel.master);
     let mut current: Option<(String, u16)> = None;
     // Said once per change, not once per poll.
     let mut last_problem: Option<String> = None;
     loop {
-        let problem = match asker.primary().await {
+        let primary = asker.ask(&ask, |reply: Option<(String, u16)>| reply, &missing);
+        let problem = match primary.await {
             Ok(address) if current.as_ref() == Some(&address) => None,
             Ok((host, port)) => {
-                let url = asker.sentinel.primary_url(&host, port);
+                let url = sentinel.primary_url(&host, port);
                 let endpoint = Endpoint::Server(url);
                 match open(&endpoint, &options, deadline).await {
                     Ok(opened) => match is_primary(&opened).await {
