@@ -36,8 +36,10 @@ const UNITS: &str = "second, minute, hour, day, week, month or year";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A quota file or directory could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    /// A quota file or directory could not be read. The message names the path; what the
+    /// operating system said is the [source](std::error::Error::source), so that a report
+    /// of the whole chain (anyhow's `{:#}`) prints it once.
+    #[error("{}: cannot read", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,

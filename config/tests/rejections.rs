@@ -312,11 +312,26 @@ fn merging_domains_still_refuses_a_repeated_top_level_descriptor() {
 fn a_missing_file_is_an_io_error_naming_it() {
     let err = load_error_with("tests/bad/no_such_file.yaml", &LoadOptions::default());
     assert!(matches!(err, ConfigError::Io { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "tests/bad/no_such_file.yaml: cannot read");
+}
+
+// Reproduces "No such file or directory (os error 2): No such file or directory (os error
+// 2)": the cause was printed by the error's own message and again as its source.
+#[test]
+fn an_io_error_prints_its_cause_once_in_the_chain() {
+    let err = load_error_with("tests/bad/no_such_file.yaml", &LoadOptions::default());
+    // As anyhow's `{:#}` and other error reporters print it: each error of the chain.
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
     assert!(
-        err.to_string()
-            .starts_with("tests/bad/no_such_file.yaml: cannot read: "),
-        "{err}"
+        chain.starts_with("tests/bad/no_such_file.yaml: cannot read: "),
+        "{chain}"
     );
+    assert_eq!(chain.matches("(os error").count(), 1, "{chain}");
 }
 
 #[test]
