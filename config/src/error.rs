@@ -236,6 +236,18 @@ pub enum ConfigError {
         path: String,
     },
 
+    /// `burst: 0`: a bucket of no tokens would refuse every request, which
+    /// `requests_per_unit: 0` already says plainly.
+    #[error(
+        "{at}: {path}: must be at least 1 (a bucket of no tokens refuses every request; write requests_per_unit: 0 for that)"
+    )]
+    ZeroBurst {
+        /// The burst value.
+        at: Position,
+        /// Path ending in `burst`.
+        path: String,
+    },
+
     /// An `algorithm` that is neither `token_bucket` nor `fixed_window`.
     #[error(
         "{at}: {path}: unknown algorithm \"{algorithm}\" (expected token_bucket or fixed_window)"
@@ -418,6 +430,7 @@ impl ConfigError {
             | Self::RateLimitAndRateLimits { at, .. }
             | Self::BurstWithFixedWindow { at, .. }
             | Self::ZeroUnitMultiplier { at, .. }
+            | Self::ZeroBurst { at, .. }
             | Self::UnknownAlgorithm { at, .. }
             | Self::DuplicateLimitName { at, .. }
             | Self::UnlimitedNotAlone { at, .. }
@@ -457,6 +470,7 @@ impl ConfigError {
             | Self::RateLimitAndRateLimits { path, .. }
             | Self::BurstWithFixedWindow { path, .. }
             | Self::ZeroUnitMultiplier { path, .. }
+            | Self::ZeroBurst { path, .. }
             | Self::UnknownAlgorithm { path, .. }
             | Self::DuplicateLimitName { path, .. }
             | Self::UnlimitedNotAlone { path, .. }

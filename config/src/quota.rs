@@ -127,7 +127,8 @@ pub struct Limit {
     pub unit_multiplier: NonZeroU32,
     /// Requests allowed per period; 0 blocks everything.
     pub requests_per_unit: u32,
-    /// Token-bucket capacity; equals `requests_per_unit` unless given (token bucket only).
+    /// Token-bucket capacity; equals `requests_per_unit` unless given (token bucket only),
+    /// and at least 1 when given.
     pub burst: u32,
     /// How the limit counts.
     pub algorithm: Algorithm,
@@ -422,6 +423,12 @@ fn limit(
     let requests_per_unit = dto.requests_per_unit.unwrap_or(0);
     let burst = match (&dto.burst, algorithm) {
         (None, _) => requests_per_unit,
+        (Some(burst), Algorithm::TokenBucket) if burst.value == 0 => {
+            return Err(ConfigError::ZeroBurst {
+                at: at(&burst.referenced),
+                path: format!("{path}.burst"),
+            });
+        }
         (Some(burst), Algorithm::TokenBucket) => burst.value,
         (Some(burst), Algorithm::FixedWindow) => {
             return Err(ConfigError::BurstWithFixedWindow {

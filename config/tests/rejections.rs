@@ -247,6 +247,16 @@ fn a_zero_unit_multiplier_is_refused() {
     );
 }
 
+// Reproduces `burst: 0` being accepted: the bucket then denied every request.
+#[test]
+fn a_zero_burst_is_refused() {
+    assert_eq!(
+        load_error("zero_burst.yaml"),
+        "tests/bad/zero_burst.yaml:7:14: descriptors[0].rate_limit.burst: must be at least 1 \
+         (a bucket of no tokens refuses every request; write requests_per_unit: 0 for that)"
+    );
+}
+
 #[test]
 fn an_unknown_algorithm_is_refused() {
     assert_eq!(
