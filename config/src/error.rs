@@ -248,6 +248,23 @@ pub enum ConfigError {
         path: String,
     },
 
+    /// A period, burst or rate that the bucket maths cannot represent exactly (see
+    /// [`MAX_TOLERANCE_NANOS`](crate::MAX_TOLERANCE_NANOS) and
+    /// [`MAX_WINDOW_SECS`](crate::MAX_WINDOW_SECS)).
+    #[error("{at}: {path}: {value} is too large: {reason}; the largest allowed here is {largest}")]
+    TooLarge {
+        /// The value (the limit's map when the field is absent).
+        at: Position,
+        /// Path ending in the field.
+        path: String,
+        /// The value as written.
+        value: String,
+        /// The largest value the field may take, the limit's other values unchanged.
+        largest: String,
+        /// The bound passed, in words.
+        reason: &'static str,
+    },
+
     /// An `algorithm` that is neither `token_bucket` nor `fixed_window`.
     #[error(
         "{at}: {path}: unknown algorithm \"{algorithm}\" (expected token_bucket or fixed_window)"
@@ -431,6 +448,7 @@ impl ConfigError {
             | Self::BurstWithFixedWindow { at, .. }
             | Self::ZeroUnitMultiplier { at, .. }
             | Self::ZeroBurst { at, .. }
+            | Self::TooLarge { at, .. }
             | Self::UnknownAlgorithm { at, .. }
             | Self::DuplicateLimitName { at, .. }
             | Self::UnlimitedNotAlone { at, .. }
@@ -471,6 +489,7 @@ impl ConfigError {
             | Self::BurstWithFixedWindow { path, .. }
             | Self::ZeroUnitMultiplier { path, .. }
             | Self::ZeroBurst { path, .. }
+            | Self::TooLarge { path, .. }
             | Self::UnknownAlgorithm { path, .. }
             | Self::DuplicateLimitName { path, .. }
             | Self::UnlimitedNotAlone { path, .. }

@@ -43,7 +43,7 @@ pub(crate) struct DescriptorDto {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitDto {
     pub unit: Option<Spanned<String>>,
-    pub requests_per_unit: Option<u32>,
+    pub requests_per_unit: Option<Spanned<u32>>,
     pub unlimited: Option<Spanned<bool>>,
     pub name: Option<Spanned<String>>,
     pub replaces: Option<Vec<Spanned<ReplacesDto>>>,

@@ -6,7 +6,8 @@
 //! `docs/quota-files.md`.
 //!
 //! Modules: `load` ([`QuotaSet`], files and directories), `tree` ([`Domain`], matching),
-//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `local` ([`LocalSection`], after
+//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `bounds` (the largest limits the
+//! bucket maths keeps exact, [`Excess`]), `local` ([`LocalSection`], after
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
 //! serde shape), `error` ([`ConfigError`]).
 //!
@@ -29,6 +30,7 @@
 //! ```
 
 mod actions;
+mod bounds;
 mod error;
 mod file;
 mod load;
@@ -39,6 +41,7 @@ mod tree;
 mod yaml_error;
 
 pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
+pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
 pub use error::{ConfigError, Position};
 pub use load::{LoadOptions, QuotaSet, is_quota_file_name};
 pub use local::{

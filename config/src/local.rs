@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use crate::actions::{self, RateLimitActions};
+use crate::bounds;
 use crate::error::{ConfigError, Position};
 use crate::file::{self, LocalDescriptorDto, LocalDto, TokenBucketDto};
 
@@ -353,6 +354,21 @@ fn token_bucket(
             path: format!("{path}.fill_interval"),
             value: interval.value.clone(),
         });
+    }
+    let written = &interval.value;
+    if let Some(excess) = bounds::local_excess(
+        tokens_per_fill.get(),
+        fill_interval,
+        written,
+        max_tokens.value,
+    ) {
+        return Err(
+            excess.refusal(file, path, &dto.referenced, |field| match field {
+                "tokens_per_fill" => dto.value.tokens_per_fill.as_ref().map(|v| &v.referenced),
+                "max_tokens" => Some(&max_tokens.referenced),
+                _ => Some(&interval.referenced),
+            }),
+        );
     }
     Ok(TokenBucket {
         max_tokens: max_tokens.value,

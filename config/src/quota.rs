@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use crate::bounds::{self, Excess};
 use crate::error::{ConfigError, Position};
 use crate::file::{self, DescriptorDto, RateLimitDto};
 
@@ -145,6 +146,36 @@ impl Limit {
     /// The period in seconds.
     pub fn period_secs(&self) -> u64 {
         self.unit.seconds() * u64::from(self.unit_multiplier.get())
+    }
+
+    /// The value of this limit that the bucket maths cannot represent exactly, if any (see
+    /// [`MAX_TOLERANCE_NANOS`](crate::MAX_TOLERANCE_NANOS) and
+    /// [`MAX_WINDOW_SECS`](crate::MAX_WINDOW_SECS)). Quota files are checked when they
+    /// load; a limit made otherwise, such as one a request carries, is checked with this.
+    pub fn excess(&self) -> Option<Excess> {
+        let multiplier = self.unit_multiplier.get();
+        match self.algorithm {
+            Algorithm::FixedWindow => bounds::window_excess(self.unit.seconds(), multiplier),
+            Algorithm::TokenBucket => {
+                let unit_nanos = u128::from(self.unit.seconds()) * bounds::NANOS_PER_SEC;
+                let period_nanos = unit_nanos * u128::from(multiplier);
+                // A burst equal to the rate reads as the default: the period is blamed.
+                let burst_given = self.burst != self.requests_per_unit;
+                let excess = bounds::token_bucket(
+                    self.requests_per_unit,
+                    period_nanos,
+                    self.burst,
+                    burst_given,
+                )?;
+                Some(bounds::rule_excess(
+                    excess,
+                    self.requests_per_unit,
+                    unit_nanos,
+                    multiplier,
+                    self.burst,
+                ))
+            }
+        }
     }
 }
 
@@ -420,7 +451,7 @@ fn limit(
             })?
         }
     };
-    let requests_per_unit = dto.requests_per_unit.unwrap_or(0);
+    let requests_per_unit = dto.requests_per_unit.as_ref().map_or(0, |r| r.value);
     let burst = match (&dto.burst, algorithm) {
         (None, _) => requests_per_unit,
         (Some(burst), Algorithm::TokenBucket) if burst.value == 0 => {
@@ -444,7 +475,7 @@ fn limit(
             path: format!("{path}.unit_multiplier"),
         })?,
     };
-    Ok(Some(Limit {
+    let limit = Limit {
         name: dto
             .name
             .as_ref()
@@ -456,7 +487,17 @@ fn limit(
         burst,
         algorithm,
         replaces: replaces_names(file, path, dto)?,
-    }))
+    };
+    if let Some(excess) = limit.excess() {
+        return Err(
+            excess.refusal(file, path, &spec.referenced, |field| match field {
+                "requests_per_unit" => dto.requests_per_unit.as_ref().map(|v| &v.referenced),
+                "burst" => dto.burst.as_ref().map(|v| &v.referenced),
+                _ => dto.unit_multiplier.as_ref().map(|v| &v.referenced),
+            }),
+        );
+    }
+    Ok(Some(limit))
 }
 
 /// The names of a limit's `replaces` entries, each required and non-empty.

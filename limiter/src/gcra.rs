@@ -29,6 +29,11 @@ impl Rate {
     /// than a zero interval, which would make "tokens left" a division by zero. τ saturates at
     /// `u64::MAX` only for bursts worth more than 584 years of refill; such a bucket is still
     /// never more generous than its rate.
+    ///
+    /// Exact when `requests <= period` in nanoseconds (else T is cut to 1 ns) and τ is at most
+    /// [`config::MAX_TOLERANCE_NANOS`] (2^62 ns, about 146 years), for every `now` below 2^63
+    /// ns (the year 2262): quota files refuse limits past these bounds
+    /// ([`config::Limit::excess`]).
     pub fn new(requests: u32, period: Duration, burst: u32) -> Rate {
         if requests == 0 || burst == 0 {
             return Rate {
