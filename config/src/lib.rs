@@ -31,19 +31,23 @@
 
 mod actions;
 mod bounds;
+mod budget;
 mod error;
 mod file;
 mod load;
 mod local;
 mod pattern;
+mod position;
 mod quota;
 mod tree;
 mod yaml_error;
+mod yaml_nodes;
 
 pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
+pub use budget::METADATA_NESTING;
 pub use error::{ConfigError, Position};
-pub use load::{LoadOptions, QuotaSet, is_quota_file_name};
+pub use load::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, QuotaSet, is_quota_file_name};
 pub use local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
     Percent, TokenBucket,

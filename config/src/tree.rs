@@ -7,6 +7,7 @@ use serde_saphyr::Spanned;
 
 use crate::error::{ConfigError, Position};
 use crate::file::{self, DescriptorDto};
+use crate::load::LoadOptions;
 use crate::pattern::Pattern;
 use crate::quota::{self, Algorithm, Rule, Step, StepValue};
 
@@ -133,13 +134,14 @@ impl Domain {
         &mut self,
         file: &str,
         descriptors: Vec<Spanned<DescriptorDto>>,
-        default_algorithm: Algorithm,
+        options: &LoadOptions,
     ) -> Result<(), ConfigError> {
         let mut root = std::mem::take(&mut self.root);
         let mut builder = Builder {
             domain: self,
             file,
-            default_algorithm,
+            default_algorithm: options.default_algorithm,
+            max_depth: options.max_depth,
             steps: Vec::new(),
         };
         let result = builder.level(&mut root, "", descriptors);
@@ -153,6 +155,8 @@ struct Builder<'d, 'f> {
     domain: &'d mut Domain,
     file: &'f str,
     default_algorithm: Algorithm,
+    /// How many levels deep descriptors may nest.
+    max_depth: usize,
     /// The path from the root to the level being built.
     steps: Vec<Step>,
 }
@@ -184,6 +188,13 @@ impl Builder<'_, '_> {
         at: Position,
         dto: DescriptorDto,
     ) -> Result<(), ConfigError> {
+        if self.steps.len() >= self.max_depth {
+            return Err(ConfigError::TooDeep {
+                at,
+                path,
+                max: self.max_depth,
+            });
+        }
         let key = match &dto.key {
             None => {
                 return Err(ConfigError::Missing {

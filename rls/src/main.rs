@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             let options = LoadOptions {
                 merge_domains: args.merge_domains,
                 default_algorithm: args.default_algorithm.into(),
+                ..LoadOptions::default()
             };
             QuotaSet::load(&args.config, &options)
                 .map(|quotas| print!("{}", rls::summary::describe(&quotas)))

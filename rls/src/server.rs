@@ -74,6 +74,7 @@ impl Settings {
         LoadOptions {
             merge_domains: self.merge_domains,
             default_algorithm: self.default_algorithm.into(),
+            ..LoadOptions::default()
         }
     }
 
