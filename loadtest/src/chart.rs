@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::provenance::Provenance;
 use crate::report::{Measured, render_text};
 
 const WIDTH: f64 = 760.0;
@@ -284,10 +285,17 @@ fn title(measured: &Measured, index: usize) -> String {
     }
 }
 
-/// One HTML page: per phase, the printed table and the two charts, all inline.
-pub fn html_report(phases: &[Measured], quota: Option<&str>) -> String {
+/// One HTML page: where the figures come from, then per phase the printed table and the
+/// two charts, all inline.
+pub fn html_report(provenance: &Provenance, phases: &[Measured]) -> String {
+    let quota = provenance.quota.as_deref();
     let mut html = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>loadtest report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222;max-width:64em}pre{background:#f6f6f6;padding:1em;overflow-x:auto}svg{display:block;margin:1em 0}</style>\n</head>\n<body>\n<h1>loadtest report</h1>\n",
+    );
+    let _ = writeln!(
+        html,
+        "<pre class=\"provenance\">{}</pre>",
+        escape(&provenance.lines().join("\n"))
     );
     for (i, measured) in phases.iter().enumerate() {
         let [throughput, latency] = phase_charts(measured);
@@ -302,10 +310,26 @@ pub fn html_report(phases: &[Measured], quota: Option<&str>) -> String {
     html
 }
 
-/// One SVG image: per phase, the printed table as text, then the two charts.
-pub fn svg_report(phases: &[Measured]) -> String {
+/// Writes `line` as a line of monospace SVG text at `y`; the `y` of the next line.
+fn monospace_line(body: &mut String, y: f64, line: &str) -> f64 {
+    let _ = write!(
+        body,
+        r#"<text x="10" y="{:.0}" font-family="monospace" font-size="12" xml:space="preserve">{}</text>"#,
+        y + 12.0,
+        escape(line)
+    );
+    y + 15.0
+}
+
+/// One SVG image: where the figures come from, then per phase the printed table as text
+/// and the two charts.
+pub fn svg_report(provenance: &Provenance, phases: &[Measured]) -> String {
     let mut body = String::new();
     let mut y = 10.0;
+    let head = provenance.lines();
+    for line in &head {
+        y = monospace_line(&mut body, y, line);
+    }
     for (i, measured) in phases.iter().enumerate() {
         let _ = write!(
             body,
@@ -315,13 +339,7 @@ pub fn svg_report(phases: &[Measured]) -> String {
         );
         y += 28.0;
         for line in render_text(measured, None).lines() {
-            let _ = write!(
-                body,
-                r#"<text x="10" y="{:.0}" font-family="monospace" font-size="12" xml:space="preserve">{}</text>"#,
-                y + 12.0,
-                escape(line)
-            );
-            y += 15.0;
+            y = monospace_line(&mut body, y, line);
         }
         for chart in phase_charts(measured) {
             let _ = write!(body, r#"<g transform="translate(0 {y:.0})">{chart}</g>"#);
@@ -337,6 +355,7 @@ pub fn svg_report(phases: &[Measured]) -> String {
                 .map(|l| l.chars().count())
                 .collect::<Vec<_>>()
         })
+        .chain(head.iter().map(|l| l.chars().count()))
         .max()
         .unwrap_or(0);
     let width = WIDTH.max(20.0 + 7.3 * widest as f64).ceil();
