@@ -6,7 +6,8 @@
 //! `docs/quota-files.md`.
 //!
 //! Modules: `load` ([`QuotaSet`], files and directories), `tree` ([`Domain`], matching),
-//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `bounds` (the largest limits the
+//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `rate_limit` (the checks that
+//! make limits), `bounds` (the largest limits the
 //! bucket maths keeps exact, [`Excess`]), `local` ([`LocalSection`], after
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
 //! serde shape), `error` ([`ConfigError`]).
@@ -39,6 +40,7 @@ mod local;
 mod pattern;
 mod position;
 mod quota;
+mod rate_limit;
 mod tree;
 mod yaml_error;
 mod yaml_nodes;
