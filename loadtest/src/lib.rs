@@ -6,7 +6,8 @@
 //! Modules: [`spec`] (a phase: flags or scenario file), [`workload`] and [`sampler`] (the
 //! pre-encoded requests and which key comes next), [`generator`] (connections, workers,
 //! pacing), [`stats`] (HDR histograms, codes, per-second series), [`accuracy`] (permitted
-//! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`baseline`] (the
+//! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`provenance`] (the
+//! date, command, targets, quota and commit every report carries), [`baseline`] (the
 //! no-op RLS), [`run`], [`compare`] and [`stack`] (the subcommands), [`processes`] (the
 //! processes the stack starts).
 //!
@@ -42,6 +43,7 @@ pub mod error;
 pub mod generator;
 pub mod processes;
 pub mod progress;
+pub mod provenance;
 pub mod report;
 pub mod run;
 pub mod sampler;
