@@ -13,6 +13,7 @@ use crate::fleet::{Fleet, FleetPlan, Store, WorkDir};
 use crate::generator::{Plan, connect, drive};
 use crate::processes::find_rls;
 use crate::progress::{Live, ProgressDisplay};
+use crate::provenance::Provenance;
 use crate::report::{RunReport, format_us, text_table};
 use crate::scrape::metric_sum;
 use crate::spec::PhaseSpec;
@@ -129,6 +130,8 @@ pub struct FigureMedians {
 /// What `loadtest compare` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
+    /// When, how and at which commit it ran; the targets are A and B.
+    pub provenance: Provenance,
     /// Service A.
     pub a: String,
     /// Service B.
@@ -210,6 +213,7 @@ pub async fn compare(
     rounds: usize,
     progress: bool,
 ) -> Result<Comparison, HarnessError> {
+    let provenance = Provenance::now(&[a.label.clone(), b.label.clone()], None);
     spec.validate()?;
     if rounds == 0 {
         return Err(HarnessError::Workload("--rounds must be at least 1".into()));
@@ -246,6 +250,7 @@ pub async fn compare(
         }
     }
     Ok(Comparison {
+        provenance,
         a: a.label.clone(),
         b: b.label.clone(),
         phase: spec.clone(),
@@ -268,7 +273,8 @@ pub fn render(comparison: &Comparison) -> String {
         }
     };
     let mut out = format!(
-        "A = {}, B = {}; {}; {} round(s) each of {:.1} s after {:.1} s warm-up\n\n",
+        "{}\n\nA = {}, B = {}; {}; {} round(s) each of {:.1} s after {:.1} s warm-up\n\n",
+        comparison.provenance.lines().join("\n"),
         comparison.a,
         comparison.b,
         comparison.phase.pace(),

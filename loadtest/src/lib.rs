@@ -6,7 +6,8 @@
 //! Modules: [`spec`] (a phase: flags or scenario file), [`workload`] and [`sampler`] (the
 //! pre-encoded requests and which key comes next), [`generator`] (connections, workers,
 //! pacing), [`stats`] (HDR histograms, codes, per-second series), [`accuracy`] (permitted
-//! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`baseline`] (the
+//! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`provenance`] (the
+//! date, command, targets, quota and commit every report carries), [`baseline`] (the
 //! no-op RLS), [`run`], [`compare`] and [`stack`] (the subcommands), [`processes`] (the
 //! processes the stack starts), [`cpu`] (CPU lists and CPU time per process), [`fleet`] (the
 //! `rls` replicas and Redis one measured side runs on), [`scrape`] (their metrics).
@@ -45,6 +46,7 @@ pub mod fleet;
 pub mod generator;
 pub mod processes;
 pub mod progress;
+pub mod provenance;
 pub mod report;
 pub mod run;
 pub mod sampler;

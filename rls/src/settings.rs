@@ -52,6 +52,7 @@ impl QuotaArgs {
         LoadOptions {
             merge_domains: self.merge_domains,
             default_algorithm: self.default_algorithm.into(),
+            ..LoadOptions::default()
         }
     }
 

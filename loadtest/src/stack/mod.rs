@@ -21,6 +21,7 @@ use crate::cpu::CpuPerDecision;
 use crate::error::HarnessError;
 use crate::fleet::{Fleet, FleetPlan, WorkDir};
 use crate::processes::{RlsFeatures, find_on_path, find_rls};
+use crate::provenance;
 use crate::report::Measured;
 use crate::run::{load_quotas, run_baseline, run_phase};
 use crate::spec::PhaseSpec;
@@ -116,10 +117,10 @@ pub async fn run_stack(args: &StackArgs) -> Result<StackRun, HarnessError> {
         });
     }
     Ok(StackRun {
-        date: section::today(),
-        machine: section::machine(),
-        commit: section::commit(),
-        command: section::command_line(),
+        date: provenance::today(),
+        machine: provenance::machine(),
+        commit: provenance::commit(),
+        command: provenance::command_line(),
         rows,
     })
 }
