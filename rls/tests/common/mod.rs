@@ -216,20 +216,3 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
         .expect("status line");
     (status, body.to_string())
 }
-
-/// A batch of one check of `cost` on the bucket `key` (its whole identity) at `now`.
-pub fn one_check(key: &str, meter: rls::store::Meter, cost: u32, now: u64) -> rls::store::Batch {
-    rls::store::Batch {
-        now,
-        keys: key.as_bytes().to_vec(),
-        checks: vec![rls::store::Check {
-            key: 0..key.len(),
-            identity: key.len(),
-            meter,
-            cost,
-            descriptor: 0,
-            role: rls::store::Role::Enforced,
-        }],
-        ..rls::store::Batch::default()
-    }
-}

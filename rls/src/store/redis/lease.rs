@@ -90,9 +90,12 @@ impl Lease {
             .is_some_and(|rx| rx.has_changed().is_ok())
     }
 
-    /// Whether its tokens may be given out at `now`.
+    /// Whether it may answer at `now`. Only while it holds tokens: a check Redis answered
+    /// since the last grant (the lease was empty) is in Redis's state but not in the
+    /// basis, and the next grant, which brings tokens, brings a basis that has it.
     fn is_live(&self, now: Nanos) -> bool {
-        now < self.due
+        self.tokens > 0
+            && now < self.due
             && match self.basis {
                 Basis::None => false,
                 Basis::Tat(_) => true,
@@ -341,19 +344,13 @@ impl Leases {
                 continue;
             }
             match lease.busy.clone().filter(|_| lease.is_busy()) {
-                Some(busy) if may_wait => {
-                    plan.wait.push(busy);
-                    continue;
-                }
+                Some(busy) if may_wait => plan.wait.push(busy),
                 Some(_) => {}
                 None if lease.tokens > 0 => {
                     plan.hand_back.push(take_back(batch.key(check), &mut lease));
                 }
                 None => {}
             }
-            // Redis answers this one: what the last grant reported no longer describes
-            // the bucket until the next grant.
-            lease.basis = Basis::None;
         }
         plan
     }

@@ -230,10 +230,12 @@ impl RedisStore {
             }
             leasing.leases.undo(batch, &plan.served, |_| true);
             leasing.hand_back(backs).await?;
-            for mut busy in plan.wait {
-                // Closed when the grant or hand-back in flight is done.
+            // Closed when the grant or hand-back in flight is done; a grant slower than half
+            // the deadline is not waited for: Redis answers the check instead.
+            let waits = plan.wait.into_iter().map(|mut busy| async move {
                 let _ = busy.changed().await;
-            }
+            });
+            let _ = tokio::time::timeout(leasing.deadline / 2, join_all(waits)).await;
         }
         unreachable!("the second plan never waits")
     }
