@@ -385,8 +385,8 @@ impl Leases {
     }
 
     /// Grants to ask for after a request: hot buckets among `batch`'s checks (answered
-    /// `allowed`) whose lease holds less than half of what one lease should, with no grant
-    /// in flight. Each is marked busy until its grant lands.
+    /// `allowed`) whose lease holds less than one lease should, with no grant in flight.
+    /// Each is marked busy until its grant lands.
     pub fn wants(&self, batch: &Batch, allowed: &[bool]) -> Vec<Want> {
         let mut wants = Vec::new();
         let now = batch.now;
@@ -402,30 +402,33 @@ impl Leases {
                 continue;
             }
             let size = self.size(&lease, now);
-            let low = !lease.is_live(now) || lease.tokens * 2 < size;
-            if !low || size <= lease.tokens {
+            if lease.is_live(now) && lease.tokens >= size {
                 continue;
             }
+            // A whole lease more, asked while the one held still lasts: one call a span
+            // at a steady rate, however long the call takes (within a span).
             let (done, busy) = watch::channel(());
             lease.busy = Some(busy);
+            lease.demand = 0;
+            lease.since = now;
             wants.push(Want {
                 key: key.into(),
                 redis_key: lease.redis_key.clone(),
                 group: lease.group,
                 meter: lease.meter,
-                tokens: size - lease.tokens,
+                tokens: size,
                 _done: done,
             });
         }
         wants
     }
 
-    /// What one lease of this bucket should hold: its demand here over one span (at least
-    /// one token, at most a full bucket). Measuring restarts.
+    /// What one lease of this bucket should hold: its demand here over one span, measured
+    /// since the last grant was asked (at least one token, at most a full bucket).
     fn size(&self, lease: &Lease, now: Nanos) -> u64 {
-        // Over at least a millisecond, so that a first burst does not read as infinite.
-        let elapsed = now.saturating_sub(lease.since).max(1_000_000);
+        // Over at least a span, so that a burst reads as what it is, not as a rate.
         let span = self.span();
+        let elapsed = now.saturating_sub(lease.since).max(span);
         let size = (u128::from(lease.demand) * u128::from(span)).div_ceil(u128::from(elapsed));
         u64::try_from(size)
             .unwrap_or(u64::MAX)
@@ -453,8 +456,6 @@ impl Leases {
             },
         };
         lease.due = sent.saturating_add(self.span());
-        lease.demand = 0;
-        lease.since = sent;
         self.largest.fetch_max(lease.tokens, Ordering::Relaxed);
         metrics::gauge!("rls_lease_largest_tokens").set(self.largest() as f64);
     }
