@@ -71,6 +71,8 @@ pub struct Lease {
     pub busy: Option<watch::Receiver<()>>,
     /// Tokens asked of it since `since`, for sizing.
     pub demand: u64,
+    /// What one lease should hold, as last measured.
+    pub size: u64,
     /// See `demand`.
     pub since: Nanos,
     /// The last use.
@@ -246,52 +248,68 @@ impl Leases {
         threshold == 0
     }
 
-    /// Answers `batch` from leases if every check can be, taking their tokens; else takes
-    /// nothing (and counts the checks' heat and demand). No I/O.
-    pub fn serve_all(&self, batch: &Batch, placer: &Placer) -> Option<Vec<Decision>> {
-        let mut ready = true;
-        for check in &batch.checks {
-            ready &= self.note(batch, check, placer);
-        }
-        if !ready {
-            return None;
-        }
+    /// Answers `batch` from leases if every check can be, taking their tokens, with the
+    /// grants to ask for; else takes nothing (and counts the checks' heat and demand).
+    /// One look at each bucket's lease. No I/O.
+    pub fn serve_all(&self, batch: &Batch, placer: &Placer) -> Option<(Vec<Decision>, Vec<Want>)> {
         let mut served = Vec::with_capacity(batch.checks.len());
-        for check in &batch.checks {
-            let cost = u64::from(check.cost);
-            let taken = self
-                .entries
-                .get_mut(batch.key(check))
-                .and_then(|mut lease| {
-                    (lease.is_live(batch.now) && lease.tokens >= cost).then(|| {
-                        let decision = lease.decide(check.cost, batch.now);
-                        lease.draw(cost, batch.now, self.span());
-                        decision
-                    })
-                });
-            match taken {
+        let mut wants = Vec::new();
+        for (i, check) in batch.checks.iter().enumerate() {
+            match self.serve_one(batch, check, placer, &mut wants) {
                 Some(decision) => served.push(Some(decision)),
                 None => {
-                    // Raced with another request: give back what was taken, ask Redis.
+                    for rest in &batch.checks[i + 1..] {
+                        self.note(batch, rest, placer);
+                    }
+                    // Give back what was taken: Redis decides this one.
                     self.undo(batch, &served, |_| true);
                     return None;
                 }
             }
         }
-        Some(served.into_iter().flatten().collect())
+        Some((served.into_iter().flatten().collect(), wants))
     }
 
-    /// Counts `check`'s heat and demand; true when it has a live lease with enough tokens.
-    fn note(&self, batch: &Batch, check: &Check, placer: &Placer) -> bool {
+    /// `check` answered from its lease, if it has a live one with enough tokens, and the
+    /// grant to ask for if that leaves it short.
+    fn serve_one(
+        &self,
+        batch: &Batch,
+        check: &Check,
+        placer: &Placer,
+        wants: &mut Vec<Want>,
+    ) -> Option<Decision> {
         if !leasable(check, batch.stop_increment) {
-            return false;
+            return None;
+        }
+        let (key, now, cost) = (batch.key(check), batch.now, u64::from(check.cost));
+        let Some(mut lease) = self.entries.get_mut(key) else {
+            self.note(batch, check, placer);
+            return None;
+        };
+        lease.demand += cost;
+        lease.used = now;
+        if !(lease.is_live(now) && lease.tokens >= cost) {
+            return None;
+        }
+        let decision = lease.decide(check.cost, now);
+        lease.draw(cost, now, self.span());
+        wants.extend(self.want(key, &mut lease, now));
+        Some(decision)
+    }
+
+    /// Counts `check`'s heat, or its demand when it is leased; makes a lease for a bucket
+    /// that turns hot.
+    fn note(&self, batch: &Batch, check: &Check, placer: &Placer) {
+        if !leasable(check, batch.stop_increment) {
+            return;
         }
         let key = batch.key(check);
         let now = batch.now;
         if let Some(mut lease) = self.entries.get_mut(key) {
             lease.demand += u64::from(check.cost);
             lease.used = now;
-            return lease.is_live(now) && lease.tokens >= u64::from(check.cost);
+            return;
         }
         if self.heat_up(key, now) {
             let place = placer.place(batch.identity(check));
@@ -303,6 +321,7 @@ impl Leases {
                     due: 0,
                     busy: None,
                     demand: u64::from(check.cost),
+                    size: 1,
                     since: now,
                     used: now,
                     redis_key: placer.key(key, place.tag),
@@ -311,7 +330,6 @@ impl Leases {
                 },
             );
         }
-        false
     }
 
     /// How to answer each check of `batch`: from its lease when it has enough live tokens
@@ -395,44 +413,53 @@ impl Leases {
                 continue;
             }
             let key = batch.key(check);
-            let Some(mut lease) = self.entries.get_mut(key) else {
-                continue;
-            };
-            if lease.is_busy() {
-                continue;
+            if let Some(mut lease) = self.entries.get_mut(key) {
+                wants.extend(self.want(key, &mut lease, now));
             }
-            let size = self.size(&lease, now);
-            if lease.is_live(now) && lease.tokens >= size {
-                continue;
-            }
-            // A whole lease more, asked while the one held still lasts: one call a span
-            // at a steady rate, however long the call takes (within a span).
-            let (done, busy) = watch::channel(());
-            lease.busy = Some(busy);
-            lease.demand = 0;
-            lease.since = now;
-            wants.push(Want {
-                key: key.into(),
-                redis_key: lease.redis_key.clone(),
-                group: lease.group,
-                meter: lease.meter,
-                tokens: size,
-                _done: done,
-            });
         }
         wants
     }
 
-    /// What one lease of this bucket should hold: its demand here over one span, measured
-    /// since the last grant was asked (at least one token, at most a full bucket).
-    fn size(&self, lease: &Lease, now: Nanos) -> u64 {
-        // Over at least a span, so that a burst reads as what it is, not as a rate.
+    /// The grant to ask for the lease `key` at `now`, when it holds less than one lease
+    /// should and none is in flight; marks it busy until the grant lands.
+    fn want(&self, key: &[u8], lease: &mut Lease, now: Nanos) -> Option<Want> {
+        if lease.is_busy() {
+            return None;
+        }
+        let size = self.size(lease, now);
+        if lease.is_live(now) && lease.tokens >= size {
+            return None;
+        }
+        // A whole lease more, asked while the one held still lasts: one call a span at a
+        // steady rate, however long the call takes (within a span).
+        let (done, busy) = watch::channel(());
+        lease.busy = Some(busy);
+        Some(Want {
+            key: key.into(),
+            redis_key: lease.redis_key.clone(),
+            group: lease.group,
+            meter: lease.meter,
+            tokens: size,
+            _done: done,
+        })
+    }
+
+    /// What one lease of this bucket should hold: its demand here over one span (at least
+    /// one token, at most a full bucket), measured over whole spans; while a span is not
+    /// over yet, at least what it has seen so far.
+    fn size(&self, lease: &mut Lease, now: Nanos) -> u64 {
         let span = self.span();
-        let elapsed = now.saturating_sub(lease.since).max(span);
-        let size = (u128::from(lease.demand) * u128::from(span)).div_ceil(u128::from(elapsed));
-        u64::try_from(size)
-            .unwrap_or(u64::MAX)
-            .clamp(1, lease.capacity().max(1))
+        let elapsed = now.saturating_sub(lease.since);
+        let cap = lease.capacity().max(1);
+        if elapsed >= span {
+            let size = u128::from(lease.demand) * u128::from(span) / u128::from(elapsed);
+            lease.size = u64::try_from(size).unwrap_or(u64::MAX).clamp(1, cap);
+            lease.demand = 0;
+            lease.since = now;
+        } else {
+            lease.size = lease.size.max(lease.demand.clamp(1, cap));
+        }
+        lease.size
     }
 
     /// Lands a grant sent at `sent` (local clock): its tokens join the lease, whose basis

@@ -195,10 +195,9 @@ impl RedisStore {
     /// enough tokens; grants are asked for leases that run low. No I/O.
     pub(super) fn serve_leased(&self, batch: &Batch) -> Option<Verdict> {
         let leasing = self.leasing.as_ref()?;
-        let decisions = leasing.leases.serve_all(batch, &self.placer)?;
-        let verdict = Verdict::of(batch, decisions);
-        leasing.grant(leasing.leases.wants(batch, &vec![true; batch.checks.len()]));
-        Some(verdict)
+        let (decisions, wants) = leasing.leases.serve_all(batch, &self.placer)?;
+        leasing.grant(wants);
+        Some(Verdict::of(batch, decisions))
     }
 
     /// The plan for `batch` once nothing it needs is in flight: leases it cannot use are
