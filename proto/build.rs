@@ -10,6 +10,20 @@ const PROTOS: &[&str] = &[
     "proto/envoy/extensions/common/ratelimit/v3/ratelimit.proto",
     "proto/envoy/type/v3/ratelimit_unit.proto",
     "proto/envoy/config/core/v3/base.proto",
+    "proto/envoy/service/discovery/v3/ads.proto",
+    "proto/ratelimit/config/ratelimit/v3/rls_conf.proto",
+    "proto/envoy/service/rate_limit_quota/v3/rlqs.proto",
+];
+
+/// Packages that get proto3-JSON serde impls. The xDS discovery messages are left out:
+/// they carry `google.rpc.Status`, which has no serde impls, and are never JSON here.
+const JSON_PACKAGES: &[&str] = &[
+    ".envoy.config.core",
+    ".envoy.extensions",
+    ".envoy.service.ratelimit",
+    ".envoy.service.rate_limit_quota",
+    ".envoy.type",
+    ".ratelimit",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_well_known_types(true)
+        // A BucketId's map in key order: a stable encoding, and usable as a map key itself.
+        .btree_map(".envoy.service.rate_limit_quota")
         .extern_path(".google.protobuf", "::pbjson_types")
         .file_descriptor_set_path(&descriptor_path)
         .compile_with_config(config, &protos, &includes)?;
@@ -43,7 +59,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
-        .build(&[".envoy"])?;
+        .btree_map([".envoy.service.rate_limit_quota"])
+        .build(JSON_PACKAGES)?;
 
     Ok(())
 }

@@ -7,7 +7,14 @@
 //! - [`rls`] holds `RateLimitRequest`, `RateLimitResponse` and the `RateLimitService` stubs.
 //! - [`common`] holds `RateLimitDescriptor` and its `Entry` / `RateLimitOverride`.
 //! - [`core`] holds `HeaderValue`.
-//! - [`types`] holds `RateLimitUnit`.
+//! - [`types`] holds `RateLimitUnit`, `TokenBucket` and `RateLimitStrategy`.
+//! - [`xds`] holds the Aggregated Discovery Service (state of the world):
+//!   `DiscoveryRequest`, `DiscoveryResponse` and the client and server stubs; [`core`]
+//!   holds its `Node`, and [`rpc`] the `google.rpc.Status` of a NACK.
+//! - [`rls_config`] holds envoyproxy/ratelimit's `RateLimitConfig`, the resource its xDS
+//!   feed carries ([`RATE_LIMIT_CONFIG_TYPE_URL`]).
+//! - [`rlqs`] holds the Rate Limit Quota Service: `RateLimitQuotaUsageReports`,
+//!   `RateLimitQuotaResponse`, `BucketId` and the stubs.
 //! - [`wkt`] is `pbjson-types`: the `google.protobuf` well-known types (`Duration`, `Struct`,
 //!   `UInt64Value`, `Value`, ...) with their proto3 JSON forms.
 //!
@@ -39,9 +46,17 @@
 
 pub use envoy::config::core::v3 as core;
 pub use envoy::extensions::common::ratelimit::v3 as common;
+pub use envoy::service::discovery::v3 as xds;
+pub use envoy::service::rate_limit_quota::v3 as rlqs;
 pub use envoy::service::ratelimit::v3 as rls;
 pub use envoy::r#type::v3 as types;
+pub use google::rpc;
 pub use pbjson_types as wkt;
+pub use ratelimit::config::ratelimit::v3 as rls_config;
+
+/// The xDS type URL of [`rls_config::RateLimitConfig`], as Envoy Gateway serves it.
+pub const RATE_LIMIT_CONFIG_TYPE_URL: &str =
+    "type.googleapis.com/ratelimit.config.ratelimit.v3.RateLimitConfig";
 
 /// The encoded `FileDescriptorSet` of our protos and their imports, for gRPC server
 /// reflection (`tonic-reflection`) or dynamic decoding.
@@ -57,7 +72,8 @@ pub mod envoy {
     pub mod config {
         /// `envoy.config.core.*` packages.
         pub mod core {
-            /// `envoy.config.core.v3`: [`HeaderValue`](v3::HeaderValue) only.
+            /// `envoy.config.core.v3`: [`HeaderValue`](v3::HeaderValue), and
+            /// [`Node`](v3::Node) for xDS.
             #[allow(missing_docs)]
             pub mod v3 {
                 include!(concat!(env!("OUT_DIR"), "/envoy.config.core.v3.rs"));
@@ -91,7 +107,8 @@ pub mod envoy {
 
     /// `envoy.type.*` packages.
     pub mod r#type {
-        /// `envoy.type.v3`: [`RateLimitUnit`](v3::RateLimitUnit) only.
+        /// `envoy.type.v3`: [`RateLimitUnit`](v3::RateLimitUnit),
+        /// [`TokenBucket`](v3::TokenBucket), [`RateLimitStrategy`](v3::RateLimitStrategy).
         #[allow(missing_docs)]
         pub mod v3 {
             include!(concat!(env!("OUT_DIR"), "/envoy.r#type.v3.rs"));
@@ -112,6 +129,66 @@ pub mod envoy {
                 include!(concat!(
                     env!("OUT_DIR"),
                     "/envoy.service.ratelimit.v3.serde.rs"
+                ));
+            }
+        }
+
+        /// `envoy.service.discovery.*` packages.
+        pub mod discovery {
+            /// `envoy.service.discovery.v3`: the state-of-the-world
+            /// [`DiscoveryRequest`](v3::DiscoveryRequest) and
+            /// [`DiscoveryResponse`](v3::DiscoveryResponse), and the
+            /// `AggregatedDiscoveryService` client and server.
+            #[allow(missing_docs)]
+            pub mod v3 {
+                include!(concat!(env!("OUT_DIR"), "/envoy.service.discovery.v3.rs"));
+            }
+        }
+
+        /// `envoy.service.rate_limit_quota.*` packages.
+        pub mod rate_limit_quota {
+            /// `envoy.service.rate_limit_quota.v3`: usage reports, bucket actions and the
+            /// `RateLimitQuotaService` client and server.
+            #[allow(missing_docs)]
+            pub mod v3 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/envoy.service.rate_limit_quota.v3.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/envoy.service.rate_limit_quota.v3.serde.rs"
+                ));
+            }
+        }
+    }
+}
+
+/// `google.*` packages other than the well-known types.
+pub mod google {
+    /// `google.rpc`: [`Status`](rpc::Status), the error of an xDS NACK.
+    #[allow(missing_docs)]
+    pub mod rpc {
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+    }
+}
+
+/// envoyproxy/ratelimit's own packages.
+pub mod ratelimit {
+    /// `ratelimit.config.*` packages.
+    pub mod config {
+        /// `ratelimit.config.ratelimit.*` packages.
+        pub mod ratelimit {
+            /// `ratelimit.config.ratelimit.v3`: [`RateLimitConfig`](v3::RateLimitConfig).
+            #[allow(missing_docs)]
+            pub mod v3 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/ratelimit.config.ratelimit.v3.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/ratelimit.config.ratelimit.v3.serde.rs"
                 ));
             }
         }

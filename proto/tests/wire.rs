@@ -241,6 +241,13 @@ fn file_descriptor_set_names_the_upstream_files() {
         "envoy/extensions/common/ratelimit/v3/ratelimit.proto",
         "envoy/type/v3/ratelimit_unit.proto",
         "envoy/config/core/v3/base.proto",
+        "envoy/service/discovery/v3/ads.proto",
+        "envoy/service/discovery/v3/discovery.proto",
+        "google/rpc/status.proto",
+        "ratelimit/config/ratelimit/v3/rls_conf.proto",
+        "envoy/service/rate_limit_quota/v3/rlqs.proto",
+        "envoy/type/v3/ratelimit_strategy.proto",
+        "envoy/type/v3/token_bucket.proto",
     ] {
         assert!(names.contains(&file), "{file} missing from {names:?}");
     }
