@@ -4,8 +4,9 @@
 //! Modules: [`settings`] (flags and environment), [`decide`] (one request to one answer),
 //! [`store`] (where bucket state lives: [`store::MemoryStore`]), [`service`] (gRPC),
 //! [`http`] (health, `/json`, `/metrics`), [`server`] (serve both until shutdown),
-//! [`reload`] (quota files reloaded when they change), [`query`] and [`summary`] (the
-//! `rls query` and `rls check` commands).
+//! [`reload`] (quota files reloaded when they change), [`rlqs`] (the Rate Limit Quota
+//! Service: Envoy enforces shares of the quotas that rls assigns), [`query`] and
+//! [`summary`] (the `rls query` and `rls check` commands).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,6 +46,7 @@ pub mod http;
 pub mod query;
 pub mod reload;
 pub mod request;
+pub mod rlqs;
 pub mod server;
 pub mod service;
 pub mod settings;
