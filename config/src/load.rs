@@ -118,7 +118,8 @@ impl QuotaSet {
         let mut seen: HashMap<String, (usize, Position)> = HashMap::new();
         let mut local: Option<(LocalSection, Position)> = None;
         for (name, text) in sources {
-            for document in file::parse_documents(name, text)? {
+            for document in crate::resource::documents(name, text)? {
+                let document = document.into_served();
                 let root = file::position(name, &document.referenced);
                 let doc = document.value;
                 if let Some(section) = doc.local {

@@ -227,7 +227,17 @@ fn files_written_for_the_reference_load_unchanged() {
 fn the_shipped_examples_load_and_answer_as_their_comments_say() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let set = QuotaSet::load(&dir, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(names(&set), ["api", "api-batch", "edge"]);
+    assert_eq!(
+        names(&set),
+        [
+            "api",
+            "api-batch",
+            "edge",
+            "shop/pod-limits",
+            "shop/storefront",
+            "sm-verify/verify-page"
+        ]
+    );
 
     let edge = set.domain("edge").unwrap();
     let per_ip = edge.resolve(&[("remote_address", "203.0.113.7")]).unwrap();

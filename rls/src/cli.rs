@@ -1,5 +1,5 @@
-//! `Cli`: the `rls` command line — `serve`, `check`, `query` — and [`command`], which adds
-//! the reference variables each reads to its `--help`.
+//! `Cli`: the `rls` command line — `serve`, `check`, `query`, `render` — and [`command`],
+//! which adds the reference variables each reads to its `--help`.
 
 use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 
@@ -24,6 +24,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Send one ShouldRateLimit request to a running service and print the answer.
     Query(QueryArgs),
+    /// Print the proxy configuration (Envoy or Istio) for the RateLimit resources of quota
+    /// files.
+    Render(crate::render::RenderArgs),
 }
 
 /// The command line as the binary parses it: [`Cli`], with the reference service's
@@ -52,7 +55,7 @@ impl Cli {
         match &mut self.command {
             Command::Serve(settings) => settings.apply_reference_env(sub, env),
             Command::Check(args) => args.quotas.apply_reference_env(sub, env),
-            Command::Query(_) => Ok(()),
+            Command::Query(_) | Command::Render(_) => Ok(()),
         }
     }
 }

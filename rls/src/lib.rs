@@ -5,8 +5,8 @@
 //! [`store`] (where bucket state lives: [`store::MemoryStore`]), [`service`] (gRPC),
 //! [`http`] (health, `/json`, `/metrics`), [`server`] (serve both until shutdown),
 //! [`reload`] (quota files reloaded when they change), [`rlqs`] (the Rate Limit Quota
-//! Service: Envoy enforces shares of the quotas that rls assigns), [`query`] and
-//! [`summary`] (the `rls query` and `rls check` commands).
+//! Service: Envoy enforces shares of the quotas that rls assigns), [`query`], [`summary`]
+//! and [`render`] (the `rls query`, `rls check` and `rls render` commands).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,6 +45,7 @@ pub mod headers;
 pub mod http;
 pub mod query;
 pub mod reload;
+pub mod render;
 pub mod request;
 pub mod rlqs;
 pub mod server;

@@ -44,6 +44,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{text}");
             Ok(())
         }
+        Command::Render(args) => {
+            let rendered = rls::render::run(&args)?;
+            for note in &rendered.notes {
+                eprintln!("note: {note}");
+            }
+            print!("{}", rendered.yaml);
+            Ok(())
+        }
     }
 }
 

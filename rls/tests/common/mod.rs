@@ -2,8 +2,12 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod envoy;
+pub mod istio;
+pub mod manifest;
 pub mod process;
 pub mod redis;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::num::NonZero;
