@@ -30,14 +30,8 @@ use tonic::Streaming;
 
 use common::redis::RedisServer;
 
-const QUOTAS: &str = "domain: api
-descriptors:
-  - key: api_key
-    value: alice
-    rate_limit: {unit: second, requests_per_unit: 20}
-  - key: api_key
-    rate_limit: {unit: second, requests_per_unit: 10}
-";
+/// Alice's quota is 20 a second; every other API key has 10 a second of its own.
+const QUOTAS: &str = include_str!("rlqs/api.yaml");
 
 /// An rls server, in process, with RLQS set up as a test needs.
 struct Server {

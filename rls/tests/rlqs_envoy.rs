@@ -29,14 +29,7 @@ const LISTENER: u16 = 10000;
 const RLS_GRPC: u16 = 8081;
 
 /// Alice's quota is 20 a second; every other API key has 10 a second of its own.
-const QUOTAS: &str = "domain: api
-descriptors:
-  - key: api_key
-    value: alice
-    rate_limit: {unit: second, requests_per_unit: 20}
-  - key: api_key
-    rate_limit: {unit: second, requests_per_unit: 10}
-";
+const QUOTAS: &str = include_str!("rlqs/api.yaml");
 
 /// Envoy's report period (hard-coded in Envoy 1.40).
 const REPORT_PERIOD: f64 = 5.0;
