@@ -42,6 +42,17 @@ pub fn weight(demand: f64, quota_rate: f64, clients: u32) -> f64 {
     }
 }
 
+/// The weight of an Envoy whose demand is not measured yet (it reported the bucket for
+/// less than [`MIN_WINDOW`]; its first report counts only the request that created the
+/// bucket): its own, but at least the mean of the `others` Envoys on the bucket, which
+/// weigh `others_weight` together. A newcomer starts with at least an equal share.
+pub fn newcomer_weight(own: f64, others_weight: f64, others: u32) -> f64 {
+    if others == 0 {
+        return own;
+    }
+    own.max(others_weight / f64::from(others))
+}
+
 /// The rate of a quota of `quota_rate` that an Envoy of `weight` gets when all the Envoys
 /// reporting the bucket weigh `total`. The shares of all of them add up to `quota_rate`.
 pub fn share(quota_rate: f64, weight: f64, total: f64) -> f64 {
@@ -165,6 +176,11 @@ impl DemandMeter {
             self.count = 0;
             self.since = now;
         }
+    }
+
+    /// Whether a window has closed: the rate is measured, not guessed.
+    pub fn is_measured(&self) -> bool {
+        self.rate.is_some()
     }
 
     /// Requests per second over the last closed window; before one has closed, what was

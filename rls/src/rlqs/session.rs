@@ -18,7 +18,7 @@ use proto::types::rate_limit_strategy::{BlanketRule, Strategy};
 use proto::types::{RateLimitStrategy, TokenBucket};
 use tonic::Status;
 
-use super::assign::{DemandMeter, Grant, grant, settle, share, weight};
+use super::assign::{DemandMeter, Grant, grant, newcomer_weight, settle, share, weight};
 use super::mapping::{BucketMap, Mode, Policy, Target, Unmatched};
 use super::state::{ClientId, Contribution, Split};
 
@@ -49,6 +49,8 @@ struct Tracked {
     last_busy: Duration,
     /// How many Envoys reported it when its totals were last read (for its floor).
     clients: u32,
+    /// The other Envoys' weight and number when its totals were last read.
+    others: (f64, u32),
     /// What the Envoy holds: the last grant pushed.
     grant: Option<Grant>,
 }
@@ -170,6 +172,7 @@ impl Session {
                         demand: DemandMeter::new(now),
                         last_busy: now,
                         clients: 1,
+                        others: (0.0, 0),
                         grant: None,
                     });
                     seen.new.push(self.buckets.len() - 1);
@@ -254,7 +257,7 @@ impl Session {
                 let contribution = Contribution {
                     key: key.clone(),
                     client: self.client,
-                    weight: weight(bucket.demand.rate(), quota.rate, bucket.clients),
+                    weight: bucket.weight(quota.rate),
                 };
                 Some((i, contribution))
             })
@@ -280,18 +283,20 @@ impl Session {
                 (Target::AllowAll(_), _) => Grant::AllowAll,
                 (Target::DenyAll(_), _) => Grant::DenyAll,
                 (Target::Shared { quota, .. }, Some(Split::Totals(totals))) => {
+                    // The weight this stream wrote, and what the others weigh beside it.
+                    let written = bucket.weight(quota.rate);
+                    let others = (totals.weight - written).max(0.0);
+                    bucket.others = (others, totals.clients.saturating_sub(1));
                     bucket.clients = totals.clients.max(1);
-                    let mine = weight(bucket.demand.rate(), quota.rate, bucket.clients);
+                    let mine = bucket.weight(quota.rate);
                     let rate = quota.rate * totals.scale;
                     let scaled = super::assign::Quota {
                         rate,
                         burst: quota.burst * totals.scale,
                         fill_secs: quota.fill_secs,
                     };
-                    settle(
-                        bucket.grant.as_ref(),
-                        grant(&scaled, share(rate, mine, totals.weight)),
-                    )
+                    let mine_share = share(rate, mine, others + mine);
+                    settle(bucket.grant.as_ref(), grant(&scaled, mine_share))
                 }
                 (Target::Shared { .. }, Some(Split::Fallback(grant))) => *grant,
                 (Target::Shared { .. }, Some(Split::Hold) | None) => continue,
@@ -303,6 +308,18 @@ impl Session {
             actions.push(assignment(&bucket.key, next, ttl));
         }
         actions
+    }
+}
+
+impl Tracked {
+    /// This stream's weight on the bucket: its demand with the floor, and while the demand
+    /// is not measured, at least the mean of the others as last read.
+    fn weight(&self, quota_rate: f64) -> f64 {
+        let own = weight(self.demand.rate(), quota_rate, self.clients);
+        if self.demand.is_measured() {
+            return own;
+        }
+        newcomer_weight(own, self.others.0, self.others.1)
     }
 }
 

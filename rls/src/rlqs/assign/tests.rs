@@ -60,6 +60,20 @@ proptest! {
     }
 
     #[test]
+    fn a_newcomer_gets_at_least_an_equal_share(
+        rate in 0.1f64..1e5,
+        others in prop::collection::vec(0.0f64..1e5, 1..20),
+        own in 0.0f64..10.0,
+    ) {
+        let n = others.len() as u32 + 1;
+        let weights: Vec<f64> = others.iter().map(|&d| weight(d, rate, n)).collect();
+        let sum: f64 = weights.iter().sum();
+        let mine = newcomer_weight(weight(own, rate, n), sum, n - 1);
+        let got = share(rate, mine, sum + mine);
+        prop_assert!(got >= rate / f64::from(n) * (1.0 - 1e-12), "{got} of {rate} among {n}");
+    }
+
+    #[test]
     fn a_grant_never_refills_faster_than_its_share(
         rate in 0.01f64..1e6,
         fraction in 0.0001f64..=1.0,

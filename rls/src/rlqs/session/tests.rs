@@ -288,3 +288,39 @@ async fn a_changed_quota_reaches_the_next_push() {
     let granted = token_bucket(&assign(&mut session, &shares, &all)[0]);
     assert_eq!((granted.rate(), granted.max_tokens), (40.0, 40));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_newcomer_starts_with_at_least_an_equal_share() {
+    let (map, shares) = (map(), MemoryShares::new(Duration::from_secs(5)));
+    let policy = Policy::default();
+    let bob = &[("api_key", "bob")][..];
+    // a has asked for 60 a second for 5 s: measured.
+    let mut a = Session::new(1);
+    a.report(
+        secs(0.0),
+        report("api", vec![usage(bob, 1, 0)]),
+        &map,
+        policy,
+        &LIMITS,
+    )
+    .expect("valid");
+    let later = report("api", vec![usage(bob, 50, 250)]);
+    a.report(secs(5.0), later, &map, policy, &LIMITS)
+        .expect("valid");
+    let all = a.all();
+    assign(&mut a, &shares, &all);
+    // b's first report counts only the request that made its bucket: 1 a second, as
+    // measured; it starts at half of the 10 instead.
+    let mut b = Session::new(2);
+    let seen = b
+        .report(
+            secs(5.0),
+            report("api", vec![usage(bob, 1, 0)]),
+            &map,
+            policy,
+            &LIMITS,
+        )
+        .expect("valid");
+    let first = token_bucket(&assign(&mut b, &shares, &seen.new)[0]);
+    assert!((first.rate() - 5.0).abs() < 0.02, "{}", first.rate());
+}
