@@ -194,6 +194,34 @@ mod tests {
     }
 
     #[test]
+    fn the_settings_table_of_the_rlqs_guide_is_the_flags_with_their_variables_and_defaults() {
+        let guide = include_str!("../../../docs/rlqs.md");
+        let table = guide
+            .split("\n## Settings\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("a Settings section");
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `--")).collect();
+        let serve = <Settings as clap::Args>::augment_args(clap::Command::new("serve"));
+        let flags: Vec<&clap::Arg> = serve
+            .get_arguments()
+            .filter(|a| a.get_id().as_str().starts_with("rlqs_"))
+            .collect();
+        assert_eq!(rows.len(), flags.len(), "{rows:#?}");
+        for arg in flags {
+            let long = format!("`--{}", arg.get_long().expect("a long flag"));
+            let row = rows
+                .iter()
+                .find(|r| r.starts_with(&format!("| {long}")))
+                .unwrap_or_else(|| panic!("{long} is not in docs/rlqs.md"));
+            let env = arg.get_env().expect("a variable").to_string_lossy();
+            assert!(row.contains(&format!("| `{env}` |")), "{row}");
+            let default = arg.get_default_values()[0].to_string_lossy();
+            assert!(row.contains(&format!("| `{default}` |")), "{row}");
+        }
+    }
+
+    #[test]
     fn an_assignment_lifetime_a_late_push_would_outlive_is_refused() {
         let mut settings = Settings::defaults();
         assert_eq!(
