@@ -13,11 +13,11 @@ mod common;
 
 use common::{descriptor, four_descriptors, quotas, request};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use limiter::{Bucket, Decision, FakeClock, Window};
+use limiter::{Bucket, FakeClock, Window};
 use proto::rls::RateLimitRequest;
 use rls::RlsError;
 use rls::decide::{AnswerOptions, Decider};
-use rls::store::{Batch, BucketStore, MemoryStore, Meter};
+use rls::store::{Batch, BucketStore, MemoryStore, Meter, Verdict};
 
 /// The baseline: one lock around every bucket, keys copied into owned vectors.
 #[derive(Default)]
@@ -26,9 +26,9 @@ struct NaiveStore {
 }
 
 impl BucketStore for NaiveStore {
-    async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
+    async fn check(&self, batch: &Batch, _shed: bool) -> Result<Verdict, RlsError> {
         let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(batch
+        let decisions = batch
             .checks
             .iter()
             .map(|check| {
@@ -40,7 +40,8 @@ impl BucketStore for NaiveStore {
                         .decision(limit),
                 }
             })
-            .collect())
+            .collect();
+        Ok(Verdict::of(batch, decisions))
     }
 }
 

@@ -1,6 +1,7 @@
-//! `Decider`: turns one `RateLimitRequest` into its `RateLimitResponse` — resolve each
-//! descriptor against the quota snapshot, check the buckets in one batch, fold the
-//! statuses, add headers. Shared by gRPC and `POST /json`.
+//! `Decider`: turns one `RateLimitRequest` into its `RateLimitResponse`, in three steps:
+//! admit (wait for a turn, `admission.rs`), plan (resolve each descriptor against the
+//! quota snapshot into one [`Batch`] of checks), answer (the store's [`Verdict`] folded
+//! into statuses and headers). Shared by gRPC and `POST /json`.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use config::{Algorithm, Limit, QuotaSet, Rule, Unit};
-use limiter::{Clock, Decision, Nanos, Rate};
+use limiter::{Clock, Decision, Nanos};
 use proto::common::RateLimitDescriptor;
 use proto::common::rate_limit_descriptor::RateLimitOverride;
 use proto::rls::rate_limit_response::rate_limit::Unit as ProtoUnit;
@@ -16,12 +17,11 @@ use proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use proto::rls::{RateLimitRequest, RateLimitResponse};
 use proto::types::RateLimitUnit;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Turn};
 use crate::error::RlsError;
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
-use crate::store::keys::push_key;
-use crate::store::{Batch, BucketStore, Check, Meter, Role, request_denied};
+use crate::store::{Batch, BucketKey, BucketStore, Meter, Owner, Role, Verdict};
 
 /// How answers are shaped, beyond the quota files.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,13 +37,11 @@ pub struct AnswerOptions {
     /// Bounds on requests.
     pub bounds: RequestBounds,
     /// Requests decided at once; more wait their turn in [`Admission`]'s line (`None`:
-    /// no bound).
+    /// no bound). A request whose caller set a deadline waits for a turn only as long as
+    /// leaves the store its whole deadline ([`BucketStore::deadline`]) before the
+    /// caller's passes; then it goes on without a turn, shed, and the store's failure
+    /// mode answers it in time.
     pub max_concurrent: Option<NonZeroUsize>,
-    /// The store's deadline per request, when it has one (`--backend-timeout`). A
-    /// request whose caller set a deadline waits for a turn only as long as leaves the
-    /// store its whole deadline before the caller's passes; then it goes on without a
-    /// turn, shed ([`Batch::shed`]), and the store's failure mode answers it in time.
-    pub backend_deadline: Option<Duration>,
 }
 
 /// Answers rate limit requests from a quota snapshot and a bucket store.
@@ -67,6 +65,27 @@ enum Target<'a> {
     Rule(&'a Rule),
     /// The request's own `limit`, replacing any configured rule.
     Override(Limit),
+}
+
+/// What a request asks of the store: its checks, the limit behind each (which its
+/// status reports), and the statuses of the descriptors, OK until the verdict says more.
+struct Plan<'a> {
+    batch: Batch,
+    limits: Vec<&'a Limit>,
+    statuses: Vec<DescriptorStatus>,
+}
+
+impl<'a> Plan<'a> {
+    /// Adds a check of `limit` on the bucket `key` names.
+    fn push<'e>(
+        &mut self,
+        limit: &'a Limit,
+        key: BucketKey<'_, impl Iterator<Item = (&'e str, &'e str)>>,
+        owner: Owner,
+    ) {
+        self.batch.push(Meter::from(limit), key, owner);
+        self.limits.push(limit);
+    }
 }
 
 impl<S: BucketStore> Decider<S> {
@@ -126,67 +145,72 @@ impl<S: BucketStore> Decider<S> {
         caller_timeout: Option<Duration>,
     ) -> Result<RateLimitResponse, RlsError> {
         self.options.bounds.validate(request)?;
+        let (_turn, shed) = self.admit(caller_timeout).await;
+        let quotas = self.quotas.load();
+        let Some(domain) = quotas.domain(&request.domain) else {
+            return Ok(response(Code::Ok, ok_statuses(request)));
+        };
+        let targets = self.resolve(domain, &request.descriptors);
+        let plan = self.plan(request, &targets);
+        if plan.batch.checks.is_empty() {
+            return Ok(response(Code::Ok, plan.statuses));
+        }
+        let verdict = self.store.check(&plan.batch, shed).await?;
+        Ok(self.answer(plan, &verdict))
+    }
+
+    /// Waits for the request's turn, when turns are bounded: the turn, held while the
+    /// request is decided, and whether the request is shed instead (its caller would give
+    /// up before the store could answer after a longer wait).
+    async fn admit(&self, caller_timeout: Option<Duration>) -> (Option<Turn<'_>>, bool) {
+        let Some(turns) = &self.turns else {
+            return (None, false);
+        };
         let most_wait = caller_timeout
-            .zip(self.options.backend_deadline)
+            .zip(self.store.deadline())
             .map(|(caller, store)| caller.saturating_sub(store));
-        let (_turn, shed) = match (&self.turns, most_wait) {
-            (Some(turns), Some(wait)) => match tokio::time::timeout(wait, turns.turn()).await {
+        match most_wait {
+            Some(wait) => match tokio::time::timeout(wait, turns.turn()).await {
                 Ok(turn) => (Some(turn), false),
                 Err(_) => (None, true),
             },
-            (Some(turns), None) => (Some(turns.turn().await), false),
-            (None, _) => (None, false),
-        };
-        let quotas = self.quotas.load();
-        let mut statuses = vec![
-            DescriptorStatus {
-                code: Code::Ok as i32,
-                ..DescriptorStatus::default()
-            };
-            request.descriptors.len()
-        ];
-        let Some(domain) = quotas.domain(&request.domain) else {
-            return Ok(response(Code::Ok, statuses));
-        };
+            None => (Some(turns.turn().await), false),
+        }
+    }
 
-        let targets = self.resolve(domain, &request.descriptors);
-        let replaced: Vec<&str> = targets
-            .iter()
-            .filter_map(|t| match t {
-                Target::Rule(rule) | Target::Unlimited(rule) => Some(rule.replaces()),
-                _ => None,
-            })
-            .flatten()
-            .map(String::as_str)
-            .collect();
-
-        let mut batch = Batch {
-            now: self.clock.now(),
-            global_shadow: self.options.global_shadow,
-            stop_increment: self.options.stop_increment,
-            shed,
-            ..Batch::default()
+    /// The checks of `request`, whose descriptors resolved to `targets`.
+    fn plan<'a>(&self, request: &RateLimitRequest, targets: &'a [Target<'a>]) -> Plan<'a> {
+        let replaced = replaced_names(targets);
+        let mut plan = Plan {
+            batch: Batch {
+                now: self.clock.now(),
+                global_shadow: self.options.global_shadow,
+                stop_increment: self.options.stop_increment,
+                ..Batch::default()
+            },
+            limits: Vec::with_capacity(targets.len()),
+            statuses: ok_statuses(request),
         };
-        let mut limits: Vec<&Limit> = Vec::with_capacity(targets.len());
+        let domain = request.domain.as_str();
         for (i, (target, descriptor)) in targets.iter().zip(&request.descriptors).enumerate() {
             let cost = hits(request, descriptor);
             let entries = descriptor.entries.iter();
             match target {
                 Target::None => {}
-                Target::Unlimited(_) => statuses[i].limit_remaining = u32::MAX,
+                Target::Unlimited(_) => plan.statuses[i].limit_remaining = u32::MAX,
                 Target::Override(limit) => {
-                    let values = entries.map(|e| (e.key.as_str(), e.value.as_str()));
-                    push_check(
-                        &mut batch,
-                        limit,
-                        0,
-                        &request.domain,
-                        values,
+                    let entries = entries.map(|e| (e.key.as_str(), e.value.as_str()));
+                    let key = BucketKey {
+                        domain,
+                        entries,
+                        limit: 0,
+                    };
+                    let owner = Owner {
+                        descriptor: i,
+                        role: Role::Enforced,
                         cost,
-                        i,
-                        Role::Enforced,
-                    );
-                    limits.push(limit);
+                    };
+                    plan.push(limit, key, owner);
                 }
                 Target::Rule(rule) => {
                     let role = match (rule.shadow_mode, rule.quota_mode) {
@@ -194,36 +218,42 @@ impl<S: BucketStore> Decider<S> {
                         (false, true) => Role::Quota,
                         (false, false) => Role::Enforced,
                     };
+                    let owner = Owner {
+                        descriptor: i,
+                        role,
+                        cost,
+                    };
                     for (index, limit) in rule.limits.iter().enumerate() {
                         if is_replaced(limit, &replaced) {
                             continue;
                         }
                         // A level with share_threshold counts under its pattern.
-                        let values = descriptor.entries.iter().zip(&rule.shared_values).map(
-                            |(e, shared)| (e.key.as_str(), shared.as_deref().unwrap_or(&e.value)),
-                        );
-                        push_check(
-                            &mut batch,
-                            limit,
-                            index,
-                            &request.domain,
-                            values,
-                            cost,
-                            i,
-                            role,
-                        );
-                        limits.push(limit);
+                        let entries =
+                            entries.clone().zip(&rule.shared_values).map(|(e, shared)| {
+                                (e.key.as_str(), shared.as_deref().unwrap_or(&e.value))
+                            });
+                        let key = BucketKey {
+                            domain,
+                            entries,
+                            limit: index,
+                        };
+                        plan.push(limit, key, owner);
                     }
                 }
             }
         }
-        if batch.checks.is_empty() {
-            return Ok(response(Code::Ok, statuses));
-        }
+        plan
+    }
 
-        let decisions = self.store.check(&batch).await?;
-        fill_statuses(&mut statuses, &batch, &decisions, &limits);
-        let code = if request_denied(&batch, &decisions) {
+    /// The answer to the request `plan` came from, on the store's `verdict`.
+    fn answer(&self, plan: Plan<'_>, verdict: &Verdict) -> RateLimitResponse {
+        let Plan {
+            batch,
+            limits,
+            mut statuses,
+        } = plan;
+        fill_statuses(&mut statuses, &batch, &verdict.decisions, &limits);
+        let code = if verdict.denied {
             Code::OverLimit
         } else {
             Code::Ok
@@ -232,9 +262,8 @@ impl<S: BucketStore> Decider<S> {
         if let Some(names) = &self.options.headers {
             answer.response_headers_to_add = names.headers_for(&answer.statuses);
         }
-        Ok(answer)
+        answer
     }
-
     fn resolve<'a>(
         &self,
         domain: &'a config::Domain,
@@ -294,45 +323,24 @@ fn hits(request: &RateLimitRequest, descriptor: &RateLimitDescriptor) -> u32 {
     }
 }
 
+/// The names of the limits the request's rules replace.
+fn replaced_names<'a>(targets: &'a [Target<'a>]) -> Vec<&'a str> {
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Rule(rule) | Target::Unlimited(rule) => Some(rule.replaces()),
+            _ => None,
+        })
+        .flatten()
+        .map(String::as_str)
+        .collect()
+}
+
 fn is_replaced(limit: &Limit, replaced: &[&str]) -> bool {
     limit
         .name
         .as_deref()
         .is_some_and(|name| replaced.contains(&name))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn push_check<'a>(
-    batch: &mut Batch,
-    limit: &Limit,
-    index: usize,
-    domain: &str,
-    values: impl Iterator<Item = (&'a str, &'a str)>,
-    cost: u32,
-    descriptor: usize,
-    role: Role,
-) {
-    let meter = match limit.algorithm {
-        Algorithm::TokenBucket => Meter::TokenBucket(Rate::new(
-            limit.requests_per_unit,
-            limit.period(),
-            limit.burst,
-        )),
-        Algorithm::FixedWindow => Meter::FixedWindow {
-            period_secs: limit.period_secs(),
-            limit: limit.requests_per_unit,
-        },
-    };
-    let start = batch.keys.len();
-    let identity = push_key(&mut batch.keys, &meter, index, domain, values);
-    batch.checks.push(Check {
-        key: start..batch.keys.len(),
-        identity,
-        meter,
-        cost,
-        descriptor,
-        role,
-    });
 }
 
 /// Writes each checked descriptor's status from its deciding limit: the first one over,
@@ -377,6 +385,17 @@ fn fill_statuses(
     }
 }
 
+/// One OK status per descriptor of `request`, without a limit.
+fn ok_statuses(request: &RateLimitRequest) -> Vec<DescriptorStatus> {
+    vec![
+        DescriptorStatus {
+            code: Code::Ok as i32,
+            ..DescriptorStatus::default()
+        };
+        request.descriptors.len()
+    ]
+}
+
 fn response(code: Code, statuses: Vec<DescriptorStatus>) -> RateLimitResponse {
     RateLimitResponse {
         overall_code: code as i32,
@@ -405,207 +424,4 @@ fn duration(nanos: Nanos) -> proto::wkt::Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::num::NonZeroUsize;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
-
-    use config::{LoadOptions, QuotaSet};
-    use limiter::{Decision, FakeClock};
-    use proto::common::RateLimitDescriptor;
-    use proto::common::rate_limit_descriptor::Entry;
-    use proto::rls::rate_limit_response::Code;
-    use proto::rls::{RateLimitRequest, RateLimitResponse};
-    use tokio::sync::{Mutex, Semaphore};
-    use tokio::task::JoinHandle;
-
-    use super::{AnswerOptions, Decider};
-    use crate::error::RlsError;
-    use crate::store::{Batch, BucketStore, MemoryStore};
-
-    /// A memory store that holds each check until the test lets it through, and records
-    /// how many were inside at once and in which order they came in.
-    struct Gate {
-        inside: AtomicUsize,
-        most: AtomicUsize,
-        through: Semaphore,
-        order: Mutex<Vec<Vec<u8>>>,
-        shed: Mutex<Vec<bool>>,
-        memory: MemoryStore,
-    }
-
-    impl Gate {
-        fn new() -> Gate {
-            Gate {
-                inside: AtomicUsize::new(0),
-                most: AtomicUsize::new(0),
-                through: Semaphore::new(0),
-                order: Mutex::new(Vec::new()),
-                shed: Mutex::new(Vec::new()),
-                memory: MemoryStore::new(),
-            }
-        }
-    }
-
-    impl BucketStore for Gate {
-        async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
-            let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most.fetch_max(now, Ordering::SeqCst);
-            self.order
-                .lock()
-                .await
-                .push(batch.key(&batch.checks[0]).to_vec());
-            self.shed.lock().await.push(batch.shed);
-            if let Ok(pass) = self.through.acquire().await {
-                pass.forget();
-            }
-            self.inside.fetch_sub(1, Ordering::SeqCst);
-            self.memory.check(batch).await
-        }
-    }
-
-    fn decider(max_concurrent: usize) -> Arc<Decider<Gate>> {
-        with_deadline(max_concurrent, None)
-    }
-
-    fn with_deadline(
-        max_concurrent: usize,
-        backend_deadline: Option<Duration>,
-    ) -> Arc<Decider<Gate>> {
-        let max_concurrent = NonZeroUsize::new(max_concurrent);
-        let yaml = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 100}\n";
-        let quotas = QuotaSet::from_sources([("d.yaml", yaml)], &LoadOptions::default())
-            .expect("valid quota file");
-        let options = AnswerOptions {
-            max_concurrent,
-            backend_deadline,
-            ..AnswerOptions::default()
-        };
-        let clock = Arc::new(FakeClock::new(1_700_000_000_000_000_000));
-        Arc::new(Decider::new(quotas, Gate::new(), clock, options))
-    }
-
-    fn request(value: usize) -> RateLimitRequest {
-        RateLimitRequest {
-            domain: "d".into(),
-            descriptors: vec![RateLimitDescriptor {
-                entries: vec![Entry {
-                    key: "k".into(),
-                    value: value.to_string(),
-                }],
-                ..Default::default()
-            }],
-            hits_addend: 1,
-        }
-    }
-
-    /// Six requests from six callers, each run until it waits (the runtime has one
-    /// thread).
-    async fn six_callers(
-        decider: &Arc<Decider<Gate>>,
-    ) -> Vec<JoinHandle<Result<RateLimitResponse, RlsError>>> {
-        let calls = (0..6)
-            .map(|n| {
-                let decider = decider.clone();
-                tokio::spawn(async move { decider.decide(&request(n)).await })
-            })
-            .collect();
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        calls
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn requests_beyond_the_bound_wait_their_turn_and_are_all_answered() {
-        let decider = decider(2);
-        let calls = six_callers(&decider).await;
-        assert_eq!(decider.store().inside.load(Ordering::SeqCst), 2);
-        // A waiting request whose caller gives up leaves the line without taking a turn.
-        calls[3].abort();
-        decider.store().through.add_permits(6);
-        let mut answered = 0;
-        for (n, call) in calls.into_iter().enumerate() {
-            match call.await {
-                Ok(answer) => {
-                    assert_eq!(answer.expect("decided").overall_code(), Code::Ok);
-                    answered += 1;
-                }
-                Err(error) => assert!(n == 3 && error.is_cancelled()),
-            }
-        }
-        assert_eq!(answered, 5);
-        let store = decider.store();
-        assert_eq!(store.most.load(Ordering::SeqCst), 2);
-        let order = store.order.lock().await;
-        // Each key ends with its value's digit (then the key's framing). The first three
-        // went in arrival order; after caller 3 gave up, the newest first (the line's
-        // order is tested in `admission`).
-        let values: Vec<u8> = order
-            .iter()
-            .filter_map(|key| key.iter().rev().find(|b| b.is_ascii_digit()).copied())
-            .collect();
-        assert_eq!(values, b"01254");
-    }
-
-    #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn a_caller_with_a_deadline_is_shed_in_time_for_the_failure_mode_to_answer() {
-        // A 10 ms store deadline; callers that give up after 25 ms wait at most 15 ms.
-        let decider = with_deadline(2, Some(Duration::from_millis(10)));
-        let calls: Vec<_> = (0..4)
-            .map(|n| {
-                let decider = decider.clone();
-                tokio::spawn(async move {
-                    decider
-                        .decide_within(&request(n), Some(Duration::from_millis(25)))
-                        .await
-                })
-            })
-            .collect();
-        // A caller without a deadline waits for its turn however long it takes.
-        let patient = {
-            let decider = decider.clone();
-            tokio::spawn(async move { decider.decide(&request(9)).await })
-        };
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        let store = decider.store();
-        assert_eq!(store.inside.load(Ordering::SeqCst), 2);
-        // The held two never end (the paused clock moves on once every task waits): the
-        // two waiting with a deadline go on, shed, at 15 ms and not before.
-        tokio::time::sleep(Duration::from_millis(14)).await;
-        assert_eq!(store.inside.load(Ordering::SeqCst), 2);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(store.inside.load(Ordering::SeqCst), 4);
-        assert_eq!(*store.shed.lock().await, [false, false, true, true]);
-        store.through.add_permits(5);
-        for call in calls {
-            let answer = call.await.expect("ran");
-            assert_eq!(answer.expect("decided").overall_code(), Code::Ok);
-        }
-        assert_eq!(
-            patient.await.expect("ran").expect("decided").overall_code(),
-            Code::Ok
-        );
-        assert_eq!(store.shed.lock().await.len(), 5);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn without_a_bound_every_request_is_decided_at_once() {
-        let decider = decider(0);
-        let calls = six_callers(&decider).await;
-        assert_eq!(decider.store().inside.load(Ordering::SeqCst), 6);
-        decider.store().through.add_permits(6);
-        for call in calls {
-            assert_eq!(
-                call.await.expect("ran").expect("decided").overall_code(),
-                Code::Ok
-            );
-        }
-    }
-}
+mod tests;

@@ -16,7 +16,7 @@ use proto::rls::rate_limit_response::Code;
 
 use crate::decide::Decider;
 use crate::error::ErrorKind;
-use crate::service::record_answer;
+use crate::outcome;
 use crate::store::BucketStore;
 use crate::summary::describe;
 
@@ -91,9 +91,10 @@ async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Byte
                 .into_response();
         }
     };
-    match state.decider.decide(&request).await {
+    let outcome = state.decider.decide(&request).await;
+    outcome::count(&outcome);
+    match outcome {
         Ok(answer) => {
-            record_answer(answer.overall_code);
             let status = if answer.overall_code == Code::OverLimit as i32 {
                 StatusCode::TOO_MANY_REQUESTS
             } else {

@@ -1,12 +1,25 @@
 //! An Envoy Rate Limit Service: answers `ShouldRateLimit` over gRPC from declarative quota
 //! files, with token buckets (exact, GCRA) or the reference service's fixed windows.
 //!
-//! Modules: [`settings`] (flags and environment), [`decide`] (one request to one answer),
-//! [`store`] (where bucket state lives: [`store::MemoryStore`]), [`service`] (gRPC),
-//! [`http`] (health, `/json`, `/metrics`), [`server`] (serve both until shutdown),
-//! [`reload`] (quota files reloaded when they change), [`rlqs`] (the Rate Limit Quota
-//! Service: Envoy enforces shares of the quotas that rls assigns), [`query`], [`summary`]
-//! and [`render`] (the `rls query`, `rls check` and `rls render` commands).
+//! Modules, one line each:
+//!
+//! - [`settings`]: every setting, from flags, `RLS_*` or the reference's variables.
+//! - [`cli`]: the command line, `serve`, `check`, `query` and `render`.
+//! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
+//! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
+//! - [`rlqs`]: gRPC `StreamRateLimitQuotas`: Envoy enforces the shares of quotas rls assigns.
+//! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
+//! - [`decide`]: one request to one answer: admit, plan the checks, answer.
+//! - [`admission`]: the line of requests waiting for a turn to be decided.
+//! - [`request`]: what a well-formed request is.
+//! - [`headers`]: the RateLimit-* response headers.
+//! - [`outcome`]: answers and refusals counted, for gRPC and `/json` alike.
+//! - [`store`]: where bucket state lives: in memory, in Redis; bucket keys.
+//! - [`reload`]: quota files reloaded when they change.
+//! - [`error`]: what can go wrong, and the gRPC status it becomes.
+//! - [`query`]: the `rls query` command.
+//! - [`summary`]: the quota summary `rls check` prints and `/config` serves.
+//! - [`render`]: the `rls render envoy|istio` command, the proxy half of the quotas.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -43,6 +56,7 @@ pub mod decide;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod outcome;
 pub mod query;
 pub mod reload;
 pub mod render;
@@ -57,3 +71,22 @@ pub mod summary;
 pub use error::RlsError;
 pub use server::{Listeners, serve};
 pub use settings::Settings;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_crate_doc_lists_every_module() {
+        let source = include_str!("lib.rs");
+        let modules = source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub mod "))
+            .map(|name| name.trim_end_matches(';'));
+        for module in modules {
+            let line = format!("//! - [`{module}`]: ");
+            assert!(
+                source.contains(&line),
+                "lib.rs's doc does not list {module}"
+            );
+        }
+    }
+}

@@ -39,17 +39,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", rls::summary::describe(&args.quotas.load()?));
             Ok(())
         }
-        Command::Query(args) => {
-            let text = runtime()?.block_on(rls::query::run(&args))?;
-            print!("{text}");
-            Ok(())
-        }
-        Command::Render(args) => {
-            let rendered = rls::render::run(&args)?;
+        Command::Render(args) => rls::render::run(&args).map(|rendered| {
             for note in &rendered.notes {
                 eprintln!("note: {note}");
             }
             print!("{}", rendered.yaml);
+        }),
+        Command::Query(args) => {
+            let text = runtime()?.block_on(rls::query::run(&args))?;
+            print!("{text}");
             Ok(())
         }
     }

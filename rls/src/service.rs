@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::rls::rate_limit_response::Code;
 use proto::rls::rate_limit_service_server::RateLimitService;
 use proto::rls::{RateLimitRequest, RateLimitResponse};
 use tonic::{Request, Response, Status};
 
 use crate::decide::Decider;
+use crate::outcome;
 use crate::store::BucketStore;
 
 /// The gRPC rate limit service.
@@ -36,17 +36,12 @@ impl<S: BucketStore> RateLimitService for RlsService<S> {
             .and_then(|value| value.to_str().ok())
             .and_then(grpc_timeout);
         let request = request.into_inner();
-        match self.decider.decide_within(&request, caller_timeout).await {
-            Ok(answer) => {
-                record_answer(answer.overall_code);
-                Ok(Response::new(answer))
-            }
-            Err(error) => {
-                metrics::counter!("rls_errors_total", "kind" => error.kind().label()).increment(1);
-                tracing::debug!(domain = %request.domain, %error, "request refused");
-                Err(error.to_status())
-            }
-        }
+        let outcome = self.decider.decide_within(&request, caller_timeout).await;
+        outcome::count(&outcome);
+        outcome.map(Response::new).map_err(|error| {
+            tracing::debug!(domain = %request.domain, %error, "request refused");
+            error.to_status()
+        })
     }
 }
 
@@ -67,16 +62,6 @@ fn grpc_timeout(value: &str) -> Option<Duration> {
         "n" => Duration::from_nanos(amount),
         _ => return None,
     })
-}
-
-/// Counts one answer by its overall code.
-pub(crate) fn record_answer(code: i32) {
-    let code = if code == Code::OverLimit as i32 {
-        "over_limit"
-    } else {
-        "ok"
-    };
-    metrics::counter!("rls_requests_total", "code" => code).increment(1);
 }
 
 #[cfg(test)]

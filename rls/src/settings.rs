@@ -1,6 +1,7 @@
 //! `Settings`: every knob of `rls serve`, from flags or `RLS_*` environment variables, and
 //! what each part of the server takes from them; `QuotaArgs`, the quota-loading group
-//! `rls check` shares. The reference service's variables are one table: [`reference`].
+//! `rls check` shares. The reference service's variables are one table:
+//! [`reference`](mod@reference).
 
 pub mod reference;
 
@@ -366,10 +367,6 @@ impl Settings {
                 max_bytes: self.max_request_bytes,
             },
             max_concurrent: NonZeroUsize::new(self.max_concurrent_requests),
-            backend_deadline: match self.backend {
-                BackendKind::Memory => None,
-                BackendKind::Redis => Some(self.backend_timeout),
-            },
         }
     }
 

@@ -177,7 +177,6 @@ async fn run_case(
             max_bytes: case.settings.max_bytes.unwrap_or(defaults.max_bytes),
         },
         max_concurrent: None,
-        backend_deadline: None,
     };
     let quotas = config::QuotaSet::from_sources([("quotas.yaml", case.quotas.as_str())], &load)
         .map_err(|e| format!("{file}: {}: quotas: {e}", case.name))?;

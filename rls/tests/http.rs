@@ -65,6 +65,20 @@ async fn json_answers_400_for_bad_json_and_for_invalid_requests() {
     s.stop().await;
 }
 
+/// Regression: `/json` counted its answers but never its refusals, which gRPC counts.
+#[tokio::test]
+async fn json_refusals_are_counted_as_grpc_ones_are() {
+    let s = server().await;
+    let (status, _) = http(s.http, "POST", "/json", r#"{"domain": "edge"}"#).await;
+    assert_eq!(status, 400);
+    let (_, metrics) = http(s.http, "GET", "/metrics", "").await;
+    assert!(
+        metrics.contains("rls_errors_total{kind=\"invalid_request\"}"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn health_readiness_metrics_and_config_answer() {
     let s = server().await;

@@ -60,9 +60,9 @@ async fn the_lua_script_agrees_with_the_rust_maths_on_every_shared_vector() {
             let decision = if step.refund {
                 store.give_back(&batch, &[0]).await.expect("refund");
                 let probe = one_check(&key, Meter::TokenBucket(rate), 0, step.at_ns);
-                store.check(&probe).await.expect("check")[0]
+                store.check(&probe, false).await.expect("check").decisions[0]
             } else {
-                store.check(&batch).await.expect("check")[0]
+                store.check(&batch, false).await.expect("check").decisions[0]
             };
             let expected = step
                 .expect
@@ -88,7 +88,7 @@ async fn requests_sharing_a_bucket_in_one_call_are_charged_in_turn() {
         let store = store.clone();
         async move {
             let batch = one_check("shared", Meter::TokenBucket(rate), cost, now);
-            store.check(&batch).await.expect("check")[0]
+            store.check(&batch, false).await.expect("check").decisions[0]
         }
     };
     let calls = store.script_calls();
@@ -130,7 +130,7 @@ async fn a_hot_key_over_its_limit_sends_one_check_per_refilled_token() {
         let store = store.clone();
         async move {
             let batch = one_check("hot", Meter::TokenBucket(rate), 1, now);
-            store.check(&batch).await.expect("check")[0]
+            store.check(&batch, false).await.expect("check").decisions[0]
         }
     };
     // 100 requests at once: (allowed, checks sent to Redis).
@@ -192,7 +192,7 @@ async fn a_stalled_redis_is_answered_by_each_failure_mode_at_the_deadline() {
             1,
             1_700_000_000_000_000_000,
         );
-        let answer = store.check(&batch).await;
+        let answer = store.check(&batch, false).await;
         // Tokio's timer wheel rounds a deadline up to its next millisecond.
         let elapsed = started.elapsed();
         assert!(
@@ -203,10 +203,10 @@ async fn a_stalled_redis_is_answered_by_each_failure_mode_at_the_deadline() {
             (OnBackendError::Error, Err(RlsError::Unavailable(why))) => {
                 assert!(why.to_string().contains("deadline"), "{why}")
             }
-            (OnBackendError::Allow, Ok(d)) => assert!(d[0].is_allowed()),
-            (OnBackendError::Deny, Ok(d)) => assert!(!d[0].is_allowed()),
+            (OnBackendError::Allow, Ok(d)) => assert!(d.decisions[0].is_allowed()),
+            (OnBackendError::Deny, Ok(d)) => assert!(!d.decisions[0].is_allowed()),
             // Half of 10 per second for each of 2 replicas: 5 tokens here, one taken.
-            (OnBackendError::Local, Ok(d)) => assert_eq!(d[0].remaining(), 4),
+            (OnBackendError::Local, Ok(d)) => assert_eq!(d.decisions[0].remaining(), 4),
             (mode, other) => panic!("{mode:?} answered {other:?}"),
         }
     }
@@ -239,16 +239,16 @@ async fn calls_beyond_the_in_flight_bound_get_the_failure_mode_at_once() {
     );
     // The first call waits on the stalled Redis and holds the only slot; the second is
     // answered by the failure mode without waiting for it.
-    let first = store.check(&held);
+    let first = store.check(&held, false);
     tokio::pin!(first);
     let answer = tokio::select! {
         biased;
         _ = &mut first => panic!("a stalled call finished"),
-        answer = store.check(&second) => answer,
+        answer = store.check(&second, false) => answer,
     };
-    assert!(!answer.expect("deny mode answers")[0].is_allowed());
+    assert!(!answer.expect("deny mode answers").decisions[0].is_allowed());
     redis.signal("CONT");
-    assert!(first.await.expect("answered once Redis resumes")[0].is_allowed());
+    assert!(first.await.expect("answered once Redis resumes").decisions[0].is_allowed());
 }
 
 /// A request shed while waiting for its turn (`--max-concurrent-requests`) is answered by
@@ -263,14 +263,19 @@ async fn a_request_shed_waiting_for_its_turn_gets_the_failure_mode_unsent() {
     store.wait_connected().await;
     let rate = Rate::new(1, Duration::from_secs(3600), 1);
     let now = common::START_SECS * 1_000_000_000;
-    let mut late = one_check("shed", Meter::TokenBucket(rate), 1, now);
-    late.shed = true;
+    let late = one_check("shed", Meter::TokenBucket(rate), 1, now);
     let calls = store.script_calls();
-    assert!(!store.check(&late).await.expect("deny mode answers")[0].is_allowed());
+    assert!(
+        !store
+            .check(&late, true)
+            .await
+            .expect("deny mode answers")
+            .decisions[0]
+            .is_allowed()
+    );
     assert_eq!(store.script_calls(), calls, "nothing sent");
     // The bucket's one token is still there for a request in time.
-    late.shed = false;
-    assert!(store.check(&late).await.expect("answered")[0].is_allowed());
+    assert!(store.check(&late, false).await.expect("answered").decisions[0].is_allowed());
     assert_eq!(store.script_calls(), calls + 1);
 }
 
@@ -292,7 +297,7 @@ async fn a_request_left_less_time_than_calls_take_is_shed_without_being_sent() {
     redis.signal("STOP");
     let slow = tokio::spawn({
         let store = store.clone();
-        async move { store.check(&check("slow")).await }
+        async move { store.check(&check("slow"), false).await }
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     redis.signal("CONT");
@@ -300,7 +305,7 @@ async fn a_request_left_less_time_than_calls_take_is_shed_without_being_sent() {
         .await
         .expect("joined")
         .expect("answered once Redis resumed");
-    assert_eq!(slow[0].remaining(), 9);
+    assert_eq!(slow.decisions[0].remaining(), 9);
 
     // Redis stalls again under a call, and a request queues behind it until it has under
     // 300 ms of its second left (the sleep is a lower bound: a slow machine only leaves
@@ -309,14 +314,14 @@ async fn a_request_left_less_time_than_calls_take_is_shed_without_being_sent() {
     let calls = store.script_calls();
     let held = tokio::spawn({
         let store = store.clone();
-        async move { store.check(&check("held")).await }
+        async move { store.check(&check("held"), false).await }
     });
     while store.script_calls() == calls {
         tokio::task::yield_now().await;
     }
     let queued = tokio::spawn({
         let store = store.clone();
-        async move { store.check(&check("queued")).await }
+        async move { store.check(&check("queued"), false).await }
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
     redis.signal("CONT");
@@ -330,8 +335,12 @@ async fn a_request_left_less_time_than_calls_take_is_shed_without_being_sent() {
         Err(RlsError::Unavailable(why)) => assert!(why.to_string().contains("shed"), "{why}"),
         other => panic!("the queued request was sent: {other:?}"),
     }
-    let after = store.check(&check("queued")).await.expect("healthy");
-    assert_eq!(after[0].remaining(), 9, "the shed request took a token");
+    let after = store.check(&check("queued"), false).await.expect("healthy");
+    assert_eq!(
+        after.decisions[0].remaining(),
+        9,
+        "the shed request took a token"
+    );
 }
 
 #[tokio::test]
@@ -344,7 +353,7 @@ async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_reco
     let now = 1_700_000_000_000_000_000;
     let batch = one_check("restart", Meter::TokenBucket(rate), 1, now);
     assert_eq!(
-        store.check(&batch).await.expect("healthy")[0].remaining(),
+        store.check(&batch, false).await.expect("healthy").decisions[0].remaining(),
         9
     );
 
@@ -365,9 +374,9 @@ async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_reco
                     }
                     let key = format!("load{n}-{i}");
                     let batch = one_check(&key, Meter::TokenBucket(rate), 1, now);
-                    match store.check(&batch).await {
+                    match store.check(&batch, false).await {
                         Ok(d) => {
-                            assert_eq!(d[0].remaining(), 9);
+                            assert_eq!(d.decisions[0].remaining(), 9);
                             decided += 1;
                         }
                         Err(RlsError::Unavailable(_)) => failed += 1,
@@ -402,8 +411,8 @@ async fn a_killed_then_restarted_redis_is_answered_by_the_failure_mode_then_reco
     let again = RedisServer::start_on(port);
     let mut recovered = None;
     for _ in 0..200 {
-        if let Ok(decisions) = store.check(&batch).await {
-            recovered = Some(decisions[0]);
+        if let Ok(verdict) = store.check(&batch, false).await {
+            recovered = Some(verdict.decisions[0]);
             break;
         }
         // Waits on a real process: the client reconnects to the new server in the
@@ -424,10 +433,18 @@ async fn a_script_flush_is_recovered_by_loading_the_script_again() {
     let rate = Rate::new(10, Duration::from_secs(60), 10);
     let now = 1_700_000_000_000_000_000;
     let batch = one_check("flush", Meter::TokenBucket(rate), 1, now);
-    assert_eq!(store.check(&batch).await.expect("first")[0].remaining(), 9);
+    assert_eq!(
+        store.check(&batch, false).await.expect("first").decisions[0].remaining(),
+        9
+    );
     assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
     assert_eq!(
-        store.check(&batch).await.expect("after flush")[0].remaining(),
+        store
+            .check(&batch, false)
+            .await
+            .expect("after flush")
+            .decisions[0]
+            .remaining(),
         8
     );
 }
@@ -446,7 +463,7 @@ async fn readiness_follows_the_connection() {
         common::START_SECS * 1_000_000_000,
     );
     store
-        .check(&batch)
+        .check(&batch, false)
         .await
         .expect("answered over the connection");
 }
@@ -468,7 +485,10 @@ async fn a_unix_socket_url_reaches_redis() {
         1,
         1_700_000_000_000_000_000,
     );
-    assert_eq!(store.check(&batch).await.expect("check")[0].remaining(), 9);
+    assert_eq!(
+        store.check(&batch, false).await.expect("check").decisions[0].remaining(),
+        9
+    );
 }
 
 #[tokio::test]
@@ -487,14 +507,17 @@ async fn acl_credentials_in_the_url_authenticate_and_stay_out_of_errors() {
         1,
         1_700_000_000_000_000_000,
     );
-    assert_eq!(store.check(&batch).await.expect("check")[0].remaining(), 9);
+    assert_eq!(
+        store.check(&batch, false).await.expect("check").decisions[0].remaining(),
+        9
+    );
 
     // A wrong password never connects, and what the store says names no secret.
     let wrong = format!("redis://limiter:wrong-password@127.0.0.1:{}", redis.port);
     let mut options = redis_options(vec![Endpoint::Server(wrong)]);
     options.timeout = Duration::from_millis(100);
     let store = RedisStore::new(options);
-    match store.check(&batch).await {
+    match store.check(&batch, false).await {
         Err(RlsError::Unavailable(why)) => {
             assert!(!why.to_string().contains("wrong-password"), "{why}")
         }
@@ -608,7 +631,12 @@ async fn rediss_verifies_the_server_and_presents_a_client_certificate() {
     let store = RedisStore::new(options);
     store.wait_connected().await;
     assert_eq!(
-        store.check(&batch).await.expect("check over TLS")[0].remaining(),
+        store
+            .check(&batch, false)
+            .await
+            .expect("check over TLS")
+            .decisions[0]
+            .remaining(),
         9
     );
 
@@ -621,7 +649,7 @@ async fn rediss_verifies_the_server_and_presents_a_client_certificate() {
     options.timeout = Duration::from_millis(100);
     let store = RedisStore::new(options);
     assert!(matches!(
-        store.check(&batch).await,
+        store.check(&batch, false).await,
         Err(RlsError::Unavailable(_))
     ));
     assert!(!store.is_ready());

@@ -3,13 +3,13 @@
 //! requests the resources say, by the quotas they say, through reloads.
 
 mod common;
-#[path = "common/envoy_render.rs"]
-mod envoy_render;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::envoy;
 use common::process::rls;
+use common::tools::workspace;
 use tempfile::TempDir;
 
 /// Runs `rls render ARGS`; fails the test unless it succeeds.
@@ -31,8 +31,8 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 YAML")
 }
 
-fn examples() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples")
+fn examples() -> PathBuf {
+    workspace().join("config/examples")
 }
 
 /// `rls render envoy` on every example, rls at 127.0.0.1:8081, with `extra` arguments.
@@ -85,7 +85,7 @@ fn bootstrap_with(
 fn assert_valid(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    if let Err(complaint) = envoy_render::validate(&path) {
+    if let Err(complaint) = envoy::validate(&path) {
         panic!("envoy refuses {name}: {complaint}\n{text}");
     }
 }
@@ -320,7 +320,7 @@ fn local_rules_without_a_workload_selector_are_noted() {
 
 /// The fenced block after `<!-- marker -->` in docs/ratelimit-resource.md.
 fn doc_block(marker: &str) -> String {
-    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ratelimit-resource.md");
+    let doc = workspace().join("docs/ratelimit-resource.md");
     let doc = std::fs::read_to_string(doc).unwrap();
     let after = doc
         .split_once(&format!("<!-- {marker} -->\n```yaml\n"))
@@ -332,7 +332,7 @@ fn doc_block(marker: &str) -> String {
 #[test]
 fn the_docs_side_by_side_example_is_what_rls_serves_and_prints() {
     // Run from the workspace root, as the doc's command line is.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace();
     let output = rls()
         .current_dir(&root)
         .args([

@@ -8,20 +8,25 @@
 //! Quotas are per hour, so that no token comes back while a test runs.
 
 mod common;
-#[path = "common/envoy_render.rs"]
-mod envoy_render;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::envoy::{Bootstrap, Client, Envoy};
 use common::process::{RlsProcess, rls};
-use envoy_render::{Envoy, free_port, get};
 use tempfile::TempDir;
 
 const ME: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const THIRD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+/// The ports the bootstrap is rendered with (`--listen`, `--upstream-listen`, `--admin`):
+/// placeholders, which [`Bootstrap`] moves to free loopback ports. rls's gRPC port (an
+/// ephemeral one, so never one of these) is kept as it is.
+const LISTEN: u16 = 10000;
+const UPSTREAM: u16 = 10001;
+const ADMIN: u16 = 9901;
 
 const HEADER: &str = "apiVersion: quota.rls.dev/v1alpha1\nkind: RateLimit\n";
 
@@ -32,6 +37,7 @@ struct Stack {
     _envoy: Envoy,
     /// Envoy's listener.
     port: u16,
+    /// What `rls render envoy` printed, before its placeholder ports were moved.
     bootstrap: String,
 }
 
@@ -44,22 +50,19 @@ impl Stack {
         std::fs::write(dir.path().join("quotas/quotas.yaml"), quotas).unwrap();
         let config = dir.path().join("quotas");
         let rls = RlsProcess::start(&["--config", config.to_str().unwrap()], &["serving"]);
-        let (port, admin) = (free_port(), free_port());
-        let bootstrap = render_bootstrap(&config, rls.grpc, port, admin);
-        let path = dir.path().join("envoy.yaml");
-        std::fs::write(&path, &bootstrap).unwrap();
-        let envoy = Envoy::start(&path, admin);
+        let bootstrap = render_bootstrap(&config, rls.grpc);
+        let envoy = Bootstrap::text(&bootstrap).port(rls.grpc, rls.grpc).start();
         Stack {
             dir,
             rls: Some(rls),
+            port: envoy.port(LISTEN),
             _envoy: envoy,
-            port,
             bootstrap,
         }
     }
 
-    /// The statuses of `n` requests, one after another.
-    async fn statuses(
+    /// The statuses of `n` requests to `host`, one after another.
+    fn statuses(
         &self,
         n: usize,
         from: Ipv4Addr,
@@ -67,24 +70,24 @@ impl Stack {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Vec<u16> {
-        let mut statuses = Vec::with_capacity(n);
-        for _ in 0..n {
-            statuses.push(get(from, self.port, host, path, headers).await);
-        }
-        statuses
+        let client = Client::new(from);
+        let headers = [&[("host", host)], headers].concat();
+        (0..n)
+            .map(|_| client.get(self.port, path, &headers).status)
+            .collect()
     }
 }
 
-/// `rls render envoy` for the files of `dir`, rls on `grpc`, Envoy listening on `port`,
-/// its own upstream on a free port, admin on `admin`.
-fn render_bootstrap(dir: &Path, grpc: u16, port: u16, admin: u16) -> String {
+/// `rls render envoy` for the files of `dir`, rls on `grpc`, Envoy's ports the
+/// placeholders.
+fn render_bootstrap(dir: &Path, grpc: u16) -> String {
     let output = rls()
         .args(["render", "envoy", "--config"])
         .arg(dir)
         .args(["--rls-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .args(["--listen", &format!("127.0.0.1:{LISTEN}")])
+        .args(["--upstream-listen", &format!("127.0.0.1:{UPSTREAM}")])
+        .args(["--admin", &format!("127.0.0.1:{ADMIN}")])
         // Generous: a loaded test machine must not turn a decision into fail-open.
         .args(["--rls-timeout", "2s"])
         .output()
@@ -145,65 +148,53 @@ spec:
       unit: hour
 ";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn global_rules_limit_exactly_the_requests_they_match() {
+#[test]
+fn global_rules_limit_exactly_the_requests_they_match() {
     let stack = Stack::start(&format!("{HEADER}{GLOBAL}"));
     let host = "shop.test";
     let s = |n, from, host, path, headers| stack.statuses(n, from, host, path, headers);
 
     // An exact path: 3 an hour, shared by every client.
-    assert_eq!(s(2, ME, host, "/checkout", &[]).await, [200, 200]);
-    assert_eq!(s(2, OTHER, host, "/checkout", &[]).await, [200, 429]);
+    assert_eq!(s(2, ME, host, "/checkout", &[]), [200, 200]);
+    assert_eq!(s(2, OTHER, host, "/checkout", &[]), [200, 429]);
     // Another path, another host: never limited.
-    assert_eq!(s(5, ME, host, "/checkout/more", &[]).await, [200; 5]);
-    assert_eq!(s(5, ME, "other.test", "/checkout", &[]).await, [200; 5]);
+    assert_eq!(s(5, ME, host, "/checkout/more", &[]), [200; 5]);
+    assert_eq!(s(5, ME, "other.test", "/checkout", &[]), [200; 5]);
 
     // A bucket per API key; requests without one are not counted.
     assert_eq!(
-        s(3, ME, host, "/api/orders", &[("x-api-key", "a")]).await,
+        s(3, ME, host, "/api/orders", &[("x-api-key", "a")]),
         [200, 200, 429]
     );
     assert_eq!(
-        s(2, ME, host, "/api/items", &[("x-api-key", "b")]).await,
+        s(2, ME, host, "/api/items", &[("x-api-key", "b")]),
         [200, 200]
     );
-    assert_eq!(s(4, ME, host, "/api/orders", &[]).await, [200; 4]);
+    assert_eq!(s(4, ME, host, "/api/orders", &[]), [200; 4]);
 
     // An inverted header: only requests without x-user count.
-    assert_eq!(
-        s(4, ME, host, "/anon", &[("x-user", "ann")]).await,
-        [200; 4]
-    );
-    assert_eq!(s(3, ME, host, "/anon", &[]).await, [200, 200, 429]);
+    assert_eq!(s(4, ME, host, "/anon", &[("x-user", "ann")]), [200; 4]);
+    assert_eq!(s(3, ME, host, "/anon", &[]), [200, 200, 429]);
 
     // An inverted exact value: gold is never counted; another value or none is.
-    assert_eq!(
-        s(3, ME, host, "/tier", &[("x-tier", "gold")]).await,
-        [200; 3]
-    );
-    assert_eq!(
-        s(1, ME, host, "/tier", &[("x-tier", "silver")]).await,
-        [200]
-    );
-    assert_eq!(s(1, ME, host, "/tier", &[]).await, [429]);
+    assert_eq!(s(3, ME, host, "/tier", &[("x-tier", "gold")]), [200; 3]);
+    assert_eq!(s(1, ME, host, "/tier", &[("x-tier", "silver")]), [200]);
+    assert_eq!(s(1, ME, host, "/tier", &[]), [429]);
 
     // Each export takes 3 of 6 hits; other formats are not counted.
     assert_eq!(
-        s(3, ME, host, "/report", &[("x-format", "csv")]).await,
+        s(3, ME, host, "/report", &[("x-format", "csv")]),
         [200, 200, 429]
     );
-    assert_eq!(
-        s(3, ME, host, "/report", &[("x-format", "pdf")]).await,
-        [200; 3]
-    );
+    assert_eq!(s(3, ME, host, "/report", &[("x-format", "pdf")]), [200; 3]);
 
     // Shadow: counted, never refused.
-    assert_eq!(s(4, ME, host, "/beta", &[]).await, [200; 4]);
+    assert_eq!(s(4, ME, host, "/beta", &[]), [200; 4]);
 
     // In the range: a bucket per client address. Out of it: the `elsewhere` rule (1 an
     // hour, 10.0.0.0/8) has let every request above through.
-    assert_eq!(s(2, OTHER, host, "/per-client", &[]).await, [200, 429]);
-    assert_eq!(s(2, THIRD, host, "/per-client", &[]).await, [200, 429]);
+    assert_eq!(s(2, OTHER, host, "/per-client", &[]), [200, 429]);
+    assert_eq!(s(2, THIRD, host, "/per-client", &[]), [200, 429]);
     assert!(stack.bootstrap.contains("v4_prefix_mask_len: 8"));
 }
 
@@ -241,50 +232,29 @@ spec:
       unit: hour
 ";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn local_rules_hold_in_envoy_with_rls_stopped() {
+#[test]
+fn local_rules_hold_in_envoy_with_rls_stopped() {
     let mut stack = Stack::start(&format!("{HEADER}{LOCAL}"));
     let host = "pods.test";
     // With rls up, the global rule holds.
-    assert_eq!(
-        stack.statuses(2, ME, host, "/global", &[]).await,
-        [200, 429]
-    );
+    assert_eq!(stack.statuses(2, ME, host, "/global", &[]), [200, 429]);
 
     drop(stack.rls.take());
     // Without it, the global rule fails open...
-    assert_eq!(
-        stack.statuses(2, ME, host, "/global", &[]).await,
-        [200, 200]
-    );
+    assert_eq!(stack.statuses(2, ME, host, "/global", &[]), [200, 200]);
     // ...and the local ones hold: 3 in all, 1 per client, the shadowed one never
     // refuses, the heavy one costs 2.
     assert_eq!(
-        stack.statuses(4, ME, host, "/all/x", &[]).await,
+        stack.statuses(4, ME, host, "/all/x", &[]),
         [200, 200, 200, 429]
     );
-    assert_eq!(
-        stack.statuses(2, OTHER, host, "/cart", &[]).await,
-        [200, 429]
-    );
-    assert_eq!(
-        stack.statuses(2, THIRD, host, "/cart", &[]).await,
-        [200, 429]
-    );
-    assert_eq!(
-        stack.statuses(3, ME, host, "/shadowed", &[]).await,
-        [200; 3]
-    );
+    assert_eq!(stack.statuses(2, OTHER, host, "/cart", &[]), [200, 429]);
+    assert_eq!(stack.statuses(2, THIRD, host, "/cart", &[]), [200, 429]);
+    assert_eq!(stack.statuses(3, ME, host, "/shadowed", &[]), [200; 3]);
     // Each request takes 2 of 4 tokens.
-    assert_eq!(
-        stack.statuses(3, ME, host, "/heavy", &[]).await,
-        [200, 200, 429]
-    );
+    assert_eq!(stack.statuses(3, ME, host, "/heavy", &[]), [200, 200, 429]);
     // Other hosts and paths: never.
-    assert_eq!(
-        stack.statuses(4, ME, "else.test", "/all", &[]).await,
-        [200; 4]
-    );
+    assert_eq!(stack.statuses(4, ME, "else.test", "/all", &[]), [200; 4]);
 }
 
 const RELOADED: &str = "\
@@ -297,89 +267,63 @@ spec:
   unit: hour
 ";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_edited_quota_is_enforced_through_the_reload_with_the_same_bootstrap() {
+#[test]
+fn an_edited_quota_is_enforced_through_the_reload_with_the_same_bootstrap() {
     let stack = Stack::start(&format!("{HEADER}{}", RELOADED.replace("QUOTA", "2")));
     let host = "reload.test";
     let before = [("x-key", "before")];
-    assert_eq!(
-        stack.statuses(3, ME, host, "/r", &before).await,
-        [200, 200, 429]
-    );
+    assert_eq!(stack.statuses(3, ME, host, "/r", &before), [200, 200, 429]);
 
     let quotas = stack.dir.path().join("quotas");
     let file = quotas.join("quotas.yaml");
     std::fs::write(&file, format!("{HEADER}{}", RELOADED.replace("QUOTA", "5"))).unwrap();
     let http = stack.rls.as_ref().unwrap().http;
-    wait_for_config(http, "5/hour").await;
+    wait_for_config(http, "5/hour");
 
-    // Only the quota changed: the bootstrap rendered now is the one Envoy runs.
+    // Only the quota changed: rendered again from the same arguments, the bootstrap is
+    // byte for byte the one Envoy was started on, so the edit needs nothing of Envoy.
     let grpc = stack.rls.as_ref().unwrap().grpc;
-    let bootstrap_now = render_bootstrap(&quotas, grpc, stack.port, admin_of(&stack.bootstrap));
-    assert_eq!(
-        strip_upstream(&bootstrap_now),
-        strip_upstream(&stack.bootstrap)
-    );
+    assert_eq!(render_bootstrap(&quotas, grpc), stack.bootstrap);
     // A new key gets the new quota.
     let after = [("x-key", "after")];
-    let statuses = stack.statuses(6, ME, host, "/r", &after).await;
+    let statuses = stack.statuses(6, ME, host, "/r", &after);
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
 
     // A quota of 0 is refused whole: the quota of 5 keeps serving.
     std::fs::write(&file, format!("{HEADER}{}", RELOADED.replace("QUOTA", "0"))).unwrap();
-    wait_for_metric(http, "rls_config_reloads_total{result=\"refused\"} 1").await;
-    wait_for_config(http, "5/hour").await;
+    wait_for_metric(http, "rls_config_reloads_total{result=\"refused\"} 1");
+    wait_for_config(http, "5/hour");
     let refused = [("x-key", "refused")];
-    let statuses = stack.statuses(6, ME, host, "/r", &refused).await;
+    let statuses = stack.statuses(6, ME, host, "/r", &refused);
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
 }
 
+/// Polls `GET path` on rls's HTTP port until its body satisfies `found` (a reload is seen
+/// by the watcher within milliseconds; the bound only keeps a broken reload from hanging
+/// the test).
+fn wait_for(http: u16, path: &str, what: &str, found: impl Fn(&str) -> bool) {
+    let client = Client::new(ME);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = client.get(http, path, &[]).body;
+        if found(&body) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "rls never {what}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls rls's `/metrics` until it has the line `line`.
-async fn wait_for_metric(http: u16, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
-        let (_, body) = common::http(addr, "GET", "/metrics", "").await;
-        if body.lines().any(|l| l == line) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rls never reported {line}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+fn wait_for_metric(http: u16, line: &str) {
+    wait_for(http, "/metrics", &format!("reported {line}"), |body| {
+        body.lines().any(|l| l == line)
+    });
 }
 
-/// Polls rls's `/config` until it lists `text` (a reload is seen by the watcher within
-/// milliseconds; the bound only keeps a broken reload from hanging the test).
-async fn wait_for_config(http: u16, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
-        let (_, body) = common::http(addr, "GET", "/config", "").await;
-        if body.contains(text) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "rls never served {text}: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The admin port written in a bootstrap.
-fn admin_of(bootstrap: &str) -> u16 {
-    let value: serde_json::Value = serde_saphyr::from_str(bootstrap).unwrap();
-    value["admin"]["address"]["socket_address"]["port_value"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .expect("an admin port")
-}
-
-/// A bootstrap without its own upstream's port, which each render picks afresh here.
-fn strip_upstream(bootstrap: &str) -> serde_json::Value {
-    let mut value: serde_json::Value = serde_saphyr::from_str(bootstrap).unwrap();
-    let resources = &mut value["static_resources"];
-    resources["listeners"][1]["address"] = serde_json::Value::Null;
-    resources["clusters"][1]["load_assignment"] = serde_json::Value::Null;
-    value
+/// Polls rls's `/config` until it lists `text`.
+fn wait_for_config(http: u16, text: &str) {
+    wait_for(http, "/config", &format!("served {text}"), |body| {
+        body.contains(text)
+    });
 }

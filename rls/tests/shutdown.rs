@@ -5,10 +5,10 @@ mod common;
 use std::sync::Arc;
 
 use config::{LoadOptions, QuotaSet};
-use limiter::{Decision, FakeClock};
+use limiter::FakeClock;
 use proto::rls::rate_limit_response::Code;
 use rls::decide::{AnswerOptions, Decider};
-use rls::store::{Batch, BucketStore, MemoryStore};
+use rls::store::{Batch, BucketStore, MemoryStore, Verdict};
 use rls::{Listeners, RlsError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
@@ -21,10 +21,10 @@ struct GatedStore {
 }
 
 impl BucketStore for GatedStore {
-    async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
+    async fn check(&self, batch: &Batch, shed: bool) -> Result<Verdict, RlsError> {
         self.entered.notify_one();
         self.gate.notified().await;
-        self.inner.check(batch).await
+        self.inner.check(batch, shed).await
     }
 }
 

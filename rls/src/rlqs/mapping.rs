@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use config::{Algorithm, QuotaSet, Rule};
+use limiter::Rate;
 
 use super::assign::Quota;
-use crate::store::Meter;
-use crate::store::keys::push_key;
+use crate::store::{BucketKey, Meter};
 
 /// What a bucket matching no rule gets (`--rlqs-unmatched`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -182,16 +183,16 @@ impl BucketMap {
             .iter()
             .zip(&rule.shared_values)
             .map(|(&(key, value), shared)| (key, shared.as_deref().unwrap_or(value)));
+        // The descriptor's identity, as bucket keys begin: the shares live beside them.
         let mut key = Vec::new();
-        let identity = push_key(
-            &mut key,
-            &Meter::FixedWindow {
-                period_secs: 0,
-                limit: 0,
-            },
-            0,
+        let bucket = BucketKey {
             domain,
-            values,
+            entries: values,
+            limit: 0,
+        };
+        let identity = bucket.write(
+            &mut key,
+            &Meter::TokenBucket(Rate::new(1, Duration::from_secs(1), 1)),
         );
         key.truncate(identity);
         Target::Shared {

@@ -1,4 +1,5 @@
-//! Bucket keys: an unambiguous byte encoding of (algorithm, limit, domain, entries).
+//! `BucketKey`: what names a bucket, and its unambiguous byte encoding of (algorithm,
+//! limit, domain, entries).
 //!
 //! The reference joins parts with `_`, so `a_b=c` and `a=b_c` collide; here every part is
 //! length-prefixed. The quota's numbers are not part of a token-bucket key, so a changed
@@ -7,25 +8,37 @@
 
 use crate::store::Meter;
 
-/// Appends the key of limit number `index` of a descriptor to `buf` and returns the
-/// length of its identity part: the descriptor (domain and entries) comes first, then
-/// which of its limits this is, so that every limit of one descriptor shares a prefix
-/// (one Redis shard, one cluster slot). `values` gives, per entry, the value that
-/// identifies the bucket (the request's value, or a shared pattern).
-pub fn push_key<'a>(
-    buf: &mut Vec<u8>,
-    meter: &Meter,
-    index: usize,
-    domain: &str,
-    entries: impl Iterator<Item = (&'a str, &'a str)>,
-) -> usize {
-    let start = buf.len();
-    push_part(buf, domain);
-    for (key, value) in entries {
-        push_part(buf, key);
-        push_part(buf, value);
+/// What names a bucket: a descriptor and which of its limits.
+pub struct BucketKey<'d, E> {
+    /// The request's domain.
+    pub domain: &'d str,
+    /// Per entry, its key and the value that identifies the bucket (the request's value,
+    /// or a shared pattern).
+    pub entries: E,
+    /// Which limit of the descriptor's rule.
+    pub limit: usize,
+}
+
+impl<'e, E: Iterator<Item = (&'e str, &'e str)>> BucketKey<'_, E> {
+    /// Appends the key of the bucket counting with `meter` to `buf` and returns the length
+    /// of its identity part: the descriptor (domain and entries) comes first, then which
+    /// of its limits this is, so that every limit of one descriptor shares a prefix (one
+    /// Redis shard, one cluster slot).
+    pub fn write(self, buf: &mut Vec<u8>, meter: &Meter) -> usize {
+        let start = buf.len();
+        push_part(buf, self.domain);
+        for (key, value) in self.entries {
+            push_part(buf, key);
+            push_part(buf, value);
+        }
+        let identity = buf.len() - start;
+        push_suffix(buf, meter, self.limit);
+        identity
     }
-    let identity = buf.len() - start;
+}
+
+/// Which limit of the descriptor, and how it counts.
+fn push_suffix(buf: &mut Vec<u8>, meter: &Meter, index: usize) {
     match meter {
         // `T`: the tat stored packed (`t` keys held it as decimal text); a new letter, so
         // that replicas of both formats never read each other's values during an upgrade.
@@ -37,7 +50,6 @@ pub fn push_key<'a>(
     }
     // More than 255 limits on one descriptor is not a real configuration; saturate.
     buf.push(u8::try_from(index).unwrap_or(u8::MAX));
-    identity
 }
 
 /// A stable 64-bit hash (FNV-1a) of a key's identity part: the same on every replica and
@@ -59,6 +71,21 @@ mod tests {
     use super::*;
     use limiter::Rate;
     use std::time::Duration;
+
+    fn push_key<'e>(
+        buf: &mut Vec<u8>,
+        meter: &Meter,
+        limit: usize,
+        domain: &str,
+        entries: impl Iterator<Item = (&'e str, &'e str)>,
+    ) -> usize {
+        let key = BucketKey {
+            domain,
+            entries,
+            limit,
+        };
+        key.write(buf, meter)
+    }
 
     fn key(meter: Meter, index: usize, entries: &[(&str, &str)]) -> Vec<u8> {
         let mut buf = Vec::new();

@@ -4,7 +4,7 @@
 
 use limiter::{Bucket, Decision, Keyed, Nanos, Window};
 
-use super::{Batch, BucketStore, Meter, request_denied};
+use super::{Batch, BucketStore, Meter, Verdict, request_denied};
 use crate::error::RlsError;
 
 /// The embedded in-memory backend.
@@ -36,7 +36,7 @@ impl MemoryStore {
     }
 
     /// The synchronous core of [`BucketStore::check`].
-    pub fn check_now(&self, batch: &Batch) -> Vec<Decision> {
+    pub fn check_now(&self, batch: &Batch) -> Verdict {
         let now = batch.now;
         let hold = batch.stop_increment.then(|| self.windows_going_over(batch));
         let mut decisions = Vec::with_capacity(batch.checks.len());
@@ -60,10 +60,11 @@ impl MemoryStore {
             };
             decisions.push(decision);
         }
-        if request_denied(batch, &decisions) {
+        let denied = request_denied(batch, &decisions);
+        if denied {
             self.refund(batch, &mut decisions);
         }
-        decisions
+        Verdict { decisions, denied }
     }
 
     /// Which fixed-window checks would push their counter over the limit.
@@ -106,7 +107,8 @@ impl MemoryStore {
 }
 
 impl BucketStore for MemoryStore {
-    async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
+    /// Answers at once from process memory: nothing to shed.
+    async fn check(&self, batch: &Batch, _shed: bool) -> Result<Verdict, RlsError> {
         Ok(self.check_now(batch))
     }
 
@@ -153,15 +155,18 @@ mod tests {
     fn a_denied_request_takes_no_tokens_from_its_other_buckets() {
         let store = MemoryStore::new();
         let batch = token_batch(&[(10, Role::Enforced), (1, Role::Enforced)], 1);
-        let first = store.check_now(&batch);
+        let first = store.check_now(&batch).decisions;
         assert_eq!(first[0].remaining(), 9);
         assert!(first[1].is_allowed());
-        let second = store.check_now(&batch);
+        let second = store.check_now(&batch).decisions;
         assert!(!second[1].is_allowed());
         // The wide bucket was charged and refunded: still 9 left, reported as such.
         assert_eq!(second[0].remaining(), 9);
         assert_eq!(
-            store.check_now(&token_batch(&[(10, Role::Enforced)], 0))[0].remaining(),
+            store
+                .check_now(&token_batch(&[(10, Role::Enforced)], 0))
+                .decisions[0]
+                .remaining(),
             9
         );
     }
@@ -171,7 +176,7 @@ mod tests {
         let store = MemoryStore::new();
         let batch = token_batch(&[(10, Role::Enforced), (1, Role::Shadow)], 1);
         store.check_now(&batch);
-        let second = store.check_now(&batch);
+        let second = store.check_now(&batch).decisions;
         assert!(!second[1].is_allowed());
         assert_eq!(second[0].remaining(), 8);
     }
@@ -209,9 +214,9 @@ mod tests {
                 role: Role::Enforced,
             });
         }
-        let first = store.check_now(&batch);
+        let first = store.check_now(&batch).decisions;
         assert_eq!((first[0].remaining(), first[1].remaining()), (4, 0));
-        let second = store.check_now(&batch);
+        let second = store.check_now(&batch).decisions;
         assert!(!second[1].is_allowed());
         // The wide window was only read: still 4 left.
         assert_eq!(second[0].remaining(), 4);

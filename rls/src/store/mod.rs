@@ -1,5 +1,7 @@
 //! `BucketStore`: where bucket state lives. A request's limits arrive as one [`Batch`] and
-//! leave as one [`Decision`] per check; the memory store is [`MemoryStore`].
+//! leave as one [`Verdict`]: a [`Decision`] per check and whether the request is denied.
+//! Stores: [`MemoryStore`] (`memory.rs`) and [`redis::RedisStore`] (`redis/`); bucket
+//! keys are written by `keys.rs`.
 
 pub mod keys;
 mod memory;
@@ -7,9 +9,12 @@ pub mod redis;
 
 use std::future::Future;
 use std::ops::Range;
+use std::time::Duration;
 
+use config::{Algorithm, Limit};
 use limiter::{Decision, Nanos, Rate};
 
+pub use keys::BucketKey;
 pub use memory::MemoryStore;
 
 use crate::error::RlsError;
@@ -37,6 +42,33 @@ pub enum Meter {
         /// Hits allowed per window.
         limit: u32,
     },
+}
+
+impl From<&Limit> for Meter {
+    fn from(limit: &Limit) -> Meter {
+        match limit.algorithm {
+            Algorithm::TokenBucket => Meter::TokenBucket(Rate::new(
+                limit.requests_per_unit,
+                limit.period(),
+                limit.burst,
+            )),
+            Algorithm::FixedWindow => Meter::FixedWindow {
+                period_secs: limit.period_secs(),
+                limit: limit.requests_per_unit,
+            },
+        }
+    }
+}
+
+/// The request descriptor a check belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// Its index in the request.
+    pub descriptor: usize,
+    /// How its outcome counts.
+    pub role: Role,
+    /// Tokens (hits) it takes from each of its buckets; 0 checks without counting.
+    pub cost: u32,
 }
 
 /// One limit of one descriptor to check.
@@ -71,13 +103,28 @@ pub struct Batch {
     pub global_shadow: bool,
     /// Fixed windows: if any counter would go over, increment only those that go over.
     pub stop_increment: bool,
-    /// The request's turn (`--max-concurrent-requests`) did not come while its caller
-    /// could still be answered in time: a store with a failure mode answers with it at
-    /// once, without the backend.
-    pub shed: bool,
 }
 
 impl Batch {
+    /// Adds a check of `meter` on the bucket `key` names, for `owner`.
+    pub fn push<'e>(
+        &mut self,
+        meter: Meter,
+        key: BucketKey<'_, impl Iterator<Item = (&'e str, &'e str)>>,
+        owner: Owner,
+    ) {
+        let start = self.keys.len();
+        let identity = key.write(&mut self.keys, &meter);
+        self.checks.push(Check {
+            key: start..self.keys.len(),
+            identity,
+            meter,
+            cost: owner.cost,
+            descriptor: owner.descriptor,
+            role: owner.role,
+        });
+    }
+
     /// The key bytes of `check`.
     pub fn key(&self, check: &Check) -> &[u8] {
         &self.keys[check.key.clone()]
@@ -101,10 +148,41 @@ impl Batch {
     }
 }
 
+/// What the store decided for a batch: one decision per check, in order, and whether the
+/// request is denied, worked out once ([`request_denied`]) by the store that charged it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// One per check of the batch.
+    pub decisions: Vec<Decision>,
+    /// The request is over its limits: its answer's `overall_code` is `OVER_LIMIT`.
+    pub denied: bool,
+}
+
+impl Verdict {
+    /// The verdict on `batch` of `decisions`, for a store that charged nothing else.
+    pub fn of(batch: &Batch, decisions: Vec<Decision>) -> Verdict {
+        let denied = request_denied(batch, &decisions);
+        Verdict { decisions, denied }
+    }
+}
+
 /// Where bucket state lives.
 pub trait BucketStore: Send + Sync + 'static {
-    /// Checks every bucket of `batch` and returns one decision per check, in order.
-    fn check(&self, batch: &Batch) -> impl Future<Output = Result<Vec<Decision>, RlsError>> + Send;
+    /// Checks every bucket of `batch`. With `shed`, the request's turn
+    /// (`--max-concurrent-requests`) did not come while its caller could still be answered
+    /// in time: a store with a failure mode answers with it at once, without the backend.
+    fn check(
+        &self,
+        batch: &Batch,
+        shed: bool,
+    ) -> impl Future<Output = Result<Verdict, RlsError>> + Send;
+
+    /// How long a check may take at most, when the store bounds it (`--backend-timeout`):
+    /// a request waiting for its turn is shed in time for the store to answer before its
+    /// caller's deadline.
+    fn deadline(&self) -> Option<Duration> {
+        None
+    }
 
     /// Whether the store can answer from its own state now (readiness); the failure mode
     /// answers otherwise.
@@ -120,7 +198,7 @@ pub trait BucketStore: Send + Sync + 'static {
 
 /// Whether a request with these decisions is denied: some enforced descriptor is over, or
 /// the request has quota-mode descriptors and all of them are over; never in global
-/// shadow mode. One definition serves every store and the response's `overall_code`.
+/// shadow mode. One definition serves every store, which returns it in its [`Verdict`].
 pub fn request_denied(batch: &Batch, decisions: &[Decision]) -> bool {
     if batch.global_shadow {
         return false;

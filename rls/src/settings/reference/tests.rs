@@ -1,3 +1,6 @@
+//! The reference table: what it fills, what `--help` lists, what the migration guide
+//! says.
+
 use std::collections::HashMap;
 
 use clap::{CommandFactory, FromArgMatches, Parser};

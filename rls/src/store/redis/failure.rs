@@ -9,7 +9,7 @@ use limiter::{Decision, Nanos};
 use redis::RetryMethod;
 
 use crate::error::RlsError;
-use crate::store::{Batch, MemoryStore, Meter};
+use crate::store::{Batch, MemoryStore, Meter, Verdict};
 
 /// What to answer when Redis fails or misses the deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +56,7 @@ impl FailureMode {
     }
 
     /// The answer for `batch`, which Redis could not answer because of `failure`.
-    pub fn answer(&self, batch: &Batch, failure: Failure) -> Result<Vec<Decision>, RlsError> {
+    pub fn answer(&self, batch: &Batch, failure: Failure) -> Result<Verdict, RlsError> {
         metrics::counter!("rls_backend_failures_total", "mode" => self.on_error.label())
             .increment(1);
         tracing::debug!(
@@ -64,7 +64,7 @@ impl FailureMode {
             transient = failure.is_transient(),
             "backend failed; answering with the failure mode"
         );
-        Ok(match self.on_error {
+        let decisions = match self.on_error {
             OnBackendError::Error => return Err(RlsError::Unavailable(failure)),
             OnBackendError::Allow => batch
                 .checks
@@ -85,8 +85,9 @@ impl FailureMode {
                     reset_after: 1_000_000_000,
                 })
                 .collect(),
-            OnBackendError::Local => self.local.check_now(&self.share(batch)),
-        })
+            OnBackendError::Local => return Ok(self.local.check_now(&self.share(batch))),
+        };
+        Ok(Verdict::of(batch, decisions))
     }
 
     /// `batch` with this replica's share of each quota.
@@ -131,7 +132,8 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Its `kind` label in `rls_backend_errors_total`.
+    /// Its `kind` label in `rls_backend_errors_total` (which does not count `InFlight`:
+    /// the bound answers before any backend work).
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::Redis(_) => "redis",

@@ -42,7 +42,7 @@ use self::failure::FailureMode;
 use self::placement::Placer;
 use self::script::{charge, decode, encode_request};
 use self::shard::Shard;
-use super::{Batch, BucketStore, Meter, request_denied};
+use super::{Batch, BucketStore, Meter, Verdict, request_denied};
 use crate::error::RlsError;
 
 /// Whose clock the scripts read.
@@ -202,13 +202,9 @@ impl RedisStore {
         }
     }
 
-    /// The decisions from Redis, without failure handling; `deadline` is when the caller
+    /// The verdict from Redis, without failure handling; `deadline` is when the caller
     /// stops waiting.
-    async fn check_redis(
-        &self,
-        batch: &Batch,
-        deadline: Instant,
-    ) -> Result<Vec<Decision>, Failure> {
+    async fn check_redis(&self, batch: &Batch, deadline: Instant) -> Result<Verdict, Failure> {
         let spread = self.placer.spreads();
         let windows = batch
             .checks
@@ -223,7 +219,7 @@ impl RedisStore {
         let mut peek = batch.clone();
         peek.stop_increment = false;
         peek.checks.iter_mut().for_each(|c| c.cost = 0);
-        let counts = self.check_parts(&peek, deadline).await?;
+        let counts = self.check_parts(&peek, deadline).await?.decisions;
         let over: Vec<bool> = batch
             .checks
             .iter()
@@ -245,12 +241,8 @@ impl RedisStore {
         self.check_parts(&real, deadline).await
     }
 
-    /// The decisions from Redis for a batch whose stop-increment needs no peek.
-    async fn check_parts(
-        &self,
-        batch: &Batch,
-        deadline: Instant,
-    ) -> Result<Vec<Decision>, Failure> {
+    /// The verdict from Redis for a batch whose stop-increment needs no peek.
+    async fn check_parts(&self, batch: &Batch, deadline: Instant) -> Result<Verdict, Failure> {
         let (mut decisions, probes) = self.consult_cache(batch).await;
         // One script call per shard; in a cluster per slot (descriptor), the keys one
         // script may touch.
@@ -264,7 +256,10 @@ impl RedisStore {
         }
         // Answered entirely from the cache: no Redis call at all.
         if decisions.iter().all(Option::is_some) {
-            return Ok(decisions.into_iter().flatten().collect());
+            return Ok(Verdict::of(
+                batch,
+                decisions.into_iter().flatten().collect(),
+            ));
         }
         let fold = parts.len() == 1;
         let now = self.now_arg(batch);
@@ -306,10 +301,12 @@ impl RedisStore {
         // Remembered: the checks that waited for these answers may look again.
         drop(probes);
         let mut decisions: Vec<Decision> = decisions.into_iter().flatten().collect();
-        if !fold && request_denied(batch, &decisions) && !charged.is_empty() {
+        // One script call folded the request itself; across calls it is folded here.
+        let denied = request_denied(batch, &decisions);
+        if !fold && denied && !charged.is_empty() {
             self.refund(batch, &charged, &mut decisions).await?;
         }
-        Ok(decisions)
+        Ok(Verdict { decisions, denied })
     }
 
     /// What the over-limit cache answers for each check of `batch` (`None`: ask Redis),
@@ -392,8 +389,8 @@ impl RedisStore {
 }
 
 impl BucketStore for RedisStore {
-    async fn check(&self, batch: &Batch) -> Result<Vec<Decision>, RlsError> {
-        let failure = if batch.shed {
+    async fn check(&self, batch: &Batch, shed: bool) -> Result<Verdict, RlsError> {
+        let failure = if shed {
             Failure::Overload
         } else {
             // No queue beyond the bound: callers past it get the failure mode at once.
@@ -402,13 +399,17 @@ impl BucketStore for RedisStore {
             };
             let deadline = Instant::now() + self.timeout;
             match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
-                Ok(Ok(decisions)) => return Ok(decisions),
+                Ok(Ok(verdict)) => return Ok(verdict),
                 Ok(Err(failure)) => failure,
                 Err(_) => Failure::Deadline,
             }
         };
         metrics::counter!("rls_backend_errors_total", "kind" => failure.kind()).increment(1);
         self.failure_mode.answer(batch, failure)
+    }
+
+    fn deadline(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
     fn is_ready(&self) -> bool {
