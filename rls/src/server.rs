@@ -29,7 +29,7 @@ use crate::store::{BucketStore, MemoryStore};
 /// How often full buckets and ended windows are dropped from the memory store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Names under which `grpc.health.v1` reports: the default, the service's full name,
+/// Names under which `grpc.health.v1` reports: the default, each service's full name,
 /// and the reference service's `ratelimit`.
 const HEALTH_NAMES: [&str; 4] = [
     "",
@@ -187,7 +187,8 @@ async fn run<S: BucketStore>(
     }
     let readiness = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let quotas = RlqsService::new(decider.clone(), rlqs.shares, rlqs.options, stop_rx.clone());
+    let quota_service =
+        RlqsService::new(decider.clone(), rlqs.shares, rlqs.options, stop_rx.clone());
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -214,7 +215,7 @@ async fn run<S: BucketStore>(
         .add_service(RateLimitServiceServer::new(RlsService::new(
             decider.clone(),
         )))
-        .add_service(RateLimitQuotaServiceServer::new(quotas))
+        .add_service(RateLimitQuotaServiceServer::new(quota_service))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(),
