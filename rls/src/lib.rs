@@ -7,6 +7,7 @@
 //! - [`cli`]: the command line, `serve`, `check`, `query` and `render`.
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
+//! - [`rlqs`]: gRPC `StreamRateLimitQuotas`: quota shares that Envoy enforces itself.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
 //! - [`decide`]: one request to one answer: admit, plan the checks, answer.
 //! - [`admission`]: the line of requests waiting for a turn to be decided.
@@ -60,6 +61,7 @@ pub mod query;
 pub mod reload;
 pub mod render;
 pub mod request;
+pub mod rlqs;
 pub mod server;
 pub mod service;
 pub mod settings;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use limiter::{Clock, SystemClock};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use proto::rlqs::rate_limit_quota_service_server::RateLimitQuotaServiceServer;
 use proto::rls::rate_limit_service_server::RateLimitServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,6 +20,7 @@ use crate::decide::Decider;
 use crate::error::RlsError;
 use crate::http::{Readiness, router};
 use crate::reload::Reloader;
+use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup};
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
 use crate::store::redis::RedisStore;
@@ -27,11 +29,12 @@ use crate::store::{BucketStore, MemoryStore};
 /// How often full buckets and ended windows are dropped from the memory store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Names under which `grpc.health.v1` reports: the default, the service's full name,
+/// Names under which `grpc.health.v1` reports: the default, each service's full name,
 /// and the reference service's `ratelimit`.
-const HEALTH_NAMES: [&str; 3] = [
+const HEALTH_NAMES: [&str; 4] = [
     "",
     "envoy.service.ratelimit.v3.RateLimitService",
+    "envoy.service.rate_limit_quota.v3.RateLimitQuotaService",
     "ratelimit",
 ];
 
@@ -73,15 +76,18 @@ pub async fn serve(
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
+    let rlqs = RlqsOptions::from_settings(&settings)?;
     match settings.backend {
         BackendKind::Memory => {
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
-            serve_reloading(listeners, decider, &settings, shutdown).await
+            let rlqs = RlqsSetup::memory(rlqs);
+            serve_reloading(listeners, decider, rlqs, &settings, shutdown).await
         }
         BackendKind::Redis => {
             let store = RedisStore::new(settings.redis_options(clock.clone())?);
             let decider = Arc::new(Decider::new(quotas, store, clock, options));
-            serve_reloading(listeners, decider, &settings, shutdown).await
+            let rlqs = RlqsSetup::redis(&decider, rlqs);
+            serve_reloading(listeners, decider, rlqs, &settings, shutdown).await
         }
     }
 }
@@ -91,6 +97,7 @@ pub async fn serve(
 async fn serve_reloading<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
+    rlqs: RlqsSetup,
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
@@ -105,7 +112,7 @@ async fn serve_reloading<S: BucketStore>(
     let hangups = reloader
         .clone()
         .map(|reloader| tokio::spawn(reload_on_hangup(reloader)));
-    let result = serve_store(listeners, decider, shutdown).await;
+    let result = serve_with(listeners, decider, rlqs, shutdown).await;
     if let Some(hangups) = hangups {
         hangups.abort();
     }
@@ -138,6 +145,17 @@ pub async fn serve_store<S: BucketStore>(
     decider: Arc<Decider<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
+    let rlqs = RlqsSetup::memory(RlqsOptions::default());
+    serve_with(listeners, decider, rlqs, shutdown).await
+}
+
+/// [`serve_store`] with the RLQS service set up as `rlqs` says.
+pub async fn serve_with<S: BucketStore>(
+    listeners: Listeners,
+    decider: Arc<Decider<S>>,
+    rlqs: RlqsSetup,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
     let sweeper = {
         let decider = decider.clone();
         tokio::spawn(async move {
@@ -148,7 +166,7 @@ pub async fn serve_store<S: BucketStore>(
             }
         })
     };
-    let result = run(listeners, decider, shutdown).await;
+    let result = run(listeners, decider, rlqs, shutdown).await;
     sweeper.abort();
     result
 }
@@ -156,6 +174,7 @@ pub async fn serve_store<S: BucketStore>(
 async fn run<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
+    rlqs: RlqsSetup,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
     let grpc_addr = local_addr(&listeners.grpc);
@@ -168,6 +187,8 @@ async fn run<S: BucketStore>(
     }
     let readiness = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let quota_service =
+        RlqsService::new(decider.clone(), rlqs.shares, rlqs.options, stop_rx.clone());
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -194,6 +215,7 @@ async fn run<S: BucketStore>(
         .add_service(RateLimitServiceServer::new(RlsService::new(
             decider.clone(),
         )))
+        .add_service(RateLimitQuotaServiceServer::new(quota_service))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(),
