@@ -10,7 +10,8 @@
 //! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `local` ([`LocalSection`], after
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
 //! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
-//! mapped to a domain and descriptor rules).
+//! mapped to a domain and descriptor rules), `xds` (the reference's `RateLimitConfig`
+//! resources, checked as quota files: [`QuotaSet::from_rate_limit_configs`]).
 //!
 //! ```
 //! use config::{LoadOptions, QuotaSet, Unit};
@@ -39,6 +40,7 @@ mod pattern;
 mod quota;
 pub mod resource;
 mod tree;
+mod xds;
 mod yaml_error;
 
 pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
