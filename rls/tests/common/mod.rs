@@ -2,11 +2,14 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod ads;
+pub mod certs;
 pub mod envoy;
 pub mod istio;
 pub mod manifest;
 pub mod process;
 pub mod redis;
+pub mod serve;
 pub mod tools;
 
 use std::net::SocketAddr;
