@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod process;
 pub mod redis;
 pub mod serve;
+pub mod tls;
 pub mod tools;
 
 use std::net::SocketAddr;
