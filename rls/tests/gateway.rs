@@ -17,6 +17,7 @@ use common::ads::AdsServer;
 use common::certs::Certs;
 use common::envoy::{Bootstrap, Client};
 use common::http;
+use common::manifest;
 use common::redis::RedisServer;
 use proto::rls_config::{RateLimitConfig, RateLimitDescriptor, RateLimitPolicy, RateLimitUnit};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -248,4 +249,70 @@ async fn envoy_gateways_deployment_runs_rls_and_envoy_enforces_a_quota_from_xds(
         .filter(|l| l.contains("variables that rls does not read"))
         .count();
     assert_eq!(said_once, 1);
+}
+
+/// The EnvoyGateway configuration in `deploy/envoy-gateway/envoy-gateway-config.yaml`.
+fn envoy_gateway_config() -> (serde_json::Value, serde_json::Value) {
+    let path = common::tools::workspace().join("deploy/envoy-gateway/envoy-gateway-config.yaml");
+    let objects = manifest::read(&path);
+    assert_eq!(objects.len(), 1);
+    let configmap = objects[0].clone();
+    assert_eq!(configmap["kind"], "ConfigMap");
+    assert_eq!(configmap["metadata"]["name"], "envoy-gateway-config");
+    assert_eq!(configmap["metadata"]["namespace"], "envoy-gateway-system");
+    let text = configmap["data"]["envoy-gateway.yaml"]
+        .as_str()
+        .expect("envoy-gateway.yaml");
+    let config = manifest::documents(text).remove(0);
+    (configmap, config)
+}
+
+#[test]
+fn the_envoy_gateway_snippets_set_rls_as_the_image_with_a_redis_backend() {
+    let (_, config) = envoy_gateway_config();
+    assert_eq!(config["apiVersion"], "gateway.envoyproxy.io/v1alpha1");
+    assert_eq!(config["kind"], "EnvoyGateway");
+    let container = &config["provider"]["kubernetes"]["rateLimitDeployment"]["container"];
+    let image = container["image"].as_str().expect("an image");
+    assert_eq!(config["rateLimit"]["backend"]["type"], "Redis");
+    // Every variable added is one of rls serve's, with a value it takes.
+    let serve = rls::cli::command()
+        .find_subcommand("serve")
+        .expect("serve")
+        .clone();
+    for var in container["env"].as_array().expect("env") {
+        let (name, value) = (
+            var["name"].as_str().expect("name"),
+            var["value"].as_str().expect("value"),
+        );
+        let arg = serve
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == name))
+            .unwrap_or_else(|| panic!("{name} is no variable of rls serve"));
+        let values = arg.get_possible_values();
+        assert!(
+            values.is_empty() || values.iter().any(|v| v.matches(value, false)),
+            "{name}={value}"
+        );
+    }
+
+    // The Helm values say the same through the chart's own keys.
+    let values =
+        manifest::read(&common::tools::workspace().join("deploy/envoy-gateway/helm-values.yaml"));
+    assert_eq!(values[0]["global"]["images"]["ratelimit"]["image"], image);
+    assert_eq!(
+        values[0]["config"]["envoyGateway"]["rateLimit"],
+        config["rateLimit"]
+    );
+}
+
+#[test]
+fn the_envoy_gateway_configmap_validates_against_the_kubernetes_schemas() {
+    let path = common::tools::workspace().join("deploy/envoy-gateway/envoy-gateway-config.yaml");
+    let validate = common::tools::program("kubernetes-validate");
+    let (ok, out, err) = common::tools::run(Command::new(validate).arg("--strict").arg(&path));
+    assert!(
+        ok && out.contains("passed") && !out.contains("WARN"),
+        "{out}{err}"
+    );
 }
