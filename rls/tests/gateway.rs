@@ -13,14 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::ads::AdsServer;
+use common::ads::{AdsServer, mutual_tls};
 use common::certs::Certs;
 use common::envoy::{Bootstrap, Client};
 use common::http;
 use common::manifest;
 use common::redis::RedisServer;
 use proto::rls_config::{RateLimitConfig, RateLimitDescriptor, RateLimitPolicy, RateLimitUnit};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// Longest wait for the process to log what a test waits for.
 const LOG_BOUND: Duration = Duration::from_secs(60);
@@ -140,11 +139,7 @@ async fn envoy_gateways_deployment_runs_rls_and_envoy_enforces_a_quota_from_xds(
     let xds = certs.leaf("envoy-gateway", "ca", "DNS:envoy-gateway,IP:127.0.0.1");
     let envoy_cert = certs.leaf("envoy", "ca", "DNS:envoy");
     let ca = certs.path("ca.crt");
-    let read = |path: &Path| std::fs::read(path).expect("read");
-    let server_tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(&xds.cert), read(&xds.key)))
-        .client_ca_root(Certificate::from_pem(read(&ca)));
-    let ads = AdsServer::start(Some(server_tls)).await;
+    let ads = AdsServer::start(Some(mutual_tls(&xds, &ca))).await;
     ads.push("1", gateway_rules(3));
     let redis = RedisServer::start();
 

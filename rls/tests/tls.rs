@@ -6,21 +6,16 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::ads::AdsServer;
+use common::ads::{AdsServer, mutual_tls};
 use common::certs::{Certs, Leaf, replace_file};
-use common::serve::{Served, request};
+use common::serve::{Served, eventually, request};
 use common::tls::{SERVER_NAME, TlsClient, ask};
 use proto::rls::rate_limit_response::Code;
 use proto::rls_config::{RateLimitConfig, RateLimitDescriptor, RateLimitPolicy, RateLimitUnit};
 use rls::Settings;
 use rls::settings::xds::ConfigSource;
 use tempfile::TempDir;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-
-/// Longest wait for a reload to show.
-const RELOAD_BOUND: Duration = Duration::from_secs(30);
 
 const QUOTAS: &str = "domain: edge\ndescriptors:\n  - key: path\n    rate_limit: {unit: hour, requests_per_unit: 100}\n";
 
@@ -114,17 +109,11 @@ async fn a_client_certificate_without_the_required_san_is_refused() {
 
 /// Polls new connections until the server shows `expected`.
 async fn wait_for_certificate(client: &TlsClient, expected: &[u8]) {
-    let deadline = Instant::now() + RELOAD_BOUND;
-    loop {
-        if answered(client).await == Ok(Code::Ok) && client.last_certificate() == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was not served in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the new certificate is served", || async {
+        let served = answered(client).await == Ok(Code::Ok);
+        (served && client.last_certificate() == expected).then_some(())
+    })
+    .await
 }
 
 /// The value of `rls_tls_reloads_total{result="refused"}` on the metrics page.
@@ -172,14 +161,10 @@ async fn a_rotated_certificate_is_served_to_new_connections_and_open_ones_are_ke
     let garbage = certs.path("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").expect("write");
     replace_file(&garbage, &live.cert);
-    let deadline = Instant::now() + RELOAD_BOUND;
-    while refused_reloads(&served).await == before {
-        assert!(
-            Instant::now() < deadline,
-            "the bad file was not seen in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the bad file is refused", || async {
+        (refused_reloads(&served).await > before).then_some(())
+    })
+    .await;
     assert_eq!(answered(&fresh).await, Ok(Code::Ok));
     assert_eq!(fresh.last_certificate(), second.der());
     served.stop().await;
@@ -192,12 +177,7 @@ async fn rules_come_over_an_xds_feed_with_mtls_both_ways() {
     let rls_client = certs.leaf("rls-client", "ca", "DNS:envoy-ratelimit.test");
     let envoy = certs.leaf("envoy", "ca", "DNS:envoy.test");
     let ca = certs.path("ca.crt");
-    let read = |path: &Path| std::fs::read(path).expect("read");
-    // The management server asks for a client certificate its CA signed.
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(&xds.cert), read(&xds.key)))
-        .client_ca_root(Certificate::from_pem(read(&ca)));
-    let ads = AdsServer::start(Some(tls)).await;
+    let ads = AdsServer::start(Some(mutual_tls(&xds, &ca))).await;
     ads.push(
         "1",
         vec![RateLimitConfig {

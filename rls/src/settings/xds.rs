@@ -224,6 +224,44 @@ mod tests {
     }
 
     #[test]
+    fn settings_that_cannot_take_effect_are_refused() {
+        let defaults = crate::settings::Settings::defaults().xds;
+        assert_eq!(defaults.options().expect("valid"), None, "files by default");
+        let refused = |change: fn(&mut XdsArgs)| {
+            let mut args = defaults.clone();
+            change(&mut args);
+            args.options().expect_err("refused").to_string()
+        };
+        let error = refused(|a| a.force_start_without_initial_config = true);
+        assert!(
+            error.contains("--force-start-without-initial-config: it needs --config-source xds"),
+            "{error}"
+        );
+        let error = refused(|a| {
+            a.config_source = ConfigSource::Xds;
+            a.xds_tls_ca = Some("ca.crt".into());
+        });
+        assert!(
+            error.contains("need --xds-tls or an https:// server"),
+            "{error}"
+        );
+        let error = refused(|a| {
+            a.config_source = ConfigSource::Xds;
+            a.xds_tls_cert = Some("tls.crt".into());
+        });
+        assert!(
+            error.contains("--xds-tls-cert: it goes with --xds-tls-key"),
+            "{error}"
+        );
+        let mut https = defaults.clone();
+        https.config_source = ConfigSource::Xds;
+        https.xds_server = "https://envoy-gateway:18001".into();
+        https.xds_tls_ca = Some("ca.crt".into());
+        let options = https.options().expect("valid").expect("xds");
+        assert_eq!(options.tls.and_then(|t| t.ca), Some("ca.crt".into()));
+    }
+
+    #[test]
     fn metadata_pairs_need_a_key_and_an_equals_sign() {
         assert_eq!(key_value("zone=a=b"), Ok(("zone".into(), "a=b".into())));
         assert!(key_value("zone:a").is_err());

@@ -21,8 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::transport::ServerTlsConfig;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
+
+use super::certs::Leaf;
 
 /// Longest wait for the client's next request.
 const REQUEST_BOUND: Duration = Duration::from_secs(30);
@@ -125,6 +127,18 @@ impl AdsServer {
             .expect("the client sent a request in time")
             .expect("the server is running")
     }
+}
+
+/// TLS for a server presenting `identity` that asks each client for a certificate `ca`
+/// signed, as Envoy Gateway's xDS server does.
+pub fn mutual_tls(identity: &Leaf, ca: &std::path::Path) -> ServerTlsConfig {
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a TLS file");
+    ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(&identity.cert),
+            read(&identity.key),
+        ))
+        .client_ca_root(Certificate::from_pem(read(ca)))
 }
 
 struct Ads {

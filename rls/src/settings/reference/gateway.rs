@@ -210,7 +210,145 @@ fn listen_addr(text: &str) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::settings_from;
     use super::*;
+    use crate::settings::BackendKind;
+
+    /// What Envoy Gateway's Deployment sets (resource.go), with Redis over TLS.
+    const ENVOY_GATEWAY: &[(&str, &str)] = &[
+        ("RUNTIME_ROOT", "/data"),
+        ("RUNTIME_SUBDIRECTORY", "ratelimit"),
+        ("RUNTIME_WATCH_ROOT", "false"),
+        ("LOG_LEVEL", "info"),
+        ("USE_STATSD", "false"),
+        ("CONFIG_TYPE", "GRPC_XDS_SOTW"),
+        ("CONFIG_GRPC_XDS_SERVER_URL", "envoy-gateway:18001"),
+        ("CONFIG_GRPC_XDS_NODE_ID", "envoy-ratelimit"),
+        ("GRPC_SERVER_USE_TLS", "true"),
+        ("GRPC_SERVER_TLS_CERT", "/certs/tls.crt"),
+        ("GRPC_SERVER_TLS_KEY", "/certs/tls.key"),
+        ("GRPC_SERVER_TLS_CA_CERT", "/certs/ca.crt"),
+        ("CONFIG_GRPC_XDS_SERVER_USE_TLS", "true"),
+        ("CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "/certs/tls.crt"),
+        ("CONFIG_GRPC_XDS_CLIENT_TLS_KEY", "/certs/tls.key"),
+        ("CONFIG_GRPC_XDS_SERVER_TLS_CACERT", "/certs/ca.crt"),
+        ("FORCE_START_WITHOUT_INITIAL_CONFIG", "true"),
+        ("REDIS_SOCKET_TYPE", "tcp"),
+        ("REDIS_URL", "redis.redis-system.svc.cluster.local:6379"),
+        ("REDIS_TLS", "true"),
+        ("REDIS_TLS_CLIENT_CERT", "/redis-certs/tls.crt"),
+        ("REDIS_TLS_CLIENT_KEY", "/redis-certs/tls.key"),
+        ("USE_PROMETHEUS", "true"),
+        ("PROMETHEUS_ADDR", ":19001"),
+        ("PROMETHEUS_MAPPER_YAML", "/etc/statsd-exporter/conf.yaml"),
+    ];
+
+    #[test]
+    fn envoy_gateways_environment_fills_every_setting_it_means() {
+        let s = settings_from(&["rls"], ENVOY_GATEWAY).expect("valid settings");
+        assert_eq!(s.xds.config_source, ConfigSource::Xds);
+        assert_eq!(s.quotas.config, None, "no quota files with the xDS source");
+        let xds = s.xds.options().expect("valid").expect("the xDS source");
+        assert_eq!(xds.uri.to_string(), "https://envoy-gateway:18001/");
+        assert_eq!(xds.node_id, "envoy-ratelimit");
+        assert!(xds.force_start);
+        let tls = xds.tls.expect("TLS to the xDS server");
+        assert_eq!(tls.ca, Some("/certs/ca.crt".into()));
+        assert_eq!(
+            tls.identity,
+            Some(("/certs/tls.crt".into(), "/certs/tls.key".into()))
+        );
+        assert_eq!(tls.server_name, None);
+        let grpc = s.grpc_tls.files().expect("valid").expect("TLS on gRPC");
+        assert_eq!(grpc.cert, PathBuf::from("/certs/tls.crt"));
+        assert_eq!(
+            grpc.client_ca, None,
+            "GRPC_SERVER_TLS_CA_CERT is not the reference's"
+        );
+        assert_eq!(s.backend, BackendKind::Redis);
+        let url = "rediss://redis.redis-system.svc.cluster.local:6379";
+        assert_eq!(s.redis_urls, [url]);
+        assert_eq!(s.redis_tls_cert, Some("/redis-certs/tls.crt".into()));
+        assert_eq!(s.metrics.metrics_addr, listen_addr(":19001"));
+        assert_eq!(s.metrics.metrics_path, "/metrics");
+    }
+
+    #[test]
+    fn tls_files_are_read_only_when_tls_is_on_and_then_needed() {
+        let off = [
+            ("GRPC_SERVER_USE_TLS", "false"),
+            ("GRPC_SERVER_TLS_CERT", "/certs/tls.crt"),
+            ("CONFIG_GRPC_XDS_SERVER_USE_TLS", "0"),
+            ("CONFIG_GRPC_XDS_SERVER_TLS_CACERT", "/certs/ca.crt"),
+        ];
+        let s = settings_from(&["rls"], &off).expect("valid settings");
+        assert_eq!(s.grpc_tls.grpc_tls_cert, None);
+        assert_eq!(s.xds.xds_tls_ca, None);
+        let error =
+            settings_from(&["rls"], &[("GRPC_SERVER_USE_TLS", "true")]).expect_err("no cert");
+        assert!(
+            error.to_string().starts_with("invalid GRPC_SERVER_USE_TLS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn go_forms_are_read_and_anything_else_is_refused_naming_the_variable() {
+        let s = settings_from(
+            &["rls"],
+            &[
+                ("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL", "500ms"),
+                ("XDS_CLIENT_BACKOFF_MAX_INTERVAL", "1m30s"),
+                ("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES", "1048576"),
+                ("CONFIG_GRPC_XDS_NODE_METADATA", "cluster=eg,zone=a"),
+                ("USE_PROMETHEUS", "true"),
+            ],
+        )
+        .expect("valid settings");
+        assert_eq!(
+            s.xds.xds_backoff_initial,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(s.xds.xds_backoff_max, std::time::Duration::from_secs(90));
+        assert_eq!(s.xds.xds_max_message_bytes, 1 << 20);
+        assert_eq!(s.xds.xds_node_metadata[1], ("zone".into(), "a".into()));
+        assert_eq!(
+            s.metrics.metrics_addr,
+            listen_addr(":9090"),
+            "the reference's default"
+        );
+        for (name, value) in [
+            ("CONFIG_TYPE", "GRPC_XDS_DELTA"),
+            ("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL", "soon"),
+            ("CONFIG_GRPC_XDS_NODE_METADATA", "zone:a"),
+            ("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES", "0"),
+        ] {
+            let error = settings_from(&["rls"], &[(name, value)]).expect_err(name);
+            assert!(
+                error.to_string().starts_with(&format!("invalid {name}")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_given_are_kept_and_a_config_path_with_xds_is_refused_later() {
+        let s = settings_from(
+            &[
+                "rls",
+                "--config",
+                "quotas",
+                "--metrics-addr",
+                "127.0.0.1:9000",
+            ],
+            &[("CONFIG_TYPE", "GRPC_XDS_SOTW"), ("USE_PROMETHEUS", "true")],
+        )
+        .expect("valid settings");
+        assert_eq!(s.quotas.config, Some(PathBuf::from("quotas")));
+        assert_eq!(s.metrics.metrics_addr, listen_addr("127.0.0.1:9000"));
+        let error = crate::source::RuleSource::initial_quotas(&s).expect_err("both sources");
+        assert!(error.to_string().contains("--config"), "{error}");
+    }
 
     #[test]
     fn go_listen_addresses_are_read_as_go_writes_them() {
