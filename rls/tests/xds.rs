@@ -95,6 +95,9 @@ async fn a_first_set_is_served_once_acked_and_readiness_waits_for_it() {
         body.starts_with("waiting for the first rule set\n"),
         "{body}"
     );
+    // Meanwhile requests are answered, with no limits.
+    let mut client = client(&served).await;
+    assert_eq!(path(&mut client, "/a").await, (Code::Ok, 0));
 
     ads.push("v1", edge(vec![rule("path", "/a", 2)]));
     let ack = ads.next_request().await;
@@ -110,7 +113,6 @@ async fn a_first_set_is_served_once_acked_and_readiness_waits_for_it() {
     assert!(config.contains("edge.path_/a: 2/hour"), "{config}");
     assert!(config.contains("(resource \"edge\")"), "{config}");
 
-    let mut client = client(&served).await;
     assert_eq!(path(&mut client, "/a").await, (Code::Ok, 1));
     assert_eq!(path(&mut client, "/a").await, (Code::Ok, 0));
     assert_eq!(path(&mut client, "/a").await.0, Code::OverLimit);

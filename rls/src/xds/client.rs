@@ -87,6 +87,11 @@ impl<S: BucketStore> Client<S> {
 
     async fn stream(&self, answered: &mut bool) -> Result<(), String> {
         let channel = self.connect().await?;
+        // Connected: a server with no set for this node may send nothing for long, and
+        // some send no response headers before their first response.
+        self.report.send_modify(|s| s.connected = true);
+        metrics::gauge!("rls_xds_connected").set(1.0);
+        tracing::info!(server = %self.options.uri, "xDS server connected");
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(self.options.max_message_bytes);
         let (requests, outgoing) = mpsc::channel(4);
@@ -102,9 +107,6 @@ impl<S: BucketStore> Client<S> {
             .await
             .map_err(|status| describe(&status))?
             .into_inner();
-        self.report.send_modify(|s| s.connected = true);
-        metrics::gauge!("rls_xds_connected").set(1.0);
-        tracing::info!(server = %self.options.uri, "xDS stream open");
         while let Some(response) = responses.message().await.map_err(|s| describe(&s))? {
             *answered = true;
             let reply = self.apply(response);
