@@ -38,7 +38,7 @@ pub const GATEWAY_VARIABLES: &[Variables<Settings>] = &[
         names: &["CONFIG_GRPC_XDS_NODE_METADATA"],
         settings: &["xds_node_metadata"],
         read: |s, v| {
-            let Some(text) = v.text(0) else {
+            let Some(text) = v.text(0).filter(|_| from_xds(s)) else {
                 return Ok(());
             };
             let pairs = text.split(',').map(|pair| match pair.split_once('=') {
@@ -66,7 +66,7 @@ pub const GATEWAY_VARIABLES: &[Variables<Settings>] = &[
         ],
         // As in the reference, the files are read only when TLS is on.
         read: |s, v| {
-            if v.go_bool(0)? != Some(true) {
+            if !from_xds(s) || v.go_bool(0)? != Some(true) {
                 return Ok(());
             }
             s.xds.xds_tls = true;
@@ -102,7 +102,10 @@ pub const GATEWAY_VARIABLES: &[Variables<Settings>] = &[
     Variables {
         names: &["FORCE_START_WITHOUT_INITIAL_CONFIG"],
         settings: &["force_start_without_initial_config"],
-        read: |s, v| set(&mut s.xds.force_start_without_initial_config, v.go_bool(0)?),
+        read: |s, v| match from_xds(s) {
+            true => set(&mut s.xds.force_start_without_initial_config, v.go_bool(0)?),
+            false => Ok(()),
+        },
     },
     Variables {
         names: &[
@@ -185,6 +188,13 @@ pub const GATEWAY_VARIABLES: &[Variables<Settings>] = &[
         },
     },
 ];
+
+/// True with rules from xDS. The rows of settings that only the xDS source has read
+/// nothing otherwise, as the reference ignores them with files: rls refuses such settings
+/// given as flags, and a Deployment for the reference must not stop on them.
+fn from_xds(s: &Settings) -> bool {
+    s.xds.config_source == ConfigSource::Xds
+}
 
 impl Values<'_> {
     /// Variable `i` as a Go duration (`10s`, `1m30s`, `500ms`), when set to something.
@@ -300,6 +310,7 @@ mod tests {
                 ("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL", "500ms"),
                 ("XDS_CLIENT_BACKOFF_MAX_INTERVAL", "1m30s"),
                 ("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES", "1048576"),
+                ("CONFIG_TYPE", "GRPC_XDS_SOTW"),
                 ("CONFIG_GRPC_XDS_NODE_METADATA", "cluster=eg,zone=a"),
                 ("USE_PROMETHEUS", "true"),
             ],
@@ -323,12 +334,29 @@ mod tests {
             ("CONFIG_GRPC_XDS_NODE_METADATA", "zone:a"),
             ("XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES", "0"),
         ] {
-            let error = settings_from(&["rls"], &[(name, value)]).expect_err(name);
+            let vars = [("CONFIG_TYPE", "GRPC_XDS_SOTW"), (name, value)];
+            let error = settings_from(&["rls"], &vars).expect_err(name);
             assert!(
                 error.to_string().starts_with(&format!("invalid {name}")),
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn xds_variables_with_quota_files_are_not_read() {
+        let s = settings_from(
+            &["rls"],
+            &[
+                ("FORCE_START_WITHOUT_INITIAL_CONFIG", "true"),
+                ("CONFIG_GRPC_XDS_SERVER_USE_TLS", "true"),
+                ("CONFIG_GRPC_XDS_NODE_METADATA", "zone=a"),
+                ("RUNTIME_ROOT", "/srv"),
+            ],
+        )
+        .expect("valid settings");
+        assert_eq!(s.xds.options().expect("usable"), None);
+        assert_eq!(s.quotas.config, Some(PathBuf::from("/srv/config")));
     }
 
     #[test]
