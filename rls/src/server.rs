@@ -90,6 +90,8 @@ async fn serve_source<S: BucketStore>(
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
+    // The recorder first: the source counts its first rule set at once.
+    prometheus();
     let source = RuleSource::start(decider.clone(), settings)?;
     let tls = match settings.grpc_tls.files()? {
         Some(files) => Some(Arc::new(ServerTls::start(files)?)),
