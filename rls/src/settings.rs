@@ -3,7 +3,10 @@
 //! `rls check` shares. The reference service's variables are one table:
 //! [`reference`](mod@reference).
 
+pub mod metrics;
 pub mod reference;
+pub mod tls;
+pub mod xds;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -67,6 +70,18 @@ pub struct Settings {
     /// The quota files.
     #[command(flatten)]
     pub quotas: QuotaArgs,
+
+    /// Where the rules come from: quota files or an xDS server.
+    #[command(flatten)]
+    pub xds: xds::XdsArgs,
+
+    /// TLS on the gRPC listener.
+    #[command(flatten)]
+    pub grpc_tls: tls::GrpcTlsArgs,
+
+    /// A listener of its own for metrics.
+    #[command(flatten)]
+    pub metrics: metrics::MetricsArgs,
 
     /// Reload the quota files when they change (and on SIGHUP); an invalid change is
     /// refused and the previous files keep serving.
