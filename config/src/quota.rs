@@ -243,6 +243,12 @@ impl Rule {
         &self.replaces
     }
 
+    /// The descriptor keys on the path from the domain root to this rule, in order: the
+    /// order in which a request's entries must come to reach it.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|step| step.key.as_str())
+    }
+
     /// Whether [`Rule::stats_key_for`] depends on the request's values (`detailed_metric`,
     /// or `value_to_metric` on this node or an ancestor); when false it is `stats_key`.
     pub fn stats_key_depends_on_values(&self) -> bool {

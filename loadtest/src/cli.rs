@@ -1,4 +1,4 @@
-//! [`Cli`]: the `loadtest` command line — `run`, `baseline`, `compare`, `stack`.
+//! [`Cli`]: the `loadtest` command line — `run`, `baseline`, `compare`, `stack`, `http`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +34,15 @@ pub enum Command {
     /// Start rls replicas (and redis-server) on loopback, run the standard scenarios, and
     /// print their table for BENCHMARKS.md.
     Stack(StackArgs),
+    /// Load an HTTP proxy (Envoy with its rate limit filters) and report requests/s,
+    /// latency, 2xx and 429, and accuracy against a stated quota.
+    #[command(
+        mut_arg("keys", |a| a.visible_alias("values")),
+        mut_arg("domain", |a| a.hide(true)),
+        mut_arg("descriptors", |a| a.hide(true)),
+        mut_arg("hits", |a| a.hide(true))
+    )]
+    Http(Box<crate::http::HttpArgs>),
 }
 
 /// Arguments of `loadtest run`.

@@ -8,9 +8,10 @@
 //! pacing), [`stats`] (HDR histograms, codes, per-second series), [`accuracy`] (permitted
 //! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`provenance`] (the
 //! date, command, targets, quota and commit every report carries), [`baseline`] (the
-//! no-op RLS), [`run`], [`compare`] and [`stack`] (the subcommands), [`processes`] (the
-//! processes the stack starts), [`cpu`] (CPU lists and CPU time per process), [`fleet`] (the
-//! `rls` replicas and Redis one measured side runs on), [`scrape`] (their metrics).
+//! no-op RLS), [`run`], [`compare`], [`stack`] and [`http`] (the subcommands; `http` loads
+//! an HTTP proxy such as Envoy), [`processes`] (the processes the stack starts), [`cpu`]
+//! (CPU lists and CPU time per process), [`fleet`] (the `rls` replicas and Redis one
+//! measured side runs on), [`scrape`] (their metrics).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -44,6 +45,7 @@ pub mod cpu;
 pub mod error;
 pub mod fleet;
 pub mod generator;
+pub mod http;
 pub mod processes;
 pub mod progress;
 pub mod provenance;

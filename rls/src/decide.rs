@@ -115,6 +115,13 @@ impl<S: BucketStore> Decider<S> {
         self.quotas.store(Arc::new(quotas));
     }
 
+    /// A reload: serves `quotas` from now on, then hands back every lease the store holds
+    /// (a rule may have changed under them).
+    pub async fn reload(&self, quotas: QuotaSet) {
+        self.replace_quotas(quotas);
+        self.store.release().await;
+    }
+
     /// The bucket store.
     pub fn store(&self) -> &S {
         &self.store

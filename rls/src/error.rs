@@ -126,9 +126,23 @@ pub enum SettingsError {
         "invalid settings: give one of --redis-url, --redis-cluster or --redis-sentinel, not several"
     )]
     TwoRedisTopologies,
-    /// Settings that cannot take effect together.
-    #[error("invalid settings: {0}")]
-    Refused(String),
+    /// A setting given where it cannot take effect.
+    #[error("invalid settings: {setting}: {reason}")]
+    Conflict {
+        /// The setting (its flag).
+        setting: &'static str,
+        /// Why it cannot take effect.
+        reason: &'static str,
+    },
+    /// A TLS file that cannot be used: no certificate in it, a malformed key, a key that
+    /// is not the certificate's.
+    #[error("invalid settings: {}: {reason}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A file a setting names cannot be read.
     #[error("invalid settings: cannot read {}: {source}", path.display())]
     Unreadable {

@@ -154,8 +154,7 @@ async fn reload_on_change<S: BucketStore>(
                     "quota files reloaded"
                 );
                 metrics::counter!("rls_config_reloads_total", "result" => "loaded").increment(1);
-                decider.replace_quotas(quotas);
-                decider.store().release().await;
+                decider.reload(quotas).await;
                 report.send_modify(|s| s.loaded += 1);
             }
             Ok(Err(error)) => {

@@ -100,16 +100,13 @@ impl Load {
     /// allows: the over-limit cache answers denials alone); how long after `since`.
     async fn first_decision_after(&self, since: Instant) -> Duration {
         for _ in 0..600 {
-            let answers = self.answers.lock().expect("answers");
-            let first = answers
-                .iter()
+            let first = (self.answers.lock().expect("answers").iter())
                 .filter(|a| a.at - a.took > since && a.outcome == Outcome::Allowed)
                 .map(|a| a.at)
                 .min();
             if let Some(first) = first {
                 return first - since;
             }
-            drop(answers);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("no answer from a new primary within 30 s of the fault");

@@ -47,12 +47,14 @@ impl LeaseArgs {
     pub fn options(&self, redis: bool) -> Result<Option<LeaseOptions>, SettingsError> {
         match self.lease {
             LeaseMode::Off => Ok(None),
-            LeaseMode::Auto if !redis => Err(SettingsError::Refused(
-                "--lease auto needs --backend redis: memory buckets are already local".into(),
-            )),
-            LeaseMode::Auto if self.lease_span.is_zero() => Err(SettingsError::Refused(
-                "--lease-span must be longer than zero".into(),
-            )),
+            LeaseMode::Auto if !redis => Err(SettingsError::Conflict {
+                setting: "--lease auto",
+                reason: "needs --backend redis: memory buckets are already local",
+            }),
+            LeaseMode::Auto if self.lease_span.is_zero() => Err(SettingsError::Conflict {
+                setting: "--lease-span",
+                reason: "must be longer than zero",
+            }),
             LeaseMode::Auto => Ok(Some(LeaseOptions {
                 threshold: self.lease_threshold,
                 span: self.lease_span,

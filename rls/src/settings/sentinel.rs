@@ -35,15 +35,20 @@ impl SentinelArgs {
     pub fn sentinel(&self) -> Result<Option<Sentinel>, SettingsError> {
         if self.redis_sentinel.is_empty() {
             return match self.redis_sentinel_master {
-                Some(_) => Err(SettingsError::Refused(
-                    "--redis-sentinel-master needs --redis-sentinel NODES".into(),
-                )),
+                Some(_) => Err(SettingsError::Conflict {
+                    setting: "--redis-sentinel-master",
+                    reason: "needs --redis-sentinel NODES",
+                }),
                 None => Ok(None),
             };
         }
-        let master = self.redis_sentinel_master.clone().ok_or_else(|| {
-            SettingsError::Refused("--redis-sentinel needs --redis-sentinel-master NAME".into())
-        })?;
+        let master = self
+            .redis_sentinel_master
+            .clone()
+            .ok_or(SettingsError::Conflict {
+                setting: "--redis-sentinel",
+                reason: "needs --redis-sentinel-master NAME",
+            })?;
         Ok(Some(Sentinel {
             nodes: self
                 .redis_sentinel

@@ -13,7 +13,10 @@ struct Cli {
     settings: Settings,
 }
 
-fn settings_from(args: &[&str], vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+pub(super) fn settings_from(
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<Settings, SettingsError> {
     let matches = Cli::command()
         .try_get_matches_from(args.iter().copied())
         .expect("arguments parse");
@@ -120,6 +123,16 @@ fn redis_type_sentinel_names_the_primary_then_the_sentinels() {
         s.sentinel.redis_sentinel_master_auth.as_deref(),
         Some("primary-secret")
     );
+    let tls = settings_from(
+        &["rls"],
+        &[
+            ("REDIS_TYPE", "sentinel"),
+            ("REDIS_URL", "mymaster,s1:26379"),
+            ("REDIS_TLS", "true"),
+        ],
+    )
+    .expect("valid settings");
+    assert_eq!(tls.sentinel.redis_sentinel, ["rediss://s1:26379"]);
     let lone = settings_from(&["rls"], &[("REDIS_TYPE", "sentinel"), ("REDIS_URL", "m")]);
     assert!(
         lone.is_err(),

@@ -86,6 +86,17 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Drops the tokens of a window that is over at `now`: its hits counted there, as
+    /// given out; a window's tokens are handed back only within it.
+    fn close_ended_window(&mut self, now: Nanos) {
+        if let Basis::Window { end, .. } = self.basis
+            && now >= end
+        {
+            self.tokens = 0;
+            self.basis = Basis::None;
+        }
+    }
+
     fn is_busy(&self) -> bool {
         self.busy
             .as_ref()
@@ -349,13 +360,7 @@ impl Leases {
                 continue;
             };
             let cost = u64::from(check.cost);
-            if let Basis::Window { end, .. } = lease.basis {
-                if now >= end {
-                    // The window is over: its hits counted there, as given out.
-                    lease.tokens = 0;
-                    lease.basis = Basis::None;
-                }
-            }
+            lease.close_ended_window(now);
             if lease.is_live(now) && lease.tokens >= cost {
                 plan.served[i] = Some(lease.decide(check.cost, now));
                 lease.draw(cost, now, self.span());
@@ -377,10 +382,11 @@ impl Leases {
     /// request took nothing from them after all).
     pub fn undo(&self, batch: &Batch, served: &[Option<Decision>], undo: impl Fn(&Check) -> bool) {
         for (check, decision) in batch.checks.iter().zip(served) {
-            if decision.is_some() && undo(check) {
-                if let Some(mut lease) = self.entries.get_mut(batch.key(check)) {
-                    lease.tokens += u64::from(check.cost);
-                }
+            if decision.is_some()
+                && undo(check)
+                && let Some(mut lease) = self.entries.get_mut(batch.key(check))
+            {
+                lease.tokens += u64::from(check.cost);
             }
         }
     }
@@ -496,12 +502,7 @@ impl Leases {
             self.heat.retain(|_, heat| heat.0 == second);
         }
         self.entries.retain(|name, lease| {
-            if let Basis::Window { end, .. } = lease.basis {
-                if now >= end {
-                    lease.tokens = 0;
-                    lease.basis = Basis::None;
-                }
-            }
+            lease.close_ended_window(now);
             let busy = lease.is_busy();
             if lease.tokens > 0 && !busy && (all || now >= lease.due) {
                 backs.push(take_back(name, lease));

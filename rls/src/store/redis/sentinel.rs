@@ -110,10 +110,10 @@ pub async fn follow(
             }
             Err(error) => Some(error),
         };
-        if problem.is_some() && problem != last_problem {
-            if let Some(problem) = &problem {
-                tracing::warn!(redis = %name, %problem, "cannot reach the primary through the sentinels");
-            }
+        if let Some(problem) = &problem
+            && last_problem.as_ref() != Some(problem)
+        {
+            tracing::warn!(redis = %name, %problem, "cannot reach the primary through the sentinels");
         }
         last_problem = problem;
         tokio::time::sleep(POLL).await;

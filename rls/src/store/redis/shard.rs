@@ -127,7 +127,19 @@ impl Shard {
         RedisError::new(&self.name, cause)
     }
 
-    /// Runs one script call outside the batcher (leases are rare next to checks).
+    /// Gives back charges: `(key, charge)`; `now` `None` for the server's time.
+    pub async fn refund(
+        &self,
+        now: Option<Nanos>,
+        refunds: Vec<(Vec<u8>, Nanos)>,
+    ) -> Result<(), RedisError> {
+        self.invoke(&refund_call(&self.refund, now, refunds))
+            .await
+            .map(drop)
+    }
+
+    /// Runs one script call at once, outside the batcher (leases and refunds are rare next
+    /// to checks).
     pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisError> {
         let link = self
             .connection
@@ -135,22 +147,6 @@ impl Shard {
             .ok_or_else(|| self.error(Cause::NotConnected))?;
         link.invoke(invocation)
             .await
-            .map_err(|e| self.error(Cause::Client(e)))
-    }
-
-    /// Gives back charges: `(key, charge)`; `now` `None` for the server's time.
-    pub async fn refund(
-        &self,
-        now: Option<Nanos>,
-        refunds: Vec<(Vec<u8>, Nanos)>,
-    ) -> Result<(), RedisError> {
-        let link = self
-            .connection
-            .link()
-            .ok_or_else(|| self.error(Cause::NotConnected))?;
-        link.invoke(&refund_call(&self.refund, now, refunds))
-            .await
-            .map(drop)
             .map_err(|e| self.error(Cause::Client(e)))
     }
 }
