@@ -238,6 +238,19 @@ impl Leases {
         self.largest.load(Ordering::Relaxed)
     }
 
+    /// Tokens held now, over every lease.
+    pub fn held(&self) -> u64 {
+        self.entries.iter().map(|lease| lease.tokens).sum()
+    }
+
+    /// The grants and hand-backs in flight: each closes when it is done.
+    pub fn in_flight(&self) -> Vec<watch::Receiver<()>> {
+        (self.entries.iter())
+            .filter(|lease| lease.is_busy())
+            .filter_map(|lease| lease.busy.clone())
+            .collect()
+    }
+
     fn span(&self) -> Nanos {
         u64::try_from(self.options.span.as_nanos()).unwrap_or(u64::MAX)
     }
@@ -474,6 +487,14 @@ impl Leases {
         let Some(mut lease) = self.entries.get_mut(key) else {
             return;
         };
+        if let (Basis::Window { start: held, .. }, Taken::Window { start, .. }) =
+            (&lease.basis, &taken)
+            && held != start
+        {
+            // Taken in another window: the hits held were counted in theirs, which Redis
+            // has ended; handed back to this one they would be given out twice.
+            lease.tokens = 0;
+        }
         lease.tokens += taken.granted();
         lease.basis = match taken {
             Taken::Bucket { ahead, .. } => Basis::Tat(sent.saturating_add(ahead)),

@@ -170,8 +170,18 @@ impl Leasing {
         }
     }
 
-    /// Hands back every lease (reload, shutdown).
+    /// Hands back every lease (reload, shutdown), once the grants in flight have landed
+    /// (waited for at most the deadline): a grant landing later would park its tokens
+    /// here until they are next handed back, for good at shutdown.
     pub async fn release(&self) {
+        let waits = self
+            .leases
+            .in_flight()
+            .into_iter()
+            .map(|mut busy| async move {
+                let _ = busy.changed().await;
+            });
+        let _ = tokio::time::timeout(self.deadline, join_all(waits)).await;
         let backs = self.leases.expired(self.clock.now(), true);
         if let Err(error) = self.hand_back(backs).await {
             tracing::warn!(%error, "leases not handed back");

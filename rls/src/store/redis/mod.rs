@@ -190,6 +190,11 @@ impl RedisStore {
         self.leasing.as_ref().map_or(0, |l| l.leases.largest())
     }
 
+    /// Tokens the leases hold now, not yet given out (0 when not leasing).
+    pub fn leased_tokens(&self) -> u64 {
+        self.leasing.as_ref().map_or(0, |l| l.leases.held())
+    }
+
     /// Checks sent to Redis so far over all shards (those the cache answered are not).
     pub fn script_checks(&self) -> u64 {
         self.shards.iter().map(Shard::checks).sum()
