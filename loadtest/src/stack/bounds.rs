@@ -55,15 +55,20 @@ impl Bounds {
     }
 
     /// `lease bound 36; allowed ≥ permitted − bound: yes; busiest second 1000 of 2000;
-    /// 0.004 calls/decision`, the parts there are.
-    pub fn describe(&self, allowed: u64, permitted: f64) -> String {
+    /// 0.004 calls/decision`, the parts there are. The floor holds only where demand
+    /// (`asked`) exceeded what was permitted; under it, the row says so instead.
+    pub fn describe(&self, allowed: u64, asked: u64, permitted: f64) -> String {
         let mut parts = Vec::new();
         if let Some(bound) = self.lease_bound {
             let floor = permitted - bound as f64;
             let reached = if allowed as f64 >= floor { "yes" } else { "NO" };
-            parts.push(format!(
-                "lease bound (Σ largest lease) {bound}: allowed ≥ permitted − bound ({floor:.0}): {reached}"
-            ));
+            parts.push(if asked as f64 > permitted {
+                format!(
+                    "lease bound (Σ largest lease) {bound}: allowed ≥ permitted − bound ({floor:.0}): {reached}"
+                )
+            } else {
+                format!("lease bound (Σ largest lease) {bound}; demand under the quota")
+            });
         }
         if let (Some(busiest), Some(permits)) = (self.busiest_second, self.second_permits) {
             parts.push(format!(
@@ -98,4 +103,24 @@ fn one_token_bucket(run: &RunReport, quotas: &QuotaSet) -> Option<f64> {
         f64::from(limit.burst)
             + f64::from(limit.requests_per_unit) / limit.period_secs().max(1) as f64
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_floor_is_judged_only_where_demand_exceeded_the_quota() {
+        let bounds = Bounds {
+            lease_bound: Some(100),
+            ..Bounds::default()
+        };
+        let over = bounds.describe(950, 5000, 1000.0);
+        assert!(over.contains("(900): yes"), "{over}");
+        let short = bounds.describe(850, 5000, 1000.0);
+        assert!(short.contains("(900): NO"), "{short}");
+        let under = bounds.describe(500, 500, 1000.0);
+        assert!(under.contains("demand under the quota"), "{under}");
+        assert!(!under.contains("NO"), "{under}");
+    }
 }

@@ -93,11 +93,17 @@ pub fn markdown(run: &StackRun, args: &StackArgs) -> String {
 
 fn accuracy_cell(measured: &Measured, bounds: Option<&Bounds>) -> String {
     let Some(a) = &measured.run.accuracy else {
-        return bounds.map_or_else(String::new, |b| b.describe(0, 0.0));
+        return bounds.map_or_else(String::new, |b| b.describe(0, 0, 0.0));
     };
     if a.bounded == 1 {
         let more = bounds
-            .map(|b| b.describe(a.allowed, a.permitted))
+            .map(|b| {
+                b.describe(
+                    a.allowed,
+                    a.worst.first().map_or(0, |k| k.asked),
+                    a.permitted,
+                )
+            })
             .filter(|m| !m.is_empty())
             .map_or_else(String::new, |m| format!("; {m}"));
         format!(
