@@ -10,7 +10,8 @@
 //! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `local` ([`LocalSection`], after
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
 //! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
-//! mapped to a domain and descriptor rules).
+//! mapped to a domain and descriptor rules), `report` ([`Report`]: an error and its causes,
+//! each said once, as the binaries print errors).
 //!
 //! ```
 //! use config::{LoadOptions, QuotaSet, Unit};
@@ -37,6 +38,7 @@ mod load;
 mod local;
 mod pattern;
 mod quota;
+mod report;
 pub mod resource;
 mod tree;
 mod yaml_error;
@@ -49,4 +51,5 @@ pub use local::{
     Percent, TokenBucket,
 };
 pub use quota::{Algorithm, Limit, Rule, Unit};
+pub use report::Report;
 pub use tree::Domain;

@@ -132,3 +132,41 @@ fn check_and_serve_refuse_an_invalid_file_with_the_same_message() {
     assert!(check_err.contains("fortnight"), "{check_err}");
     assert_eq!(check_err.lines().last(), serve_err.lines().last());
 }
+
+// Reproduces "tcp connect error: tcp connect error" and "cannot serve on ADDR: Address
+// already in use (os error 98): Address already in use (os error 98)": errors whose text
+// repeats their cause's were printed with every cause again.
+#[test]
+fn errors_say_each_cause_once() {
+    // A port nobody listens on: found by binding one and letting it go.
+    let closed = common::redis::free_port();
+    let query = rls()
+        .args(["query", "--addr", &format!("127.0.0.1:{closed}")])
+        .args(["--domain", "edge", "--descriptor", "a=b"])
+        .output()
+        .expect("rls query runs");
+    let (_, stderr) = text(&query);
+    assert_eq!(query.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("cannot connect to http://127.0.0.1:{closed}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("tcp connect error").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let serve = rls()
+        .args(["serve", "--config"])
+        .arg(examples())
+        .args(["--grpc-addr", &addr, "--http-addr", "127.0.0.1:0"])
+        .output()
+        .expect("rls serve runs");
+    let (_, stderr) = text(&serve);
+    assert_eq!(serve.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("cannot serve on {addr}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+}
