@@ -115,6 +115,12 @@ impl<S: BucketStore> Decider<S> {
         self.quotas.store(Arc::new(quotas));
     }
 
+    /// The bounds on requests: the gRPC decoder and the `/json` body are bounded by their
+    /// `max_bytes` too.
+    pub fn bounds(&self) -> &RequestBounds {
+        &self.options.bounds
+    }
+
     /// The bucket store.
     pub fn store(&self) -> &S {
         &self.store

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +17,7 @@ use proto::rls::RateLimitRequest;
 use proto::rls::rate_limit_response::Code;
 
 use crate::decide::Decider;
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, RlsError};
 use crate::outcome;
 use crate::store::BucketStore;
 use crate::summary::describe;
@@ -60,7 +62,10 @@ pub fn router<S: BucketStore>(
         .route("/readyz", get(ready::<S>))
         // The reference service's health path, for drop-in probes.
         .route("/healthcheck", get(ready::<S>))
-        .route("/json", post(json::<S>))
+        .route(
+            "/json",
+            post(json::<S>).layer(DefaultBodyLimit::max(state.decider.bounds().max_bytes)),
+        )
         .route("/metrics", get(render_metrics::<S>))
         .route("/config", get(config::<S>))
         .with_state(state)
@@ -79,19 +84,16 @@ async fn ready<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Respon
 }
 
 /// proto3 JSON in and out: 200 OK, 429 over limit, 400 for a body that is not a valid
-/// request, 503 when the backend cannot answer.
-async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Bytes) -> Response {
-    let request: RateLimitRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("invalid request: {error}\n"),
-            )
-                .into_response();
-        }
+/// request (a body over `--max-request-bytes` is refused before more of it is read), 503
+/// when the backend cannot answer. Every refusal is counted as gRPC's are.
+async fn json<S: BucketStore>(
+    State(state): State<Arc<HttpState<S>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let outcome = match read_request(body, state.decider.bounds().max_bytes) {
+        Ok(request) => state.decider.decide(&request).await,
+        Err(refused) => Err(refused),
     };
-    let outcome = state.decider.decide(&request).await;
     outcome::count(&outcome);
     match outcome {
         Ok(answer) => {
@@ -118,6 +120,23 @@ async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Byte
             (status, format!("{error}\n")).into_response()
         }
     }
+}
+
+/// The request a `/json` body holds, or why it holds none.
+fn read_request(
+    body: Result<Bytes, BytesRejection>,
+    max_bytes: usize,
+) -> Result<RateLimitRequest, RlsError> {
+    let body = body.map_err(|rejection| {
+        RlsError::InvalidRequest(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "request body is over {max_bytes} bytes, the most allowed (--max-request-bytes)"
+            )
+        } else {
+            rejection.body_text()
+        })
+    })?;
+    serde_json::from_slice(&body).map_err(|error| RlsError::InvalidRequest(error.to_string()))
 }
 
 async fn render_metrics<S>(State(state): State<Arc<HttpState<S>>>) -> Response {

@@ -7,6 +7,7 @@
 //! - [`cli`]: the command line, `serve`, `check`, `query` and `render`.
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
+//! - [`refusal`]: gRPC requests the decoder refuses, answered `INVALID_ARGUMENT`.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
 //! - [`decide`]: one request to one answer: admit, plan the checks, answer.
 //! - [`admission`]: the line of requests waiting for a turn to be decided.
@@ -57,6 +58,7 @@ pub mod headers;
 pub mod http;
 pub mod outcome;
 pub mod query;
+pub mod refusal;
 pub mod reload;
 pub mod render;
 pub mod request;

@@ -18,6 +18,7 @@ use tonic_health::ServingStatus;
 use crate::decide::Decider;
 use crate::error::RlsError;
 use crate::http::{Readiness, router};
+use crate::refusal;
 use crate::reload::Reloader;
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
@@ -189,11 +190,16 @@ async fn run<S: BucketStore>(
         })
     };
 
+    // The decoders refuse a message over --max-request-bytes from its length, before
+    // buffering it; the health service's messages are bounded alike.
+    let max_bytes = decider.bounds().max_bytes;
     let grpc = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(RateLimitServiceServer::new(RlsService::new(
-            decider.clone(),
-        )))
+        .layer(refusal::undecodable(max_bytes))
+        .add_service(health_service.max_decoding_message_size(max_bytes))
+        .add_service(
+            RateLimitServiceServer::new(RlsService::new(decider.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(),

@@ -214,7 +214,8 @@ pub struct Settings {
     #[arg(long, env = "RLS_MAX_ENTRIES", default_value_t = RequestBounds::DEFAULT.max_entries)]
     pub max_entries: usize,
 
-    /// Largest encoded request in bytes; larger is INVALID_ARGUMENT.
+    /// Largest request in bytes: the protobuf message on gRPC, the body of POST /json.
+    /// Larger is INVALID_ARGUMENT (400 on /json), refused before it is read whole.
     #[arg(long, env = "RLS_MAX_REQUEST_BYTES", default_value_t = RequestBounds::DEFAULT.max_bytes)]
     pub max_request_bytes: usize,
 
