@@ -121,6 +121,21 @@ pub enum SettingsError {
         "invalid settings: --backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
     )]
     NoRedisServer,
+    /// A Redis server named for the memory backend, where it would be ignored.
+    #[error(
+        "invalid settings: --backend memory does not use the Redis server given \
+         (--redis-url or --redis-cluster, or REDIS_URL): drop --backend memory to use Redis, \
+         or drop the Redis server to keep buckets in memory"
+    )]
+    RedisForMemory,
+    /// A Redis URL that does not parse; named without its password.
+    #[error("invalid settings: invalid Redis URL {url}: {reason}")]
+    RedisUrl {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Both client-side shards and a cluster.
     #[error("invalid settings: give either --redis-url or --redis-cluster, not both")]
     TwoRedisTopologies,

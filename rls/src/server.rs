@@ -74,7 +74,7 @@ pub async fn serve(
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
-    match settings.backend {
+    match settings.backend_kind()? {
         BackendKind::Memory => {
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
             serve_reloading(listeners, decider, &settings, shutdown).await

@@ -170,3 +170,103 @@ fn errors_say_each_cause_once() {
     );
     assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
 }
+
+/// Waits (polling a real process, bounded) for `child` to exit; kills it and fails if it
+/// does not.
+fn exits(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("{what}: still running");
+}
+
+// Reproduces a Redis URL that does not parse being accepted at start and retried for
+// ever ("cannot connect ... Redis URL did not parse" every few seconds).
+#[test]
+fn serve_refuses_a_redis_url_that_does_not_parse() {
+    let mut serve = rls()
+        .args(["serve", "--config"])
+        .arg(examples())
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args([
+            "--backend",
+            "redis",
+            "--redis-url",
+            "redis://:s3cret@127.0.0.1:99999",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rls serve runs");
+    let status = exits(&mut serve, "rls serve with a bad Redis URL");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("invalid Redis URL redis://***@127.0.0.1:99999: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+// Reproduces --redis-url without --backend redis being ignored: the replica kept its
+// buckets in memory, enforcing the whole quota on its own.
+#[test]
+fn a_redis_url_alone_keeps_the_buckets_in_redis() {
+    let redis = common::redis::RedisServer::start();
+    let config = examples();
+    let config = config.to_str().expect("utf-8 path");
+    let server = RlsProcess::start(
+        &["--config", config, "--redis-url", &redis.url()],
+        &["serving"],
+    );
+    // Readiness waits for the connection; polled, bounded.
+    let ready = (0..200).any(|_| {
+        let (code, _) = tokio_http(server.http, "/readyz");
+        code == 200 || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(ready, "rls never turned ready");
+    let query = rls()
+        .args(["query", "--addr", &format!("127.0.0.1:{}", server.grpc)])
+        .args([
+            "--domain",
+            "edge",
+            "--descriptor",
+            "remote_address=203.0.113.7",
+        ])
+        .output()
+        .expect("rls query runs");
+    assert!(query.status.success(), "{}", text(&query).1);
+    assert_ne!(redis.cli(&["DBSIZE"]).trim(), "0", "no bucket in Redis");
+
+    let memory = rls()
+        .args(["serve", "--config", config, "--backend", "memory"])
+        .args(["--redis-url", &redis.url()])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .output()
+        .expect("rls serve runs");
+    assert_eq!(memory.status.code(), Some(1));
+    assert!(
+        text(&memory).1.contains("--backend memory does not use"),
+        "{}",
+        text(&memory).1
+    );
+}
+
+/// GET `path` on the HTTP port `port` of this machine: (status, body).
+fn tokio_http(port: u16, path: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    runtime.block_on(common::http(addr, "GET", path, ""))
+}

@@ -196,7 +196,7 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
         names: &["BACKEND_TYPE"],
         settings: &["backend"],
         read: |s, v| match v.lowercase(0).as_deref() {
-            Some("redis") => set(&mut s.backend, Some(BackendKind::Redis)),
+            Some("redis") => set(&mut s.backend, Some(Some(BackendKind::Redis))),
             None => Ok(()),
             Some(other) => Err(v.invalid(0, other.into(), "redis (memcache is not supported)")),
         },

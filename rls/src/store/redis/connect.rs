@@ -49,6 +49,21 @@ pub fn redis_url(node: &str, auth: Option<&str>) -> String {
 }
 
 impl Endpoint {
+    /// Parses every URL of the endpoint as the client will: the first that does not
+    /// parse, without its password, and why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let urls = match self {
+            Endpoint::Server(url) => std::slice::from_ref(url),
+            Endpoint::Cluster(nodes) => nodes.as_slice(),
+        };
+        for url in urls {
+            url.as_str()
+                .into_connection_info()
+                .map_err(|error| (redact(url), error.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// The endpoint as logs and errors name it: its URLs without passwords.
     pub fn name(&self) -> Arc<str> {
         match self {
