@@ -129,9 +129,7 @@ fn read_request(
 ) -> Result<RateLimitRequest, RlsError> {
     let body = body.map_err(|rejection| {
         RlsError::InvalidRequest(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "request body is over {max_bytes} bytes, the most allowed (--max-request-bytes)"
-            )
+            format!("request body is over {max_bytes} bytes, the most allowed")
         } else {
             rejection.body_text()
         })

@@ -57,11 +57,9 @@ fn too_large(tonic_message: &str, max_bytes: usize) -> String {
         .and_then(|(_, rest)| rest.split(' ').next())
         .and_then(|n| n.parse::<usize>().ok());
     match found {
-        Some(bytes) => format!(
-            "request is {bytes} bytes; at most {max_bytes} are allowed (--max-request-bytes)"
-        ),
+        Some(bytes) => format!("request is {bytes} bytes; at most {max_bytes} are allowed"),
         None => {
-            format!("request is over {max_bytes} bytes, the most allowed (--max-request-bytes)")
+            format!("request is over {max_bytes} bytes, the most allowed")
         }
     }
 }
@@ -76,11 +74,11 @@ mod tests {
                      is: 65536 bytes";
         assert_eq!(
             too_large(tonic, 65536),
-            "request is 4194304 bytes; at most 65536 are allowed (--max-request-bytes)"
+            "request is 4194304 bytes; at most 65536 are allowed"
         );
         assert_eq!(
             too_large("too large", 10),
-            "request is over 10 bytes, the most allowed (--max-request-bytes)"
+            "request is over 10 bytes, the most allowed"
         );
     }
 
