@@ -71,8 +71,8 @@ pub fn router<S: BucketStore>(
         .with_state(state)
 }
 
-/// Ready while not draining and while the store can answer from its own state (for
-/// Redis: connected).
+/// Ready while not draining and while the store can answer as configured (for Redis:
+/// some shard answers, or the failure mode answers by itself).
 async fn ready<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Response {
     if !state.readiness.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()

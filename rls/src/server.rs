@@ -66,6 +66,7 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
+    prometheus();
     let quotas = settings.quotas.load()?;
     tracing::info!(
         domains = quotas.domains().count(),
@@ -223,8 +224,9 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
 }
 
 /// The process's Prometheus recorder, installed on first use (several servers in one
-/// test process share it).
-fn prometheus() -> PrometheusHandle {
+/// test process share it). Metrics recorded before it is installed are lost: [`serve`]
+/// installs it before it builds the store, whose shards report their state at once.
+pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {

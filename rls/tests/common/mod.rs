@@ -88,13 +88,29 @@ impl TestServer {
                 TestServer::serve(decider, clock).await
             }
             Backend::Redis(endpoints) => {
-                let mut redis = redis_options(endpoints.clone());
-                redis.clock = shared.clone();
-                let store = RedisStore::new(redis);
-                store.wait_connected().await;
-                TestServer::serve(Decider::new(quotas, store, shared, options), clock).await
+                let redis = redis_options(endpoints.clone());
+                TestServer::start_redis(quotas, options, redis, start_secs).await
             }
         }
+    }
+
+    /// Serves `quotas` with `options` on a Redis store with `redis` options, deciding on a
+    /// fake clock starting at `start_secs` (the store reads it too); returns once every
+    /// shard is connected.
+    pub async fn start_redis(
+        quotas: QuotaSet,
+        options: AnswerOptions,
+        mut redis: RedisOptions,
+        start_secs: u64,
+    ) -> TestServer {
+        let clock = FakeClock::new(start_secs * 1_000_000_000);
+        let shared: Arc<dyn limiter::Clock> = Arc::new(clock.clone());
+        redis.clock = shared.clone();
+        // The shards report their state when they connect: the recorder must be there.
+        rls::server::prometheus();
+        let store = RedisStore::new(redis);
+        store.wait_connected().await;
+        TestServer::serve(Decider::new(quotas, store, shared, options), clock).await
     }
 
     async fn serve<S: BucketStore>(decider: Decider<S>, clock: FakeClock) -> TestServer {

@@ -55,6 +55,12 @@ impl FailureMode {
         }
     }
 
+    /// True when the mode answers by itself (`allow`, `deny`, `local`) rather than telling
+    /// the caller that the backend is unavailable.
+    pub fn answers_alone(&self) -> bool {
+        self.on_error != OnBackendError::Error
+    }
+
     /// The answer for `batch`, which Redis could not answer because of `failure`.
     pub fn answer(&self, batch: &Batch, failure: Failure) -> Result<Verdict, RlsError> {
         metrics::counter!("rls_backend_failures_total", "mode" => self.on_error.label())
@@ -136,6 +142,10 @@ impl Failure {
     /// the bound answers before any backend work).
     pub fn kind(&self) -> &'static str {
         match self {
+            Failure::Redis(RedisError {
+                cause: Cause::NotConnected | Cause::Down,
+                ..
+            }) => "shard_down",
             Failure::Redis(_) => "redis",
             Failure::Deadline => "deadline",
             Failure::Overload => "overload",
@@ -170,6 +180,9 @@ pub enum Cause {
     /// Not connected (yet): the first connection is still being made.
     #[error("not connected")]
     NotConnected,
+    /// Down: its last calls failed, and calls fail at once until a probe is answered.
+    #[error("down: failing fast until it answers again")]
+    Down,
     /// The shard's batcher has stopped.
     #[error("batcher stopped")]
     Stopped,
@@ -196,7 +209,7 @@ impl RedisError {
     /// True when the same call may succeed later with nothing changed.
     pub fn is_transient(&self) -> bool {
         match &self.cause {
-            Cause::NotConnected | Cause::Dropped => true,
+            Cause::NotConnected | Cause::Down | Cause::Dropped => true,
             Cause::Stopped | Cause::Reply(_) => false,
             Cause::Client(error) => !matches!(error.retry_method(), RetryMethod::NoRetry),
         }
