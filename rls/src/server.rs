@@ -73,6 +73,9 @@ pub async fn serve(
         rules = quotas.rule_count(),
         "quota files loaded"
     );
+    if let Some(path) = &settings.quotas.config {
+        crate::reload::log_ignored(path);
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
     match settings.backend_kind()? {

@@ -270,3 +270,34 @@ fn tokio_http(port: u16, path: &str) -> (u16, String) {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     runtime.block_on(common::http(addr, "GET", path, ""))
 }
+
+// Reproduces the README's "other files in the directory, logs say, are ignored" with no
+// such line ever logged.
+#[test]
+fn serve_logs_the_files_it_ignores_in_the_quota_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let quota = "domain: edge\ndescriptors:\n  - key: path\n    rate_limit: {unit: minute, requests_per_unit: 1}\n";
+    std::fs::write(dir.path().join("edge.yaml"), quota).expect("write");
+    std::fs::write(dir.path().join("README.md"), "notes").expect("write");
+    std::fs::write(dir.path().join(".edge.yaml.swp"), "").expect("write");
+    let config = dir.path().to_str().expect("utf-8 path");
+    let server = RlsProcess::start(&["--config", config], &["serving"]);
+    let ignored = server.logged("ignored in the quota directory");
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert!(ignored[0].contains("\"README.md\""), "{ignored:?}");
+    assert!(
+        !ignored[0].contains("swp"),
+        "hidden files are not listed: {ignored:?}"
+    );
+    // A reload says it again, with what is there now.
+    std::fs::write(dir.path().join("edge.yml.bak"), quota).expect("write");
+    std::fs::write(dir.path().join("edge.yaml"), quota.replace("1}", "2}")).expect("write");
+    let reloaded = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        !server.logged("quota files reloaded").is_empty()
+            && server.logged("ignored in the quota directory").len() == 2
+    });
+    assert!(reloaded, "no reload seen");
+    let again = server.logged("ignored in the quota directory");
+    assert!(again[1].contains("\"edge.yml.bak\""), "{again:?}");
+}

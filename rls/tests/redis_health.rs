@@ -141,6 +141,18 @@ async fn rls_logs_each_loss_and_recovery_once_and_readiness_follows() {
         .expect("connect");
     assert!(client.should_rate_limit(request()).await.is_ok());
     assert_eq!(common::http(http, "GET", "/readyz", "").await.0, 200);
+    // Regression: docs/redis.md called the batch size a histogram; it is exported as the
+    // kind the docs name.
+    let (_, metrics) = common::http(http, "GET", "/metrics", "").await;
+    let docs = include_str!("../../docs/redis.md").replace('\n', " ");
+    let said = docs
+        .split_once("`rls_redis_batch_checks` (checks per call, a ")
+        .and_then(|(_, rest)| rest.split(':').next())
+        .expect("docs/redis.md describes rls_redis_batch_checks");
+    assert!(
+        metrics.contains(&format!("# TYPE rls_redis_batch_checks {said}\n")),
+        "docs say {said}: {metrics}"
+    );
     for cycle in 1..=2 {
         redis.kill();
         let unready = eventually(100, async || {
