@@ -139,7 +139,9 @@ pub struct Settings {
     #[arg(long, env = "RLS_ON_BACKEND_ERROR", value_enum, default_value_t = OnBackendErrorArg::Error)]
     pub on_backend_error: OnBackendErrorArg,
 
-    /// How many replicas share each quota: `--on-backend-error local` keeps quota/replicas.
+    /// How many replicas share each quota: `--on-backend-error local` keeps quota/replicas,
+    /// rounded down so that the replicas never allow more than the quota (a quota smaller
+    /// than the replicas: a share of 0, which denies).
     #[arg(long, env = "RLS_REPLICAS", default_value_t = NonZeroU32::MIN)]
     pub replicas: NonZeroU32,
 
