@@ -200,7 +200,8 @@ async fn send(
             cause: Cause::Reply(_),
             ..
         })) => health.answered(),
-        Err(failure @ (Failure::Deadline | Failure::Redis(_))) => health.failed(failure),
+        Err(failure @ Failure::Deadline) => health.failed(failure, true),
+        Err(failure @ Failure::Redis(_)) => health.failed(failure, false),
         Err(Failure::Overload | Failure::InFlight) => {}
     }
     let took = result.is_ok().then(|| started.elapsed());

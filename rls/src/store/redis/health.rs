@@ -19,9 +19,15 @@ use super::connect::{Endpoint, Link, open};
 use super::shard::ShardOptions;
 
 /// Failed calls in a row that take a shard down. One failure is not enough: a lone
-/// deadline missed under load says little; three in a row with none answered in between
-/// is a shard that does not answer.
+/// error says little; three in a row with none answered in between is a shard that does
+/// not answer.
 pub const FAILURES_TO_OPEN: u32 = 3;
+
+/// How long a shard whose calls miss their deadline (rather than fail with an error) must
+/// have gone without any answer before it is taken down: a loaded machine misses
+/// deadlines of calls Redis answers (three in a row happen there, between answers), while
+/// a shard that answers nothing for this long is stalled or unreachable.
+pub const SILENCE_TO_OPEN: Duration = Duration::from_secs(1);
 
 /// The first wait before probing a shard that went down; each failed probe doubles it, up
 /// to [`LONGEST_PROBE_WAIT`].
@@ -88,11 +94,16 @@ impl Health {
         self.answered.store(now, Ordering::Relaxed);
     }
 
-    /// A call failed (no answer: an I/O error or a missed deadline); the
-    /// [`FAILURES_TO_OPEN`]th in a row takes the shard down.
-    pub fn failed(&self, error: &dyn Display) {
+    /// A call failed: an error (`late` false: refused, reset, ...), or no answer by its
+    /// deadline (`late`). The [`FAILURES_TO_OPEN`]th failure in a row takes the shard
+    /// down, if it is an error or the shard has answered nothing for
+    /// [`SILENCE_TO_OPEN`].
+    pub fn failed(&self, error: &dyn Display, late: bool) {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= FAILURES_TO_OPEN && self.up.swap(false, Ordering::Relaxed) {
+        if failures < FAILURES_TO_OPEN || (late && !self.quiet_for(SILENCE_TO_OPEN)) {
+            return;
+        }
+        if self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(
                 redis = %self.name, %error, failures,
                 "redis shard lost: failing fast and probing it until it answers"
@@ -165,8 +176,8 @@ pub async fn keep(
                 if health.is_up() && health.quiet_for(HEARTBEAT) {
                     match tokio::time::timeout(options.connect_timeout, opened.ping()).await {
                         Ok(Ok(())) => health.answered(),
-                        Ok(Err(error)) => health.failed(&error),
-                        Err(_) => health.failed(&"heartbeat timed out"),
+                        Ok(Err(error)) => health.failed(&error, error.is_timeout()),
+                        Err(_) => health.failed(&"heartbeat timed out", true),
                     }
                 }
                 continue;
@@ -228,16 +239,31 @@ mod tests {
         health.came_up();
         assert!(health.is_up() && health.connected_once());
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            health.failed(&"broken pipe");
+            health.failed(&"broken pipe", false);
         }
         health.answered();
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            health.failed(&"broken pipe");
+            health.failed(&"broken pipe", false);
         }
         assert!(health.is_up(), "an answer in between resets the count");
-        health.failed(&"broken pipe");
+        health.failed(&"broken pipe", false);
         assert!(!health.is_up());
         health.came_up();
         assert!(health.is_up());
+    }
+
+    // Reproduces healthy shards going down for a moment under load: on a saturated
+    // machine three calls in a row missed their deadline between answers.
+    #[tokio::test(start_paused = true)]
+    async fn missed_deadlines_take_a_shard_down_only_after_a_silence() {
+        let health = Health::new("redis://10.0.0.5:6379".into());
+        health.came_up();
+        for _ in 0..10 * FAILURES_TO_OPEN {
+            health.failed(&"backend deadline exceeded", true);
+        }
+        assert!(health.is_up(), "answered just now");
+        tokio::time::advance(SILENCE_TO_OPEN).await;
+        health.failed(&"backend deadline exceeded", true);
+        assert!(!health.is_up(), "silent for {SILENCE_TO_OPEN:?}");
     }
 }
