@@ -8,6 +8,7 @@
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
 //! - [`refusal`]: gRPC requests the decoder refuses, answered `INVALID_ARGUMENT`.
+//! - [`rlqs`]: gRPC `StreamRateLimitQuotas`: quota shares that Envoy enforces itself.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
 //! - [`decide`]: one request to one answer: admit, plan the checks, answer.
 //! - [`admission`]: the line of requests waiting for a turn to be decided.
@@ -16,6 +17,10 @@
 //! - [`outcome`]: answers and refusals counted, for gRPC and `/json` alike.
 //! - [`store`]: where bucket state lives: in memory, in Redis; bucket keys.
 //! - [`reload`]: quota files reloaded when they change.
+//! - [`source`]: where the rules come from, quota files or xDS, and their readiness.
+//! - [`xds`]: the xDS client, rule sets from a management server (Envoy Gateway's feed).
+//! - [`tls`]: TLS on the gRPC listener, reloaded with its files; the xDS client's TLS.
+//! - [`watch`]: a signal when named files change.
 //! - [`error`]: what can go wrong, and the gRPC status it becomes.
 //! - [`query`]: the `rls query` command.
 //! - [`summary`]: the quota summary `rls check` prints and `/config` serves.
@@ -62,11 +67,16 @@ pub mod refusal;
 pub mod reload;
 pub mod render;
 pub mod request;
+pub mod rlqs;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod source;
 pub mod store;
 pub mod summary;
+pub mod tls;
+pub mod watch;
+pub mod xds;
 
 pub use error::RlsError;
 pub use server::{Listeners, serve};

@@ -2,11 +2,15 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod ads;
+pub mod certs;
 pub mod envoy;
 pub mod istio;
 pub mod manifest;
 pub mod process;
 pub mod redis;
+pub mod serve;
+pub mod tls;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -21,12 +25,10 @@ use rls::decide::{AnswerOptions, Decider};
 use rls::store::redis::{
     Endpoint, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
 };
-use rls::store::{BucketStore, MemoryStore};
+use rls::store::{Batch, BucketStore, Check, MemoryStore, Meter, Role};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 /// 2023-11-14T22:13:20Z: 20 seconds into a minute, so fixed windows are not aligned with
@@ -38,8 +40,7 @@ pub struct TestServer {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub clock: FakeClock,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), rls::RlsError>>,
+    server: serve::ServerTask,
 }
 
 impl TestServer {
@@ -120,20 +121,15 @@ impl TestServer {
         };
         let grpc = listeners.grpc.local_addr().expect("grpc addr");
         let http = listeners.http.local_addr().expect("http addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(rls::server::serve_store(
-            listeners,
-            Arc::new(decider),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let decider = Arc::new(decider);
+        let server = serve::ServerTask::spawn(|shutdown| {
+            rls::server::serve_store(listeners, decider, shutdown)
+        });
         TestServer {
             grpc,
             http,
             clock,
-            stop: Some(stop),
-            task,
+            server,
         }
     }
 
@@ -145,14 +141,8 @@ impl TestServer {
     }
 
     /// Stops the server and waits until it has finished.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task)
-            .await
-            .expect("server task")
-            .expect("server ends cleanly");
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -162,6 +152,23 @@ pub enum Backend {
     Memory,
     /// Redis: one server, several (client-side shards), or one cluster.
     Redis(Vec<Endpoint>),
+}
+
+/// A batch of one enforced check of `cost` on bucket `key` at `now`.
+pub fn one_check(key: &str, meter: Meter, cost: u32, now: u64) -> Batch {
+    Batch {
+        now,
+        keys: key.as_bytes().to_vec(),
+        checks: vec![Check {
+            key: 0..key.len(),
+            identity: key.len(),
+            meter,
+            cost,
+            descriptor: 0,
+            role: Role::Enforced,
+        }],
+        ..Batch::default()
+    }
 }
 
 /// Redis store settings for tests: the fake clock's time, the cache on (it must be
