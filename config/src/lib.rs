@@ -56,7 +56,9 @@ pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
 pub use budget::METADATA_NESTING;
 pub use error::{ConfigError, Position};
-pub use load::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, QuotaSet, is_quota_file_name};
+pub use load::{
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, MOST_MAX_DEPTH, QuotaSet, is_quota_file_name,
+};
 pub use local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
     Percent, TokenBucket,

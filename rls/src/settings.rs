@@ -4,9 +4,12 @@
 //! [`reference`](mod@reference).
 
 pub mod metrics;
+mod quota;
 pub mod reference;
 pub mod tls;
 pub mod xds;
+
+pub use quota::{AlgorithmArg, QuotaArgs};
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -15,11 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use config::{LoadOptions, QuotaSet};
 use limiter::Clock;
 
 use crate::decide::AnswerOptions;
-use crate::error::{RlsError, SettingsError};
+use crate::error::SettingsError;
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
 use crate::rlqs::Unmatched;
@@ -27,41 +29,6 @@ use crate::store::redis::{
     CONNECT_TIMEOUT, Endpoint, OnBackendError, RedisOptions, ShardOptions, TimeSource, TlsFiles,
     redis_url,
 };
-
-/// Where the quota files are and how they are read: one group for `rls serve` and
-/// `rls check`, so that both read the same files the same way.
-#[derive(Debug, Clone, Args)]
-pub struct QuotaArgs {
-    /// Quota file, or directory of quota files (every top-level, non-hidden *.yaml / *.yml).
-    #[arg(long, env = "RLS_CONFIG", value_name = "PATH")]
-    pub config: Option<PathBuf>,
-
-    /// Let several quota documents add descriptors to one domain.
-    #[arg(long, env = "RLS_MERGE_DOMAINS", value_parser = clap::builder::BoolishValueParser::new(),
-          num_args = 0..=1, default_value = "false", default_missing_value = "true")]
-    pub merge_domains: bool,
-
-    /// Algorithm of limits whose quota file does not name one.
-    #[arg(long, env = "RLS_DEFAULT_ALGORITHM", value_enum, default_value_t = AlgorithmArg::TokenBucket)]
-    pub default_algorithm: AlgorithmArg,
-}
-
-impl QuotaArgs {
-    /// How the quota files are read.
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            merge_domains: self.merge_domains,
-            default_algorithm: self.default_algorithm.into(),
-            ..LoadOptions::default()
-        }
-    }
-
-    /// Loads the quota files.
-    pub fn load(&self) -> Result<QuotaSet, RlsError> {
-        let path = self.config.as_ref().ok_or(RlsError::NoConfigPath)?;
-        Ok(QuotaSet::load(path, &self.load_options())?)
-    }
-}
 
 /// Settings of `rls serve`. Precedence: flag, then `RLS_*` variable, then the reference
 /// service's variable (see [`Settings::apply_reference_env`]), then the default.
@@ -274,24 +241,6 @@ const fn count(n: usize) -> NonZeroUsize {
     match NonZeroUsize::new(n) {
         Some(n) => n,
         None => panic!("a count default must be at least one"),
-    }
-}
-
-/// The `--default-algorithm` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AlgorithmArg {
-    /// GCRA token bucket (exact, no window-edge bursts).
-    TokenBucket,
-    /// Epoch-aligned fixed windows, exactly like the reference service.
-    FixedWindow,
-}
-
-impl From<AlgorithmArg> for config::Algorithm {
-    fn from(value: AlgorithmArg) -> Self {
-        match value {
-            AlgorithmArg::TokenBucket => config::Algorithm::TokenBucket,
-            AlgorithmArg::FixedWindow => config::Algorithm::FixedWindow,
-        }
     }
 }
 

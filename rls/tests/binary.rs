@@ -301,3 +301,60 @@ fn serve_logs_the_files_it_ignores_in_the_quota_directory() {
     let again = server.logged("ignored in the quota directory");
     assert!(again[1].contains("\"edge.yml.bak\""), "{again:?}");
 }
+
+// Reproduces quota-file depth and size bounds that were no settings, the depth below the
+// request's own --max-entries: `rls check` and `rls serve` take them alike, serve reads
+// files as deep as its requests reach and refuses a depth below that.
+#[test]
+fn check_and_serve_take_the_quota_file_bounds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("deep.yaml");
+    let deep = "domain: edge\ndescriptors:\n  - key: a\n    descriptors:\n      - key: b\n        descriptors:\n          - key: c\n            rate_limit: {unit: minute, requests_per_unit: 1}\n";
+    std::fs::write(&file, deep).expect("write");
+    let run = |command: &str, flags: &[&str]| {
+        let output = rls()
+            .arg(command)
+            .arg("--config")
+            .arg(&file)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(flags)
+            .output()
+            .expect("runs");
+        (output.status.code(), text(&output).1)
+    };
+    let check = |flags: &[&str]| {
+        let output = rls()
+            .arg("check")
+            .arg("--config")
+            .arg(&file)
+            .args(flags)
+            .output()
+            .expect("runs");
+        (output.status.code(), text(&output).1)
+    };
+    assert_eq!(check(&[]).0, Some(0));
+    let (code, stderr) = check(&["--max-quota-depth", "2"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("descriptors nested more than 2 levels deep"),
+        "{stderr}"
+    );
+    let (code, stderr) = check(&["--max-quota-nodes", "10"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("more than 10 YAML nodes"), "{stderr}");
+    let (code, stderr) = check(&["--max-quota-depth", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+
+    let (code, stderr) = run("serve", &["--max-quota-depth", "31"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("--max-quota-depth 31 is less than --max-entries 32"),
+        "{stderr}"
+    );
+    let (code, stderr) = run("serve", &["--max-entries", "2"]);
+    assert_eq!(code, Some(1), "files are read as deep as requests reach");
+    assert!(
+        stderr.contains("descriptors nested more than 2 levels deep"),
+        "{stderr}"
+    );
+}
