@@ -192,11 +192,14 @@ async fn reload_on_change<S: BucketStore>(
                 report.send_modify(|s| s.loaded += 1);
             }
             Ok(Err(error)) => {
+                // The error with its causes, each once ("edge.yaml: cannot read: No such
+                // file or directory (os error 2)").
+                let error = config::Report(&error).to_string();
                 tracing::error!(%error, "quota files refused; the previous ones keep serving");
                 metrics::counter!("rls_config_reloads_total", "result" => "refused").increment(1);
                 report.send_modify(|s| {
                     s.refused += 1;
-                    s.last_error = Some(error.to_string());
+                    s.last_error = Some(error);
                 });
             }
             Err(join) => tracing::error!(%join, "quota reload task failed"),

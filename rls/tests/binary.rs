@@ -358,3 +358,24 @@ fn check_and_serve_take_the_quota_file_bounds() {
         "{stderr}"
     );
 }
+
+// Reproduces a refused reload logged without its cause.
+#[test]
+fn a_refused_reload_is_logged_with_each_cause_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("edge.yaml");
+    let quota = "domain: edge\ndescriptors:\n  - key: path\n    rate_limit: {unit: minute, requests_per_unit: 1}\n";
+    std::fs::write(&file, quota).expect("write");
+    let config = file.to_str().expect("utf-8 path");
+    let server = RlsProcess::start(&["--config", config], &["serving"]);
+    std::fs::remove_file(&file).expect("remove");
+    let os = std::fs::read(&file).expect_err("removed").to_string();
+    let refused = (0..200).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        server.logged("quota files refused").pop()
+    });
+    let line = refused.expect("no refusal logged");
+    let said = format!("{config}: cannot read: {os}");
+    assert!(line.contains(&said), "{line}");
+    assert_eq!(line.matches(&os).count(), 1, "{line}");
+}
