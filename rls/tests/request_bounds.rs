@@ -10,10 +10,11 @@ use common::process::RlsProcess;
 use common::{TestServer, http, metric};
 use futures_util::future::join_all;
 use proto::common::RateLimitDescriptor;
-use proto::common::rate_limit_descriptor::Entry;
+use proto::common::rate_limit_descriptor::{Entry, RateLimitOverride};
 use proto::rls::RateLimitRequest;
 use proto::rls::RateLimitResponse;
 use proto::rls::rate_limit_service_client::RateLimitServiceClient;
+use proto::types::RateLimitUnit;
 use tonic::Code;
 
 const QUOTAS: &str = "
@@ -153,6 +154,43 @@ async fn json_bodies_over_the_byte_bound_or_not_json_are_400_and_counted() {
         "invalid request: request body is over 65536 bytes, the most allowed"
     );
     assert_eq!(metric(s.http, INVALID).await - before, 2.0);
+    s.stop().await;
+}
+
+// Reproduces a request's own limit of more than one token a nanosecond served at one a
+// nanosecond (a quota file with it is refused): INVALID_ARGUMENT naming the largest.
+#[tokio::test]
+async fn a_request_limit_past_the_bucket_bounds_is_invalid_argument() {
+    let s = server().await;
+    let mut client = client(&s).await;
+    let with_limit = |requests_per_unit: u32| {
+        let mut request = request_of(4);
+        request.domain = "edge".into();
+        request.descriptors[0].limit = Some(RateLimitOverride {
+            requests_per_unit,
+            unit: RateLimitUnit::Second.into(),
+        });
+        request
+    };
+    let largest = 1_000_000_000;
+    let answer = client
+        .should_rate_limit(with_limit(largest))
+        .await
+        .expect("the largest rate is served")
+        .into_inner();
+    let limit = answer.statuses[0].current_limit.as_ref().expect("a limit");
+    assert_eq!(limit.requests_per_unit, largest);
+    assert_eq!(answer.statuses[0].limit_remaining, largest - 1);
+    let status = client
+        .should_rate_limit(with_limit(largest + 1))
+        .await
+        .expect_err("one more is refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "descriptors[0].limit.requests_per_unit is 1000000001; at most 1000000000 is \
+         allowed: a token bucket refills at most one token per nanosecond"
+    );
     s.stop().await;
 }
 
