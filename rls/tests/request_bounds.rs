@@ -161,7 +161,9 @@ async fn json_bodies_over_the_byte_bound_or_not_json_are_400_and_counted() {
 // nanosecond (a quota file with it is refused): INVALID_ARGUMENT naming the largest.
 #[tokio::test]
 async fn a_request_limit_past_the_bucket_bounds_is_invalid_argument() {
+    let _counting = COUNTING.lock().await;
     let s = server().await;
+    let before = metric(s.http, INVALID).await;
     let mut client = client(&s).await;
     let with_limit = |requests_per_unit: u32| {
         let mut request = request_of(4);
@@ -191,6 +193,7 @@ async fn a_request_limit_past_the_bucket_bounds_is_invalid_argument() {
         "descriptors[0].limit.requests_per_unit is 1000000001; at most 1000000000 is \
          allowed: a token bucket refills at most one token per nanosecond"
     );
+    assert_eq!(metric(s.http, INVALID).await - before, 1.0);
     s.stop().await;
 }
 
