@@ -6,15 +6,15 @@
 //! primaries) and swaps it in; calls meanwhile get the failure mode.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::Value;
-use tokio::sync::watch;
 
 use super::asker::Asker;
 use super::connect::{Endpoint, Link, open};
+use super::health::Health;
 use super::shard::ShardOptions;
 
 /// How often a node is asked for the slot map.
@@ -55,16 +55,15 @@ fn at_address(url: &str, address: &str) -> String {
     format!("{scheme}://{credentials}{address}")
 }
 
-/// Opens the cluster client and keeps it on the current primaries for ever: publishes each
-/// client in `link` (and `true` on `connected`), keeping the previous one until a new one
-/// is open.
+/// Opens the cluster client and keeps it on the current primaries until the shard is
+/// dropped: publishes each client in `link` (and brings `health` up), keeping the previous
+/// one until a new one is open.
 pub async fn follow(
     nodes: Vec<String>,
     options: ShardOptions,
     deadline: Duration,
     link: Arc<ArcSwapOption<Link>>,
-    name: Arc<str>,
-    connected: watch::Sender<bool>,
+    health: Weak<Health>,
 ) {
     // A node that does not answer in this time is skipped for the next.
     let timeout = options.connect_timeout.min(Duration::from_millis(500));
@@ -75,6 +74,9 @@ pub async fn follow(
     let mut known: Option<BTreeSet<String>> = None;
     let mut backoff = POLL;
     loop {
+        let Some(name) = health.upgrade().map(|h| h.name().clone()) else {
+            return;
+        };
         let found = asker.ask(&slots, primaries_of, "no slots").await;
         let moved = match &found {
             Ok(primaries) => known.as_ref() != Some(primaries),
@@ -91,7 +93,9 @@ pub async fn follow(
             match open(&Endpoint::Cluster(start), &options, deadline).await {
                 Ok(opened) => {
                     link.store(Some(Arc::new(opened)));
-                    let _ = connected.send(true);
+                    if let Some(health) = health.upgrade() {
+                        health.came_up();
+                    }
                     tracing::info!(redis = %name, primaries = ?found.as_ref().ok(),
                         moved = known.is_some(), "connected");
                     known = found.ok();

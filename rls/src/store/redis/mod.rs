@@ -9,12 +9,13 @@
 //! `connect.rs` (endpoints, TLS, opening and keeping the client, names without
 //! credentials), `shard.rs` (one endpoint: its connection and its batcher), `batcher.rs`
 //! (checks of concurrent requests gathered into script calls, pipelined, late ones shed,
-//! replies delivered), `script.rs` (the Lua scripts, their arguments and replies),
-//! `cache.rs` (buckets known to be empty, answered locally), `lease.rs`, `lease_flow.rs`
-//! and `lease_script.rs` (tokens of hot buckets leased ahead), `failure.rs` (why Redis gave
-//! no answer, and the failure mode that answers instead), `sentinel.rs` (a primary found
-//! and followed through Redis Sentinel), `cluster.rs` (a cluster's primaries followed when
-//! one vanishes).
+//! replies delivered), `health.rs` (whether a shard answers: a circuit breaker that fails
+//! fast while a shard is down, and probes it), `script.rs` (the Lua scripts, their
+//! arguments and replies), `cache.rs` (buckets known to be empty, answered locally),
+//! `lease.rs`, `lease_flow.rs` and `lease_script.rs` (tokens of hot buckets leased ahead),
+//! `failure.rs` (why Redis gave no answer, and the failure mode that answers instead),
+//! `sentinel.rs` (a primary found and followed through Redis Sentinel), `cluster.rs` (a
+//! cluster's primaries followed when one vanishes).
 
 mod asker;
 mod batcher;
@@ -22,6 +23,7 @@ mod cache;
 mod cluster;
 mod connect;
 mod failure;
+mod health;
 mod lease;
 mod lease_flow;
 mod lease_script;
@@ -165,15 +167,15 @@ impl RedisStore {
         }
     }
 
-    /// True when every shard is connected.
+    /// True when every shard answers (none is down).
     pub fn is_connected(&self) -> bool {
-        self.shards.iter().all(Shard::is_connected)
+        self.shards.iter().all(Shard::is_up)
     }
 
-    /// Resolves once every shard has connected for the first time.
+    /// Resolves once every shard is up: connected, or answering again.
     pub async fn wait_connected(&self) {
         for shard in self.shards.iter() {
-            shard.wait_connected().await;
+            shard.wait_up().await;
         }
     }
 
@@ -466,8 +468,13 @@ impl BucketStore for RedisStore {
         Some(self.timeout)
     }
 
+    /// Ready while some shard answers, or, with a failure mode that answers by itself
+    /// (`allow`, `deny`, `local`), always: the replica then answers every request as
+    /// configured, and taking it out of service would hand the decision to the proxy's
+    /// own failure mode instead. With some shards down a replica stays ready: requests for
+    /// the others are answered, and every replica shares the same shards.
     fn is_ready(&self) -> bool {
-        self.is_connected()
+        self.failure_mode.answers_alone() || self.shards.iter().any(Shard::is_up)
     }
 
     fn sweep(&self, now: Nanos) {

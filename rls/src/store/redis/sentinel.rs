@@ -7,15 +7,15 @@
 //! in; calls meanwhile get the failure mode. One command to one sentinel per poll (the
 //! first that answers, kept connected), so polling costs the sentinels next to nothing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::{RedisResult, Value};
-use tokio::sync::watch;
 
 use super::asker::Asker;
 use super::connect::{Endpoint, Link, open};
+use super::health::Health;
 use super::shard::ShardOptions;
 
 /// How often the sentinels are asked for the primary.
@@ -68,15 +68,15 @@ async fn is_primary(link: &Link) -> RedisResult<bool> {
     })
 }
 
-/// Finds the primary and follows it for ever: publishes a client of each new primary in
-/// `link` (and `true` on `connected`), keeping the previous one until a new one is open.
+/// Finds the primary and follows it until the shard is dropped: publishes a client of each
+/// new primary in `link` (and brings `health` up), keeping the previous one until a new
+/// one is open.
 pub async fn follow(
     sentinel: Sentinel,
     options: ShardOptions,
     deadline: Duration,
     link: Arc<ArcSwapOption<Link>>,
-    name: Arc<str>,
-    connected: watch::Sender<bool>,
+    health: Weak<Health>,
 ) {
     let mut asker = Asker::new(sentinel.nodes.clone(), options.connect_timeout);
     let mut ask = redis::cmd("SENTINEL");
@@ -86,6 +86,9 @@ pub async fn follow(
     // Said once per change, not once per poll.
     let mut last_problem: Option<String> = None;
     loop {
+        let Some(name) = health.upgrade().map(|h| h.name().clone()) else {
+            return;
+        };
         let primary = asker.ask(&ask, |reply: Option<(String, u16)>| reply, &missing);
         let problem = match primary.await {
             Ok(address) if current.as_ref() == Some(&address) => None,
@@ -96,7 +99,9 @@ pub async fn follow(
                     Ok(opened) => match is_primary(&opened).await {
                         Ok(true) => {
                             link.store(Some(Arc::new(opened)));
-                            let _ = connected.send(true);
+                            if let Some(health) = health.upgrade() {
+                                health.came_up();
+                            }
                             let previous = current.replace((host.clone(), port));
                             tracing::info!(redis = %name, primary = %endpoint.name(),
                                 failover = previous.is_some(), "connected to the primary");
