@@ -12,7 +12,8 @@
 //! replies delivered), `health.rs` (whether a shard answers: a circuit breaker that fails
 //! fast while a shard is down, and probes it), `script.rs` (the Lua scripts, their
 //! arguments and replies), `cache.rs` (buckets known to be empty, answered locally),
-//! `lease.rs`, `lease_flow.rs` and `lease_script.rs` (tokens of hot buckets leased ahead),
+//! `lease.rs`, `lease_bucket.rs`, `lease_flow.rs` and `lease_script.rs` (tokens of hot
+//! buckets leased ahead),
 //! `failure.rs` (why Redis gave no answer, and the failure mode that answers instead),
 //! `sentinel.rs` (a primary found and followed through Redis Sentinel), `cluster.rs` (a
 //! cluster's primaries followed when one vanishes).
@@ -25,6 +26,7 @@ mod connect;
 mod failure;
 mod health;
 mod lease;
+mod lease_bucket;
 mod lease_flow;
 mod lease_script;
 mod placement;
