@@ -172,6 +172,9 @@ impl QuotaSet {
             }
         }
         domains.sort_by(|a, b| a.name().cmp(b.name()));
+        domains
+            .iter_mut()
+            .fold(0, |first, domain| domain.number_rules(first));
         let index = domains
             .iter()
             .enumerate()

@@ -1,5 +1,7 @@
 //! The HTTP port: `/healthz` (alive), `/readyz` and `/healthcheck` (serving, not draining),
-//! `POST /json` (proto3-JSON `ShouldRateLimit`), `/metrics` (Prometheus), `/config`.
+//! `POST /json` (proto3-JSON `ShouldRateLimit`), `/metrics` (Prometheus), `/config` (the
+//! quota files serving, `?format=json` as JSON). It answers until the process exits:
+//! while gRPC drains, readiness says 503.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,18 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use proto::rls::RateLimitRequest;
 use proto::rls::rate_limit_response::Code;
 
+use crate::config_view;
 use crate::decide::Decider;
 use crate::error::ErrorKind;
-use crate::outcome;
+use crate::outcome::Outcomes;
 use crate::store::BucketStore;
-use crate::summary::describe;
 
 /// Whether the server is draining (shutdown started): readiness turns false at once.
 #[derive(Debug, Default)]
@@ -42,6 +44,7 @@ struct HttpState<S> {
     decider: Arc<Decider<S>>,
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
+    outcomes: Outcomes,
 }
 
 /// The HTTP routes.
@@ -50,10 +53,12 @@ pub fn router<S: BucketStore>(
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
 ) -> Router {
+    let outcomes = Outcomes::new(decider.store().kind());
     let state = Arc::new(HttpState {
         decider,
         readiness,
         metrics,
+        outcomes,
     });
     Router::new()
         .route("/healthz", get(|| async { "OK\n" }))
@@ -91,8 +96,9 @@ async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Byte
                 .into_response();
         }
     };
+    let in_flight = state.outcomes.start();
     let outcome = state.decider.decide(&request).await;
-    outcome::count(&outcome);
+    in_flight.finish(&outcome);
     match outcome {
         Ok(answer) => {
             let status = if answer.overall_code == Code::OverLimit as i32 {
@@ -128,6 +134,17 @@ async fn render_metrics<S>(State(state): State<Arc<HttpState<S>>>) -> Response {
         .into_response()
 }
 
-async fn config<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Response {
-    describe(&state.decider.quotas()).into_response()
+/// The quota files serving, as text, or as JSON with `?format=json`.
+async fn config<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, uri: Uri) -> Response {
+    let snapshots = state.decider.snapshots();
+    let (snapshot, refusal) = (snapshots.current(), snapshots.refusal());
+    let as_json = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "format=json"));
+    if as_json {
+        let body = config_view::json(&snapshot, refusal.as_deref()).to_string();
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    } else {
+        config_view::text(&snapshot, refusal.as_deref()).into_response()
+    }
 }

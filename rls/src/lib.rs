@@ -8,11 +8,16 @@
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
+//! - [`connections`]: the gRPC port's connections: maximum age, GOAWAY, draining.
+//! - [`config_view`]: what `GET /config` shows, as text or JSON.
 //! - [`decide`]: one request to one answer: admit, plan the checks, answer.
 //! - [`admission`]: the line of requests waiting for a turn to be decided.
 //! - [`request`]: what a well-formed request is.
 //! - [`headers`]: the RateLimit-* response headers.
 //! - [`outcome`]: answers and refusals counted, for gRPC and `/json` alike.
+//! - [`stats`]: every metric exported, the Prometheus recorder, per-rule counters.
+//! - [`snapshot`]: the quota files serving, their per-rule counters, and reloads.
+//! - [`metadata`]: the answer's `dynamic_metadata`, as the reference builds it.
 //! - [`store`]: where bucket state lives: in memory, in Redis; bucket keys.
 //! - [`reload`]: quota files reloaded when they change.
 //! - [`error`]: what can go wrong, and the gRPC status it becomes.
@@ -51,10 +56,13 @@
 
 pub mod admission;
 pub mod cli;
+pub mod config_view;
+pub mod connections;
 pub mod decide;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod metadata;
 pub mod outcome;
 pub mod query;
 pub mod reload;
@@ -63,6 +71,8 @@ pub mod request;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod snapshot;
+pub mod stats;
 pub mod store;
 pub mod summary;
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use config::{LoadOptions, QuotaSet};
 use notify::{RecursiveMode, Watcher};
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::decide::Decider;
 use crate::error::RlsError;
+use crate::snapshot::record_load_duration;
 use crate::store::BucketStore;
 
 /// Changes often come in bursts (an editor's write and rename, a ConfigMap's several
@@ -145,7 +146,9 @@ async fn reload_on_change<S: BucketStore>(
         // Settle: wait until the burst of events is over.
         while let Ok(Some(())) = tokio::time::timeout(SETTLE, events.recv()).await {}
         let (path, options) = (path.clone(), options.clone());
+        let started = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || QuotaSet::load(&path, &options)).await;
+        record_load_duration(started.elapsed());
         match loaded {
             Ok(Ok(quotas)) => {
                 tracing::info!(
@@ -160,6 +163,7 @@ async fn reload_on_change<S: BucketStore>(
             Ok(Err(error)) => {
                 tracing::error!(%error, "quota files refused; the previous ones keep serving");
                 metrics::counter!("rls_config_reloads_total", "result" => "refused").increment(1);
+                decider.snapshots().refuse(&error);
                 report.send_modify(|s| {
                     s.refused += 1;
                     s.last_error = Some(error.to_string());

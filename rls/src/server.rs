@@ -1,26 +1,29 @@
 //! `serve`: binds nothing itself (listeners come in bound), loads the quota files, and
-//! runs the gRPC and HTTP servers until `shutdown` resolves; then it stops accepting,
-//! finishes the calls in flight, and returns.
+//! runs the gRPC and HTTP servers until `shutdown` resolves; then it drains ([`Lifecycle`]:
+//! unready at once, serving for the drain delay, then no new connections and the calls in
+//! flight finished) and returns.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use limiter::{Clock, SystemClock};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use proto::rls::rate_limit_service_server::RateLimitServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+use crate::connections::{ConnectionOptions, serve_grpc};
 use crate::decide::Decider;
 use crate::error::RlsError;
 use crate::http::{Readiness, router};
 use crate::reload::Reloader;
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
+use crate::snapshot::record_load_duration;
+use crate::stats::{DRAINING, prometheus};
 use crate::store::redis::RedisStore;
 use crate::store::{BucketStore, MemoryStore};
 
@@ -65,7 +68,9 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
+    let started = Instant::now();
     let quotas = settings.quotas.load()?;
+    record_load_duration(started.elapsed());
     tracing::info!(
         domains = quotas.domains().count(),
         rules = quotas.rule_count(),
@@ -105,7 +110,7 @@ async fn serve_reloading<S: BucketStore>(
     let hangups = reloader
         .clone()
         .map(|reloader| tokio::spawn(reload_on_hangup(reloader)));
-    let result = serve_store(listeners, decider, shutdown).await;
+    let result = serve_store_with(listeners, decider, settings.lifecycle(), shutdown).await;
     if let Some(hangups) = hangups {
         hangups.abort();
     }
@@ -130,12 +135,47 @@ async fn reload_on_hangup(reloader: Arc<Reloader>) {
     let _ = reloader;
 }
 
-/// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
-/// and `grpc.health.v1`) and HTTP. On shutdown, readiness and gRPC health turn to not
-/// serving, both listeners stop accepting, and calls in flight finish.
+/// How the server drains and ends once shutdown begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// How long to keep serving, unready, before refusing new connections.
+    pub drain_delay: Duration,
+    /// How gRPC connections live, and how long their calls may take to finish at the end.
+    pub connections: ConnectionOptions,
+}
+
+impl Lifecycle {
+    /// No drain delay, no maximum connection age, ten seconds for the calls in flight:
+    /// what an embedded or test server wants.
+    pub const IMMEDIATE: Lifecycle = Lifecycle {
+        drain_delay: Duration::ZERO,
+        connections: ConnectionOptions {
+            max_age: None,
+            age_grace: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(10),
+        },
+    };
+}
+
+/// Serves `decider` on `listeners` until `shutdown` resolves, with
+/// [`Lifecycle::IMMEDIATE`]: see [`serve_store_with`].
 pub async fn serve_store<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    serve_store_with(listeners, decider, Lifecycle::IMMEDIATE, shutdown).await
+}
+
+/// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
+/// and `grpc.health.v1`) and HTTP. When `shutdown` resolves, readiness and gRPC health turn
+/// to not serving at once and everything keeps serving for the drain delay; then the gRPC
+/// listener closes, every connection is told to go away, and the calls in flight finish
+/// (within the shutdown timeout). The HTTP port answers, unready, until then.
+pub async fn serve_store_with<S: BucketStore>(
+    listeners: Listeners,
+    decider: Arc<Decider<S>>,
+    lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
     let sweeper = {
@@ -148,7 +188,7 @@ pub async fn serve_store<S: BucketStore>(
             }
         })
     };
-    let result = run(listeners, decider, shutdown).await;
+    let result = run(listeners, decider, lifecycle, shutdown).await;
     sweeper.abort();
     result
 }
@@ -156,6 +196,7 @@ pub async fn serve_store<S: BucketStore>(
 async fn run<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
+    lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
     let grpc_addr = local_addr(&listeners.grpc);
@@ -167,66 +208,65 @@ async fn run<S: BucketStore>(
             .await;
     }
     let readiness = Arc::new(Readiness::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+    let draining = metrics::gauge!(DRAINING);
+    draining.set(0.0);
+    let (stop_grpc, grpc_stopped) = watch::channel(false);
+    let (stop_http, http_stopped) = watch::channel(false);
     let drain = {
         let readiness = readiness.clone();
-        tokio::spawn(async move {
+        async move {
             shutdown.await;
-            tracing::info!("shutting down: draining in-flight calls");
             readiness.drain();
+            draining.set(1.0);
             for name in HEALTH_NAMES {
                 health
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
-            let _ = stop_tx.send(true);
-        })
+            tracing::info!(
+                delay = ?lifecycle.drain_delay,
+                "shutting down: unready, serving until the drain delay ends"
+            );
+            tokio::time::sleep(lifecycle.drain_delay).await;
+            tracing::info!("drain delay over: refusing new connections, finishing calls in flight");
+            let _ = stop_grpc.send(true);
+        }
     };
-
-    let grpc = tonic::transport::Server::builder()
+    let mut routes = Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(RateLimitServiceServer::new(RlsService::new(
             decider.clone(),
-        )))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-            stopped(),
+        )));
+    let routes = routes.routes().prepare();
+    let grpc = async {
+        let serving = serve_grpc(
+            listeners.grpc,
+            routes,
+            lifecycle.connections,
+            stopped(grpc_stopped),
         );
+        tokio::join!(serving, drain);
+        // gRPC is done: the HTTP port may close too, and the process exit.
+        let _ = stop_http.send(true);
+    };
     let http = axum::serve(listeners.http, router(decider, readiness, prometheus()))
-        .with_graceful_shutdown(stopped());
+        .with_graceful_shutdown(stopped(http_stopped));
     tracing::info!(%grpc_addr, %http_addr, "serving");
-    let (grpc, http) = tokio::join!(grpc, http);
-    drain.abort();
-    grpc?;
+    let ((), http) = tokio::join!(grpc, http);
     http.map_err(|source| RlsError::Listen {
         addr: http_addr,
         source,
     })
 }
 
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
 fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-/// The process's Prometheus recorder, installed on first use (several servers in one
-/// test process share it).
-fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first; metrics then go there.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
 }

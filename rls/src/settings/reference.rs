@@ -57,6 +57,27 @@ impl Values<'_> {
         }
     }
 
+    /// Variable `i` as a Go duration (`24h`, `1h30m`, `500ms`), when set to something.
+    fn duration(&self, i: usize) -> Result<Option<std::time::Duration>, SettingsError> {
+        let Some(value) = self.text(i) else {
+            return Ok(None);
+        };
+        humantime::parse_duration(&value)
+            .map(Some)
+            .map_err(|_| self.invalid(i, value, "a duration such as 24h, 1h30m or 500ms"))
+    }
+
+    /// Variable `i` as a ratio from 0 to 1, when set to something.
+    fn ratio(&self, i: usize) -> Result<Option<f32>, SettingsError> {
+        let Some(value) = self.text(i) else {
+            return Ok(None);
+        };
+        match super::operations::parse_ratio(&value) {
+            Ok(ratio) => Ok(Some(ratio)),
+            Err(_) => Err(self.invalid(i, value, "a number from 0 to 1")),
+        }
+    }
+
     /// Variable `i`, lowercase, when set to something.
     fn lowercase(&self, i: usize) -> Option<String> {
         self.text(i).map(|v| v.to_ascii_lowercase())
@@ -227,6 +248,32 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
         names: &["CACHE_KEY_PREFIX"],
         settings: &["key_prefix"],
         read: |s, v| set(&mut s.key_prefix, v.raw(0)),
+    },
+    // Answer modes, metrics and connections (settings/answers.rs, settings/operations.rs).
+    Variables {
+        names: &["QUOTA_MODE"],
+        settings: &["quota_mode"],
+        read: |s, v| set(&mut s.answers.quota_mode, v.go_bool(0)?),
+    },
+    Variables {
+        names: &["RESPONSE_DYNAMIC_METADATA"],
+        settings: &["response_dynamic_metadata"],
+        read: |s, v| set(&mut s.answers.response_dynamic_metadata, v.go_bool(0)?),
+    },
+    Variables {
+        names: &["NEAR_LIMIT_RATIO"],
+        settings: &["near_limit_ratio"],
+        read: |s, v| set(&mut s.operations.near_limit_ratio, v.ratio(0)?),
+    },
+    Variables {
+        names: &["GRPC_MAX_CONNECTION_AGE"],
+        settings: &["max_connection_age"],
+        read: |s, v| set(&mut s.operations.max_connection_age, v.duration(0)?),
+    },
+    Variables {
+        names: &["GRPC_MAX_CONNECTION_AGE_GRACE"],
+        settings: &["max_connection_age_grace"],
+        read: |s, v| set(&mut s.operations.max_connection_age_grace, v.duration(0)?),
     },
 ];
 

@@ -7,6 +7,7 @@ pub mod istio;
 pub mod manifest;
 pub mod process;
 pub mod redis;
+pub mod scrape;
 pub mod tools;
 
 use std::net::SocketAddr;

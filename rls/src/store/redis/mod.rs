@@ -210,6 +210,9 @@ impl RedisStore {
     /// The verdict from Redis for a batch whose stop-increment needs no peek.
     async fn check_parts(&self, batch: &Batch, deadline: Instant) -> Result<Verdict, Failure> {
         let (mut decisions, probes) = self.consult_cache(batch).await;
+        let cached: Vec<usize> = (decisions.iter().enumerate())
+            .filter_map(|(i, known)| known.is_some().then_some(i))
+            .collect();
         // One script call per shard; in a cluster per slot (descriptor), the keys one
         // script may touch.
         let mut parts: BTreeMap<CallGroup, Part> = BTreeMap::new();
@@ -222,10 +225,11 @@ impl RedisStore {
         }
         // Answered entirely from the cache: no Redis call at all.
         if decisions.iter().all(Option::is_some) {
-            return Ok(Verdict::of(
-                batch,
-                decisions.into_iter().flatten().collect(),
-            ));
+            let decisions = decisions.into_iter().flatten().collect();
+            return Ok(Verdict {
+                cached,
+                ..Verdict::of(batch, decisions)
+            });
         }
         let fold = parts.len() == 1;
         let now = self.now_arg(batch);
@@ -272,7 +276,11 @@ impl RedisStore {
         if !fold && denied && !charged.is_empty() {
             self.refund(batch, &charged, &mut decisions).await?;
         }
-        Ok(Verdict { decisions, denied })
+        Ok(Verdict {
+            decisions,
+            denied,
+            cached,
+        })
     }
 
     /// What the over-limit cache answers for each check of `batch` (`None`: ask Redis),
@@ -372,6 +380,10 @@ impl BucketStore for RedisStore {
         };
         metrics::counter!("rls_backend_errors_total", "kind" => failure.kind()).increment(1);
         self.failure_mode.answer(batch, failure)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
     }
 
     fn deadline(&self) -> Option<Duration> {
