@@ -44,6 +44,7 @@ pub async fn serve_grpc(
     let (going_away, told) = watch::channel(false);
     let mut connections = JoinSet::new();
     let open = metrics::gauge!(GRPC_CONNECTIONS);
+    metrics::counter!(GRPC_CONNECTIONS_AGED).increment(0);
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -113,6 +113,8 @@ impl<'a> Plan<'a> {
 impl<S: BucketStore> Decider<S> {
     /// A decider serving `quotas` from `store`, reading time from `clock`.
     pub fn new(quotas: QuotaSet, store: S, clock: Arc<dyn Clock>, options: AnswerOptions) -> Self {
+        // Metrics registered before the recorder is installed would go nowhere.
+        let _ = crate::stats::prometheus();
         let turns = options
             .max_concurrent
             .map(|turns| Admission::new(turns, clock.clone()));

@@ -68,6 +68,10 @@ impl Reloader {
                 path: watched.clone(),
                 source,
             })?;
+        // Both results from the start, at zero.
+        for result in ["loaded", "refused"] {
+            metrics::counter!("rls_config_reloads_total", "result" => result).increment(0);
+        }
         let (report, status) = watch::channel(ReloadStatus::default());
         tokio::spawn(reload_on_change(events, decider, path, options, report));
         Ok(Reloader {

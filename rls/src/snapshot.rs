@@ -173,10 +173,9 @@ pub struct Snapshots {
 impl Snapshots {
     /// Serves `quotas`, loaded at start (version 1).
     pub fn new(quotas: QuotaSet, options: StatsOptions) -> Snapshots {
-        // Per-rule counters are registered as rules are hit: the recorder comes first.
-        let _ = stats::prometheus();
         let loaded = load_info(&quotas, 1);
         publish(&quotas, &loaded);
+        metrics::gauge!(CONFIG_REFUSED).set(0.0);
         Snapshots {
             serving: ArcSwap::from_pointee(Snapshot::new(quotas, loaded, &options, None)),
             refused: ArcSwapOption::empty(),

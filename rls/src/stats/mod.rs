@@ -148,7 +148,7 @@ pub const METRICS: &[Metric] = &[
         "rls_backend_errors_total",
         Kind::Counter,
         "kind",
-        "Backend calls that failed, by kind: redis, deadline, overload.",
+        "Requests the backend did not answer, by kind: redis (an error), deadline, overload (shed).",
     ),
     metric(
         "rls_backend_failures_total",
@@ -159,8 +159,8 @@ pub const METRICS: &[Metric] = &[
     metric(
         "rls_redis_calls_total",
         Kind::Counter,
-        "",
-        "Check-script calls sent to Redis.",
+        "shard",
+        "Check-script calls sent to the shard.",
     ),
     metric(
         REDIS_CALL_DURATION,
@@ -175,10 +175,16 @@ pub const METRICS: &[Metric] = &[
         "Checks in one check-script call.",
     ),
     metric(
-        REDIS_SHARD_UP,
+        REDIS_CALL_ERRORS,
+        Kind::Counter,
+        "shard",
+        "Check-script calls to the shard that failed or missed their deadline.",
+    ),
+    metric(
+        REDIS_SHARD_CONNECTED,
         Kind::Gauge,
         "shard",
-        "1 while the shard's connection is open, 0 before it first connects.",
+        "1 once the shard's client has connected (it reconnects by itself afterwards), 0 before.",
     ),
     metric(
         "rls_over_limit_cache_keys",
@@ -257,9 +263,11 @@ pub const REQUEST_DURATION: &str = "rls_request_duration_seconds";
 pub const REDIS_CALL_DURATION: &str = "rls_redis_call_duration_seconds";
 /// Checks per Redis call.
 pub const REDIS_BATCH_CHECKS: &str = "rls_redis_batch_checks";
-/// Shard connection state. Shard state metrics are named `rls_redis_shard_*`, labelled
-/// `shard` with the shard's name as logs give it (without credentials).
-pub const REDIS_SHARD_UP: &str = "rls_redis_shard_up";
+/// Failed calls per shard.
+pub const REDIS_CALL_ERRORS: &str = "rls_redis_call_errors_total";
+/// Shard connection state. A shard's state metrics are named `rls_redis_shard_*` and
+/// labelled `shard` with the shard's name as logs give it (its URL without credentials).
+pub const REDIS_SHARD_CONNECTED: &str = "rls_redis_shard_connected";
 /// Version of the serving quota files.
 pub const CONFIG_VERSION: &str = "rls_config_version";
 /// Load time of the serving quota files.
@@ -328,9 +336,35 @@ fn describe() {
     }
 }
 
+/// The table of [`METRICS`] as docs/operations.md shows it: one row per metric, in order.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Metric | Type | Labels | Meaning |\n| --- | --- | --- | --- |\n");
+    for m in METRICS {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            m.name,
+            m.kind.as_str(),
+            if m.labels.is_empty() { "–" } else { m.labels },
+            m.help
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operations_guide_lists_every_metric_as_exported() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
+        let guide = std::fs::read_to_string(path).expect("docs/operations.md");
+        let table = markdown_table();
+        assert!(
+            guide.contains(&table),
+            "docs/operations.md must hold the metrics table as rls exports it:\n{table}"
+        );
+    }
 
     #[test]
     fn every_metric_is_listed_once_with_a_name_prometheus_accepts() {

@@ -16,6 +16,7 @@ use redis::{
 use tokio::sync::watch;
 
 use super::shard::ShardOptions;
+use crate::stats::REDIS_SHARD_CONNECTED;
 
 /// Where a shard's commands go.
 #[derive(Clone, Debug)]
@@ -163,11 +164,14 @@ async fn connect(
     signal: watch::Sender<bool>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let connected = metrics::gauge!(REDIS_SHARD_CONNECTED, "shard" => name.to_string());
+    connected.set(0.0);
     loop {
         match open(&endpoint, &options, deadline).await {
             Ok(opened) => {
                 link.store(Some(Arc::new(opened)));
                 let _ = signal.send(true);
+                connected.set(1.0);
                 tracing::info!(redis = %name, "connected");
                 return;
             }

@@ -132,6 +132,9 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The `kind` labels `rls_backend_errors_total` counts.
+    pub const COUNTED_KINDS: [&'static str; 3] = ["redis", "deadline", "overload"];
+
     /// Its `kind` label in `rls_backend_errors_total` (which does not count `InFlight`:
     /// the bound answers before any backend work).
     pub fn kind(&self) -> &'static str {

@@ -112,6 +112,7 @@ impl RedisStore {
         // rustls needs a process-wide crypto provider for rediss://; installing it twice
         // (several stores in one process) fails harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        register_metrics(options.on_error);
         let placer = Placer::new(options.key_prefix, &options.endpoints);
         let shards = options
             .endpoints
@@ -360,6 +361,20 @@ impl RedisStore {
             .map(|(group, refunds)| self.shards[group.shard].refund(now, refunds));
         join_all(calls).await.into_iter().collect()
     }
+}
+
+/// Registers the store's counters at zero, so that dashboards and alerts see them before
+/// the first failure.
+fn register_metrics(on_error: OnBackendError) {
+    // The shards register theirs too: the recorder comes first.
+    let _ = crate::stats::prometheus();
+    for kind in Failure::COUNTED_KINDS {
+        metrics::counter!("rls_backend_errors_total", "kind" => kind).increment(0);
+    }
+    metrics::counter!("rls_backend_failures_total", "mode" => on_error.label()).increment(0);
+    metrics::counter!("rls_over_limit_cache_hits_total").increment(0);
+    metrics::counter!("rls_over_limit_cache_waits_total").increment(0);
+    metrics::gauge!("rls_over_limit_cache_keys").set(0.0);
 }
 
 impl BucketStore for RedisStore {
