@@ -2,12 +2,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A running `rls serve`, killed when dropped.
 pub struct RlsProcess {
     pub grpc: u16,
     pub http: u16,
     pub child: Child,
+    /// Its log (standard output), as read so far.
+    log: Arc<Mutex<String>>,
 }
 
 /// The `rls` binary.
@@ -37,9 +40,16 @@ impl RlsProcess {
         let mut lines = BufReader::new(stdout).lines();
         let mut waiting: Vec<&str> = wait_for.to_vec();
         let (mut grpc, mut http) = (None, None);
+        let log = Arc::new(Mutex::new(String::new()));
+        let keep = |line: &str, log: &Mutex<String>| {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.push_str(line);
+            log.push('\n');
+        };
         while !waiting.is_empty() || grpc.is_none() || http.is_none() {
             match lines.next() {
                 Some(Ok(line)) => {
+                    keep(&line, &log);
                     waiting.retain(|w| !line.contains(w));
                     grpc = grpc.or_else(|| port_of(&line, "grpc_addr="));
                     http = http.or_else(|| port_of(&line, "http_addr="));
@@ -47,12 +57,19 @@ impl RlsProcess {
                 other => panic!("rls serve ended while waiting for {waiting:?}: {other:?}"),
             }
         }
-        std::thread::spawn(move || lines.for_each(drop));
+        let kept = log.clone();
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| keep(&l, &kept)));
         RlsProcess {
             grpc: grpc.unwrap_or_default(),
             http: http.unwrap_or_default(),
             child,
+            log,
         }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `http://127.0.0.1:GRPC`.
