@@ -301,6 +301,40 @@ fn address(container: &Value, variable: &str, default: SocketAddr) -> SocketAddr
         .unwrap_or(default)
 }
 
+#[test]
+fn a_terminating_pod_drains_and_exits_within_its_grace_period() {
+    let defaults = rls::Settings::defaults().operations;
+    for name in OVERLAYS {
+        let objects = overlay(name);
+        let pod = &the(&objects, "Deployment", "rls")["spec"]["template"]["spec"];
+        let container = container(&objects);
+        let duration = |variable: &str, default| {
+            env(container).get(variable).map_or(default, |v| {
+                humantime::parse_duration(v).unwrap_or_else(|e| panic!("{variable}={v}: {e}"))
+            })
+        };
+        let drain = duration("RLS_DRAIN_DELAY", defaults.drain_delay);
+        let finish = duration("RLS_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout);
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace period");
+        // A second to spare for the process to exit after the calls have finished.
+        assert!(
+            (drain + finish).as_secs() < grace,
+            "{name}: drain {drain:?} + shutdown {finish:?} does not fit in {grace} s"
+        );
+        assert!(
+            drain.as_secs() >= 5,
+            "{name}: proxies need time to move away"
+        );
+        // The delay is rls's own: a preStop hook would add to it unseen.
+        assert!(
+            container["lifecycle"]["preStop"].is_null(),
+            "{name}: a preStop hook"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_deployment_probes_and_ports_are_what_rls_serve_answers_on() {
     let defaults = rls::Settings::defaults();

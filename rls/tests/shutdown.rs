@@ -1,4 +1,5 @@
-//! Shutdown finishes the calls in flight: a store that holds a call open shows it.
+//! Shutdown finishes the calls in flight, and the HTTP port answers, unready, until then:
+//! a store that holds a call open shows it.
 
 mod common;
 
@@ -46,6 +47,7 @@ async fn shutdown_stops_accepting_and_finishes_calls_in_flight() {
         http: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
     };
     let grpc = listeners.grpc.local_addr().expect("addr");
+    let http = listeners.http.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(rls::server::serve_store(listeners, decider, async move {
         let _ = stopped.await;
@@ -87,6 +89,13 @@ async fn shutdown_stops_accepting_and_finishes_calls_in_flight() {
         !server.is_finished(),
         "the server ended with a call in flight"
     );
+    // Regression (probes saw connection refused while calls drained): the HTTP port
+    // keeps answering, unready, until the server ends.
+    assert_eq!(
+        common::http(http, "GET", "/readyz", "").await,
+        (503, "draining\n".into())
+    );
+    assert_eq!(common::http(http, "GET", "/healthz", "").await.0, 200);
 
     gate.notify_one();
     let answer = call
