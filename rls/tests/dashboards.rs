@@ -267,7 +267,8 @@ fn scrape_redis_after_traffic() -> String {
         "--redis-url",
         &url,
     ];
-    let bounded = ["--max-concurrent-requests", "64"];
+    // A deadline a loaded test machine keeps: the failure mode must not answer here.
+    let bounded = ["--max-concurrent-requests", "64", "--backend-timeout", "5s"];
     let server = RlsProcess::start(&[&args[..], &bounded].concat(), &["serving", "connected"]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {

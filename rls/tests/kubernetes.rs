@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::manifest::{self, of_kind};
+use common::manifest::{self, of_kind, validate_custom_resources};
 use common::process::{RlsProcess, rls};
 use common::tools::{self, workspace};
 use serde_json::{Value, json};
@@ -171,30 +171,6 @@ fn every_built_object_validates_against_the_kubernetes_openapi_schemas() {
             "{name}: every object checked:\n{out}"
         );
     }
-}
-
-/// Runs `rls/tests/kubernetes/crds.mjs` on `objects`: (success, its report).
-fn validate_custom_resources(objects: &[&Value]) -> (bool, String) {
-    let script = workspace().join("rls/tests/kubernetes/crds.mjs");
-    let mut child = Command::new(tools::program("node"))
-        .arg(script)
-        .arg(tools::node_modules())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    let input = serde_json::to_vec(objects).expect("json");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&input)
-        .expect("write");
-    let output = child.wait_with_output().expect("node ends");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
 }
 
 #[test]

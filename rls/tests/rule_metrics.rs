@@ -13,26 +13,20 @@ use common::{Backend, START_SECS, TestServer, http};
 use config::{LoadOptions, QuotaSet};
 use limiter::FakeClock;
 use proto::common::RateLimitDescriptor;
-use proto::common::rate_limit_descriptor::{Entry, RateLimitOverride};
+use proto::common::rate_limit_descriptor::RateLimitOverride;
 use proto::rls::RateLimitRequest;
 use proto::types::RateLimitUnit;
 use rls::decide::{AnswerOptions, Decider};
+use rls::query::parse_descriptor;
 use rls::snapshot::StatsOptions;
 use rls::stats::rules::{OVER_LIMIT, OVER_LIMIT_WITH_LOCAL_CACHE, TOTAL_HITS};
 use rls::store::MemoryStore;
 use rls::store::redis::Endpoint;
 
+/// A descriptor of `(key, value)` entries.
 fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
-    RateLimitDescriptor {
-        entries: entries
-            .iter()
-            .map(|(k, v)| Entry {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect(),
-        ..RateLimitDescriptor::default()
-    }
+    let text: Vec<String> = entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    parse_descriptor(&text.join(","))
 }
 
 fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>, hits: u32) -> RateLimitRequest {

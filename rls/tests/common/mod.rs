@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 pub mod envoy;
+pub mod gated;
 pub mod istio;
 pub mod manifest;
 pub mod process;
