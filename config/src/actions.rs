@@ -5,7 +5,9 @@
 use serde_saphyr::Spanned;
 
 use crate::error::ConfigError;
-use crate::file::{self, ActionDto, HeaderMatcherDto, RateLimitActionsDto};
+use crate::file::{
+    self, ActionDto, HeaderMatcherDto, HeaderValueMatchDto, RateLimitActionsDto, RequestHeadersDto,
+};
 
 /// One item of `local.rate_limits`: its actions each add one entry to a request descriptor,
 /// in order; if any action yields nothing, the request gets no descriptor from this item.
@@ -133,6 +135,7 @@ pub(crate) fn rate_limit(
     })
 }
 
+/// Validates one action: exactly one kind set, then that kind's fields.
 fn action(file: &str, path: &str, dto: Spanned<ActionDto>) -> Result<Action, ConfigError> {
     let ActionDto {
         request_headers,
@@ -158,23 +161,8 @@ fn action(file: &str, path: &str, dto: Spanned<ActionDto>) -> Result<Action, Con
             },
         });
     }
-    let string = |field: &str, map: &serde_saphyr::Location, value| {
-        file::required_string(file, &format!("{path}.{field}"), map, value)
-    };
     if let Some(a) = request_headers {
-        let at = &a.referenced;
-        let a = a.value;
-        let path = format!("{path}.request_headers");
-        return Ok(Action::RequestHeaders {
-            header_name: header_name(file, &format!("{path}.header_name"), at, a.header_name)?,
-            descriptor_key: file::required_string(
-                file,
-                &format!("{path}.descriptor_key"),
-                at,
-                a.descriptor_key,
-            )?,
-            skip_if_absent: a.skip_if_absent.unwrap_or(false),
-        });
+        return request_headers_action(file, &format!("{path}.request_headers"), a);
     }
     if let Some(a) = remote_address {
         return Ok(Action::RemoteAddress {
@@ -186,15 +174,49 @@ fn action(file: &str, path: &str, dto: Spanned<ActionDto>) -> Result<Action, Con
         let a = a.value;
         return Ok(Action::GenericKey {
             descriptor_key: optional_key(a.descriptor_key, "generic_key"),
-            descriptor_value: string("generic_key.descriptor_value", at, a.descriptor_value)?,
+            descriptor_value: file::required_string(
+                file,
+                &format!("{path}.generic_key.descriptor_value"),
+                at,
+                a.descriptor_value,
+            )?,
         });
     }
     let Some(a) = header_value_match else {
         unreachable!("exactly one action kind is set");
     };
-    let at = &a.referenced;
-    let a = a.value;
-    let headers_path = format!("{path}.header_value_match.headers");
+    header_value_match_action(file, &format!("{path}.header_value_match"), a)
+}
+
+/// A `request_headers` action at `path`.
+fn request_headers_action(
+    file: &str,
+    path: &str,
+    dto: Spanned<RequestHeadersDto>,
+) -> Result<Action, ConfigError> {
+    let at = &dto.referenced;
+    let a = dto.value;
+    Ok(Action::RequestHeaders {
+        header_name: header_name(file, &format!("{path}.header_name"), at, a.header_name)?,
+        descriptor_key: file::required_string(
+            file,
+            &format!("{path}.descriptor_key"),
+            at,
+            a.descriptor_key,
+        )?,
+        skip_if_absent: a.skip_if_absent.unwrap_or(false),
+    })
+}
+
+/// A `header_value_match` action at `path`: its matchers are required and non-empty.
+fn header_value_match_action(
+    file: &str,
+    path: &str,
+    dto: Spanned<HeaderValueMatchDto>,
+) -> Result<Action, ConfigError> {
+    let at = &dto.referenced;
+    let a = dto.value;
+    let headers_path = format!("{path}.headers");
     let headers = match a.headers {
         None => {
             return Err(ConfigError::Missing {
@@ -212,8 +234,9 @@ fn action(file: &str, path: &str, dto: Spanned<ActionDto>) -> Result<Action, Con
     };
     Ok(Action::HeaderValueMatch {
         descriptor_key: optional_key(a.descriptor_key, "header_match"),
-        descriptor_value: string(
-            "header_value_match.descriptor_value",
+        descriptor_value: file::required_string(
+            file,
+            &format!("{path}.descriptor_value"),
             at,
             a.descriptor_value,
         )?,

@@ -2,27 +2,9 @@
 //! column and key path (`file:line:column: path: message`), so a failed reload can be fixed
 //! from the log line alone.
 
-use std::fmt;
 use std::path::PathBuf;
 
-/// A place in a quota file: 1-based line and column (in characters), displayed as
-/// `file:line:column`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Position {
-    /// The file as it was named when loading (a path, or a source name given to
-    /// [`QuotaSet::from_sources`](crate::QuotaSet::from_sources)).
-    pub file: String,
-    /// 1-based line.
-    pub line: u32,
-    /// 1-based column, counted in characters.
-    pub column: u32,
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
+pub use crate::position::Position;
 
 const UNITS: &str = "second, minute, hour, day, week, month or year";
 
@@ -36,8 +18,10 @@ const UNITS: &str = "second, minute, hour, day, week, month or year";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A quota file or directory could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    /// A quota file or directory could not be read. The message names the path; what the
+    /// operating system said is the [source](std::error::Error::source), so that a report
+    /// of the whole chain (anyhow's `{:#}`) prints it once.
+    #[error("{}: cannot read", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -232,6 +216,35 @@ pub enum ConfigError {
         at: Position,
         /// Path ending in `unit_multiplier`.
         path: String,
+    },
+
+    /// `burst: 0`: a bucket of no tokens would refuse every request, which
+    /// `requests_per_unit: 0` already says plainly.
+    #[error(
+        "{at}: {path}: must be at least 1 (a bucket of no tokens refuses every request; write requests_per_unit: 0 for that)"
+    )]
+    ZeroBurst {
+        /// The burst value.
+        at: Position,
+        /// Path ending in `burst`.
+        path: String,
+    },
+
+    /// A period, burst or rate that the bucket maths cannot represent exactly (see
+    /// [`MAX_TOLERANCE_NANOS`](crate::MAX_TOLERANCE_NANOS) and
+    /// [`MAX_WINDOW_SECS`](crate::MAX_WINDOW_SECS)).
+    #[error("{at}: {path}: {value} is too large: {reason}; the largest allowed here is {largest}")]
+    TooLarge {
+        /// The value (the limit's map when the field is absent).
+        at: Position,
+        /// Path ending in the field.
+        path: String,
+        /// The value as written.
+        value: String,
+        /// The largest value the field may take, the limit's other values unchanged.
+        largest: String,
+        /// The bound passed, in words.
+        reason: &'static str,
     },
 
     /// An `algorithm` that is neither `token_bucket` nor `fixed_window`.
@@ -431,87 +444,51 @@ pub enum ConfigError {
         /// The first rule.
         first: Position,
     },
-}
 
-impl ConfigError {
-    /// Where the fault is, for every error but [`ConfigError::Io`].
-    pub fn position(&self) -> Option<&Position> {
-        match self {
-            Self::Io { .. } => None,
-            Self::Syntax { at, .. }
-            | Self::UnknownField { at, .. }
-            | Self::NonStringKey { at, .. }
-            | Self::WrongType { at, .. }
-            | Self::DuplicateYamlKey { at, .. }
-            | Self::Missing { at, .. }
-            | Self::Empty { at, .. }
-            | Self::DuplicateDescriptor { at, .. }
-            | Self::DuplicateDomain { at, .. }
-            | Self::UnknownUnit { at, .. }
-            | Self::MissingUnit { at, .. }
-            | Self::ConflictsWithUnlimited { at, .. }
-            | Self::ReplacesOwnRule { at, .. }
-            | Self::ShareThresholdWithoutWildcard { at, .. }
-            | Self::RateLimitAndRateLimits { at, .. }
-            | Self::BurstWithFixedWindow { at, .. }
-            | Self::ZeroUnitMultiplier { at, .. }
-            | Self::UnknownAlgorithm { at, .. }
-            | Self::DuplicateLimitName { at, .. }
-            | Self::UnlimitedNotAlone { at, .. }
-            | Self::BadDuration { at, .. }
-            | Self::FillIntervalTooShort { at, .. }
-            | Self::OutOfRange { at, .. }
-            | Self::UnknownValue { at, .. }
-            | Self::ActionKinds { at, .. }
-            | Self::MatcherKinds { at, .. }
-            | Self::BadHeaderName { at, .. }
-            | Self::DuplicateLocalDescriptor { at, .. }
-            | Self::DuplicateLocal { at, .. }
-            | Self::NothingToLimit { at, .. }
-            | Self::InvalidValue { at, .. }
-            | Self::Conflict { at, .. }
-            | Self::DuplicateRuleDescriptor { at, .. } => Some(at),
-        }
-    }
+    /// Descriptors nested deeper than [`LoadOptions::max_depth`](crate::LoadOptions::max_depth).
+    #[error(
+        "{at}: {path}: descriptors nested more than {max} levels deep (at most {max} are allowed: a request descriptor has at most that many entries)"
+    )]
+    TooDeep {
+        /// The first descriptor past the bound.
+        at: Position,
+        /// Its key path.
+        path: String,
+        /// The most levels allowed.
+        max: usize,
+    },
 
-    /// The key path of the fault (`domain` for a duplicate domain, `local` for a second local
-    /// section), for every error but [`ConfigError::Io`].
-    pub fn key_path(&self) -> Option<&str> {
-        match self {
-            Self::Io { .. } => None,
-            Self::DuplicateDomain { .. } => Some("domain"),
-            Self::DuplicateLocal { .. } => Some("local"),
-            Self::Syntax { path, .. }
-            | Self::UnknownField { path, .. }
-            | Self::NonStringKey { path, .. }
-            | Self::WrongType { path, .. }
-            | Self::DuplicateYamlKey { path, .. }
-            | Self::Missing { path, .. }
-            | Self::Empty { path, .. }
-            | Self::DuplicateDescriptor { path, .. }
-            | Self::UnknownUnit { path, .. }
-            | Self::MissingUnit { path, .. }
-            | Self::ConflictsWithUnlimited { path, .. }
-            | Self::ReplacesOwnRule { path, .. }
-            | Self::ShareThresholdWithoutWildcard { path, .. }
-            | Self::RateLimitAndRateLimits { path, .. }
-            | Self::BurstWithFixedWindow { path, .. }
-            | Self::ZeroUnitMultiplier { path, .. }
-            | Self::UnknownAlgorithm { path, .. }
-            | Self::DuplicateLimitName { path, .. }
-            | Self::UnlimitedNotAlone { path, .. }
-            | Self::BadDuration { path, .. }
-            | Self::FillIntervalTooShort { path, .. }
-            | Self::OutOfRange { path, .. }
-            | Self::UnknownValue { path, .. }
-            | Self::ActionKinds { path, .. }
-            | Self::MatcherKinds { path, .. }
-            | Self::BadHeaderName { path, .. }
-            | Self::DuplicateLocalDescriptor { path, .. }
-            | Self::NothingToLimit { path, .. }
-            | Self::InvalidValue { path, .. }
-            | Self::Conflict { path, .. }
-            | Self::DuplicateRuleDescriptor { path, .. } => Some(path),
-        }
-    }
+    /// Maps and lists nested deeper than the descriptors allowed need (deep `metadata`, or
+    /// nested lists where a value belongs).
+    #[error("{at}: {path}: maps and lists nested more than {max} levels deep (the most allowed)")]
+    NestedTooDeep {
+        /// Where the parser stopped.
+        at: Position,
+        /// Key path at (or just before) that point.
+        path: String,
+        /// The most levels allowed.
+        max: usize,
+    },
+
+    /// More YAML nodes in one file than [`LoadOptions::max_nodes`](crate::LoadOptions::max_nodes).
+    #[error(
+        "{at}: {path}: more than {max} YAML nodes (maps, lists and values) in one file (the most allowed)"
+    )]
+    TooManyNodes {
+        /// The node past the bound.
+        at: Position,
+        /// Its key path.
+        path: String,
+        /// The most nodes allowed.
+        max: usize,
+    },
+
+    /// A file that is not UTF-8 text.
+    #[error("{at}: {path}: not UTF-8 (quota files are UTF-8 text)")]
+    NotUtf8 {
+        /// The first byte that is not UTF-8 (its column counts the characters before it).
+        at: Position,
+        /// Key path of the last node before it.
+        path: String,
+    },
 }

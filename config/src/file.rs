@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::error::{ConfigError, Position};
+use crate::load::LoadOptions;
 
 /// One `---` document: one domain, this pod's local limits, or both.
 #[derive(Debug, Default, Deserialize)]
@@ -43,7 +44,7 @@ pub(crate) struct DescriptorDto {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitDto {
     pub unit: Option<Spanned<String>>,
-    pub requests_per_unit: Option<u32>,
+    pub requests_per_unit: Option<Spanned<u32>>,
     pub unlimited: Option<Spanned<bool>>,
     pub name: Option<Spanned<String>>,
     pub replaces: Option<Vec<Spanned<ReplacesDto>>>,
@@ -169,15 +170,20 @@ pub(crate) struct HeaderMatcherDto {
     pub invert_match: Option<bool>,
 }
 
-/// Parses every non-empty document of `text`; `file` names it in errors.
+/// Parses every non-empty document of `text` within the bounds of `load`; `file` names it
+/// in errors.
 pub(crate) fn parse_documents(
     file: &str,
     text: &str,
+    load: &LoadOptions,
 ) -> Result<Vec<Spanned<DomainFile>>, ConfigError> {
     // Snippets would copy source windows into the error; ours names file:line:column.
-    let options = serde_saphyr::options! { with_snippet: false };
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        budget: Some(crate::budget::yaml_budget(load)),
+    };
     serde_saphyr::from_str_multiple_with_options(text, options)
-        .map_err(|err| crate::yaml_error::convert(file, text, &err))
+        .map_err(|err| crate::yaml_error::convert(file, text, &err, load))
 }
 
 /// A serde-saphyr location as a [`Position`] in `file`.

@@ -7,7 +7,9 @@
 //! `docs/ratelimit-resource.md`.
 //!
 //! Modules: `load` ([`QuotaSet`], files and directories), `tree` ([`Domain`], matching),
-//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `local` ([`LocalSection`], after
+//! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `rate_limit` (the checks that
+//! make limits), `bounds` (the largest limits the
+//! bucket maths keeps exact, [`Excess`]), `local` ([`LocalSection`], after
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
 //! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
 //! mapped to a domain and descriptor rules).
@@ -31,19 +33,26 @@
 //! ```
 
 mod actions;
+mod bounds;
+mod budget;
 mod error;
 mod file;
 mod load;
 mod local;
 mod pattern;
+mod position;
 mod quota;
+mod rate_limit;
 pub mod resource;
 mod tree;
 mod yaml_error;
+mod yaml_nodes;
 
 pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
+pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
+pub use budget::METADATA_NESTING;
 pub use error::{ConfigError, Position};
-pub use load::{LoadOptions, QuotaSet, is_quota_file_name};
+pub use load::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, QuotaSet, is_quota_file_name};
 pub use local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
     Percent, TokenBucket,

@@ -11,14 +11,43 @@ use crate::local::{self, LocalSection};
 use crate::quota::Algorithm;
 use crate::tree::Domain;
 
+/// The default [`LoadOptions::max_depth`]: 32 levels, as many as the entries the RLS takes
+/// in one request descriptor by default, since a descriptor of N entries is matched by a
+/// rule N levels deep.
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+
+/// The default [`LoadOptions::max_nodes`].
+pub const DEFAULT_MAX_NODES: usize = 250_000;
+
 /// How to load quota files.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Let several documents define the same domain, adding their descriptors to it (the
     /// reference's `MERGE_DOMAIN_CONFIG`). Off: a repeated domain is an error.
     pub merge_domains: bool,
     /// The algorithm of limits that do not name one.
     pub default_algorithm: Algorithm,
+    /// How many levels deep descriptors may nest ([`DEFAULT_MAX_DEPTH`]). A rule N levels
+    /// deep is reached only by request descriptors of N entries, so this should be at
+    /// least the most entries a request may carry. The file may nest maps and lists as
+    /// deep as these descriptors need, and `metadata` [`METADATA_NESTING`](crate::METADATA_NESTING)
+    /// levels more; the parser refuses deeper text before building anything.
+    pub max_depth: usize,
+    /// How many YAML nodes (maps, lists and values) one file may hold
+    /// ([`DEFAULT_MAX_NODES`]), counted while parsing, so an oversized file is refused
+    /// before it is built.
+    pub max_nodes: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            merge_domains: false,
+            default_algorithm: Algorithm::default(),
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_nodes: DEFAULT_MAX_NODES,
+        }
+    }
 }
 
 /// Every domain of a load, and its `local` section if one document has it; immutable once
@@ -54,17 +83,20 @@ impl QuotaSet {
         let texts = files
             .iter()
             .map(|file| {
-                let text = fs::read_to_string(file).map_err(|source| ConfigError::Io {
+                let bytes = fs::read(file).map_err(|source| ConfigError::Io {
                     path: file.clone(),
                     source,
                 })?;
-                Ok((file.display().to_string(), text))
+                let name = file.display().to_string();
+                let text = utf8(&name, bytes, options)?;
+                Ok((name, text))
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let sources = texts
+        let sources: Vec<_> = texts
             .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str()));
-        Self::build(sources, options, files.clone())
+            .map(|(name, text)| (name.as_str(), text.as_str()))
+            .collect();
+        on_deep_stack(options, || Self::build(sources, options, files.clone()))
     }
 
     /// Loads several named sources (the name is used in errors, then the YAML text), as if
@@ -78,7 +110,7 @@ impl QuotaSet {
             .iter()
             .map(|(name, _)| PathBuf::from(name))
             .collect();
-        Self::build(sources, options, files)
+        on_deep_stack(options, || Self::build(sources, options, files))
     }
 
     /// The domain named `name`.
@@ -118,7 +150,7 @@ impl QuotaSet {
         let mut seen: HashMap<String, (usize, Position)> = HashMap::new();
         let mut local: Option<(LocalSection, Position)> = None;
         for (name, text) in sources {
-            for document in crate::resource::documents(name, text)? {
+            for document in crate::resource::documents(name, text, options)? {
                 let document = document.into_served();
                 let root = file::position(name, &document.referenced);
                 let doc = document.value;
@@ -168,7 +200,7 @@ impl QuotaSet {
                     }
                 };
                 let descriptors = doc.descriptors.unwrap_or_default();
-                domains[index].add_descriptors(name, descriptors, options.default_algorithm)?;
+                domains[index].add_descriptors(name, descriptors, options)?;
             }
         }
         domains.sort_by(|a, b| a.name().cmp(b.name()));
@@ -187,6 +219,61 @@ impl QuotaSet {
             local: local.map(|(section, _)| section),
         })
     }
+}
+
+/// Stack a load needs per level of descriptors: parsing and building recurse once per level,
+/// about 100 KiB a level unoptimised and 16 KiB optimised.
+const STACK_PER_LEVEL: usize = 256 << 10;
+
+/// Runs `load` on a thread whose stack fits [`LoadOptions::max_depth`] levels, so that a
+/// deep file cannot overflow the caller's (a tokio worker or a test has 2 MiB, which an
+/// unoptimised build spends in about 16 levels). Only the pages used are committed. Should
+/// no thread start, it runs here.
+fn on_deep_stack<T: Send>(options: &LoadOptions, load: impl FnOnce() -> T + Send) -> T {
+    let size = options
+        .max_depth
+        .saturating_mul(STACK_PER_LEVEL)
+        .saturating_add(1 << 20)
+        .min(1 << 30);
+    let mut job = Some(load);
+    let spawned = std::thread::scope(|scope| {
+        let job = &mut job;
+        std::thread::Builder::new()
+            .name("quota-load".to_owned())
+            .stack_size(size)
+            .spawn_scoped(scope, move || job.take().map(|load| load()))
+            .map(|thread| thread.join())
+    });
+    match spawned {
+        Ok(Ok(Some(loaded))) => loaded,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Ok(Ok(None)) | Err(_) => match job.take() {
+            Some(load) => load(),
+            None => unreachable!("a load that ran returned"),
+        },
+    }
+}
+
+/// The text of a file, or where it stops being UTF-8.
+fn utf8(name: &str, bytes: Vec<u8>, options: &LoadOptions) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|err| {
+        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        // Valid by construction: the prefix `from_utf8` vouched for.
+        let before = std::str::from_utf8(valid).unwrap_or_default();
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let at = Position {
+            file: name.to_owned(),
+            line: file::saturate(before.matches('\n').count() as u64 + 1),
+            column: file::saturate(before[line_start..].chars().count() as u64 + 1),
+        };
+        // The key path of the last node before the fault, read from the valid part.
+        let place = (u64::from(at.line), u64::from(at.column));
+        let found = crate::yaml_error::locate(before, place, crate::budget::nesting(options));
+        let path = found
+            .value()
+            .map_or_else(|| crate::yaml_nodes::ROOT.to_owned(), |n| n.display_path());
+        ConfigError::NotUtf8 { at, path }
+    })
 }
 
 /// True for the name of a file a directory's quota set reads: not hidden (editors' swap

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use crate::actions::{self, RateLimitActions};
+use crate::bounds;
 use crate::error::{ConfigError, Position};
 use crate::file::{self, LocalDescriptorDto, LocalDto, TokenBucketDto};
 
@@ -172,49 +173,9 @@ pub(crate) fn section(file: &str, dto: Spanned<LocalDto>) -> Result<LocalSection
         .enumerate()
         .map(|(i, item)| actions::rate_limit(file, &format!("local.rate_limits[{i}]"), item))
         .collect::<Result<_, _>>()?;
-    let max_dynamic_descriptors = match dto.max_dynamic_descriptors {
-        None => NonZeroU32::new(DEFAULT_MAX_DYNAMIC_DESCRIPTORS).unwrap_or(NonZeroU32::MIN),
-        Some(n) => NonZeroU32::new(n.value).ok_or_else(|| ConfigError::OutOfRange {
-            at: file::position(file, &n.referenced),
-            path: "local.max_dynamic_descriptors".to_owned(),
-            value: "0".to_owned(),
-            expected: "at least 1",
-        })?,
-    };
-    let percent = |field: &str, value: Option<Spanned<f64>>| match value {
-        None => Ok(Percent::ALL),
-        Some(p) => Percent::from_percent(p.value).ok_or_else(|| ConfigError::OutOfRange {
-            at: file::position(file, &p.referenced),
-            path: format!("local.{field}"),
-            value: p.value.to_string(),
-            expected: "a percent from 0 to 100",
-        }),
-    };
-    let status = match dto.status {
-        None => 429,
-        Some(s) if (400..=599).contains(&s.value) => s.value,
-        Some(s) => {
-            return Err(ConfigError::OutOfRange {
-                at: file::position(file, &s.referenced),
-                path: "local.status".to_owned(),
-                value: s.value.to_string(),
-                expected: "an HTTP error status from 400 to 599",
-            });
-        }
-    };
-    let enable_x_ratelimit_headers = match dto.enable_x_ratelimit_headers {
-        None => true,
-        Some(v) if v.value.eq_ignore_ascii_case("DRAFT_VERSION_03") => true,
-        Some(v) if v.value.eq_ignore_ascii_case("OFF") => false,
-        Some(v) => {
-            return Err(ConfigError::UnknownValue {
-                at: file::position(file, &v.referenced),
-                path: "local.enable_x_ratelimit_headers".to_owned(),
-                value: v.value,
-                expected: "DRAFT_VERSION_03 or OFF",
-            });
-        }
-    };
+    let max_dynamic_descriptors = max_dynamic_descriptors(file, dto.max_dynamic_descriptors)?;
+    let status = status(file, dto.status)?;
+    let enable_x_ratelimit_headers = x_ratelimit_headers(file, dto.enable_x_ratelimit_headers)?;
     Ok(LocalSection {
         token_bucket,
         descriptors,
@@ -223,13 +184,72 @@ pub(crate) fn section(file: &str, dto: Spanned<LocalDto>) -> Result<LocalSection
             .always_consume_default_token_bucket
             .unwrap_or(true),
         max_dynamic_descriptors,
-        filter_enabled: percent("filter_enabled", dto.filter_enabled)?,
-        filter_enforced: percent("filter_enforced", dto.filter_enforced)?,
+        filter_enabled: percent(file, "filter_enabled", dto.filter_enabled)?,
+        filter_enforced: percent(file, "filter_enforced", dto.filter_enforced)?,
         status,
         rate_limited_as_resource_exhausted: dto.rate_limited_as_resource_exhausted.unwrap_or(true),
         enable_x_ratelimit_headers,
         origin: at.to_string(),
     })
+}
+
+/// `max_dynamic_descriptors`: at least 1, [`DEFAULT_MAX_DYNAMIC_DESCRIPTORS`] when absent.
+fn max_dynamic_descriptors(
+    file: &str,
+    value: Option<Spanned<u32>>,
+) -> Result<NonZeroU32, ConfigError> {
+    match value {
+        None => Ok(NonZeroU32::new(DEFAULT_MAX_DYNAMIC_DESCRIPTORS).unwrap_or(NonZeroU32::MIN)),
+        Some(n) => NonZeroU32::new(n.value).ok_or_else(|| ConfigError::OutOfRange {
+            at: file::position(file, &n.referenced),
+            path: "local.max_dynamic_descriptors".to_owned(),
+            value: "0".to_owned(),
+            expected: "at least 1",
+        }),
+    }
+}
+
+/// A percent field of the section (`filter_enabled`, `filter_enforced`): 0 to 100, all
+/// when absent.
+fn percent(file: &str, field: &str, value: Option<Spanned<f64>>) -> Result<Percent, ConfigError> {
+    match value {
+        None => Ok(Percent::ALL),
+        Some(p) => Percent::from_percent(p.value).ok_or_else(|| ConfigError::OutOfRange {
+            at: file::position(file, &p.referenced),
+            path: format!("local.{field}"),
+            value: p.value.to_string(),
+            expected: "a percent from 0 to 100",
+        }),
+    }
+}
+
+/// `status`: an HTTP error status, 429 when absent.
+fn status(file: &str, value: Option<Spanned<u16>>) -> Result<u16, ConfigError> {
+    match value {
+        None => Ok(429),
+        Some(s) if (400..=599).contains(&s.value) => Ok(s.value),
+        Some(s) => Err(ConfigError::OutOfRange {
+            at: file::position(file, &s.referenced),
+            path: "local.status".to_owned(),
+            value: s.value.to_string(),
+            expected: "an HTTP error status from 400 to 599",
+        }),
+    }
+}
+
+/// `enable_x_ratelimit_headers`: `DRAFT_VERSION_03` (the default) or `OFF`, in any case.
+fn x_ratelimit_headers(file: &str, value: Option<Spanned<String>>) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(true),
+        Some(v) if v.value.eq_ignore_ascii_case("DRAFT_VERSION_03") => Ok(true),
+        Some(v) if v.value.eq_ignore_ascii_case("OFF") => Ok(false),
+        Some(v) => Err(ConfigError::UnknownValue {
+            at: file::position(file, &v.referenced),
+            path: "local.enable_x_ratelimit_headers".to_owned(),
+            value: v.value,
+            expected: "DRAFT_VERSION_03 or OFF",
+        }),
+    }
 }
 
 /// Validates the descriptors, refusing two with the same entries.
@@ -353,6 +373,21 @@ fn token_bucket(
             path: format!("{path}.fill_interval"),
             value: interval.value.clone(),
         });
+    }
+    let written = &interval.value;
+    if let Some(excess) = bounds::local_excess(
+        tokens_per_fill.get(),
+        fill_interval,
+        written,
+        max_tokens.value,
+    ) {
+        return Err(
+            excess.refusal(file, path, &dto.referenced, |field| match field {
+                "tokens_per_fill" => dto.value.tokens_per_fill.as_ref().map(|v| &v.referenced),
+                "max_tokens" => Some(&max_tokens.referenced),
+                _ => Some(&interval.referenced),
+            }),
+        );
     }
     Ok(TokenBucket {
         max_tokens: max_tokens.value,

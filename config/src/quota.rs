@@ -1,15 +1,11 @@
-//! [`Limit`] and [`Rule`], the validated quota of one descriptor node, and the checks that
-//! turn a `rate_limit`/`rate_limits` DTO into them (so an invalid limit cannot exist).
+//! [`Limit`] and [`Rule`], the validated quota of one descriptor node, with its [`Unit`] and
+//! [`Algorithm`]; `rate_limit.rs` holds the checks that make them.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use serde_saphyr::Spanned;
-
-use crate::error::{ConfigError, Position};
-use crate::file::{self, DescriptorDto, RateLimitDto};
+use crate::bounds::{self, Excess};
 
 /// How a limit counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -31,7 +27,7 @@ impl Algorithm {
         }
     }
 
-    fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         match name {
             "token_bucket" => Some(Self::TokenBucket),
             "fixed_window" => Some(Self::FixedWindow),
@@ -127,7 +123,8 @@ pub struct Limit {
     pub unit_multiplier: NonZeroU32,
     /// Requests allowed per period; 0 blocks everything.
     pub requests_per_unit: u32,
-    /// Token-bucket capacity; equals `requests_per_unit` unless given (token bucket only).
+    /// Token-bucket capacity; equals `requests_per_unit` unless given (token bucket only),
+    /// and at least 1 when given.
     pub burst: u32,
     /// How the limit counts.
     pub algorithm: Algorithm,
@@ -144,6 +141,36 @@ impl Limit {
     /// The period in seconds.
     pub fn period_secs(&self) -> u64 {
         self.unit.seconds() * u64::from(self.unit_multiplier.get())
+    }
+
+    /// The value of this limit that the bucket maths cannot represent exactly, if any (see
+    /// [`MAX_TOLERANCE_NANOS`](crate::MAX_TOLERANCE_NANOS) and
+    /// [`MAX_WINDOW_SECS`](crate::MAX_WINDOW_SECS)). Quota files are checked when they
+    /// load; a limit made otherwise, such as one a request carries, is checked with this.
+    pub fn excess(&self) -> Option<Excess> {
+        let multiplier = self.unit_multiplier.get();
+        match self.algorithm {
+            Algorithm::FixedWindow => bounds::window_excess(self.unit.seconds(), multiplier),
+            Algorithm::TokenBucket => {
+                let unit_nanos = u128::from(self.unit.seconds()) * bounds::NANOS_PER_SEC;
+                let period_nanos = unit_nanos * u128::from(multiplier);
+                // A burst equal to the rate reads as the default: the period is blamed.
+                let burst_given = self.burst != self.requests_per_unit;
+                let excess = bounds::token_bucket(
+                    self.requests_per_unit,
+                    period_nanos,
+                    self.burst,
+                    burst_given,
+                )?;
+                Some(bounds::rule_excess(
+                    excess,
+                    self.requests_per_unit,
+                    unit_nanos,
+                    multiplier,
+                    self.burst,
+                ))
+            }
+        }
     }
 }
 
@@ -218,6 +245,12 @@ impl Rule {
     /// own (the reference applies those too).
     pub fn replaces(&self) -> &[String] {
         &self.replaces
+    }
+
+    /// The descriptor keys on the path from the domain root to this rule, in order: the
+    /// order in which a request's entries must come to reach it.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|step| step.key.as_str())
     }
 
     /// Whether [`Rule::stats_key_for`] depends on the request's values (`detailed_metric`,
@@ -302,204 +335,4 @@ impl Rule {
             part(entry_key, suffix);
         }
     }
-}
-
-/// What the limits of one descriptor validate to.
-pub(crate) struct RuleLimits {
-    pub limits: Vec<Limit>,
-    pub unlimited: bool,
-    pub replaces: Vec<String>,
-}
-
-/// Validates a descriptor's `rate_limit` / `rate_limits` (`None` when it has neither).
-/// `path` is the descriptor's key path.
-pub(crate) fn rule_limits(
-    file: &str,
-    path: &str,
-    dto: &DescriptorDto,
-    default_algorithm: Algorithm,
-) -> Result<Option<RuleLimits>, ConfigError> {
-    let specs: Vec<(&Spanned<RateLimitDto>, String)> = match (&dto.rate_limit, &dto.rate_limits) {
-        (None, None) => return Ok(None),
-        (Some(_), Some(list)) => {
-            return Err(ConfigError::RateLimitAndRateLimits {
-                at: file::position(file, &list.referenced),
-                path: format!("{path}.rate_limits"),
-            });
-        }
-        (Some(one), None) => vec![(one, format!("{path}.rate_limit"))],
-        (None, Some(list)) if list.value.is_empty() => {
-            return Err(ConfigError::Empty {
-                at: file::position(file, &list.referenced),
-                path: format!("{path}.rate_limits"),
-            });
-        }
-        (None, Some(list)) => list
-            .value
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| (spec, format!("{path}.rate_limits[{i}]")))
-            .collect(),
-    };
-
-    let mut limits = Vec::with_capacity(specs.len());
-    let mut unlimited = false;
-    let mut replaces = Vec::new();
-    let mut names: HashMap<&str, Position> = HashMap::new();
-    for (spec, spec_path) in &specs {
-        let dto = &spec.value;
-        if let Some(name) = dto.name.as_ref().filter(|n| !n.value.is_empty()) {
-            let at = file::position(file, &name.referenced);
-            if let Some(first) = names.insert(&name.value, at.clone()) {
-                return Err(ConfigError::DuplicateLimitName {
-                    at,
-                    path: format!("{spec_path}.name"),
-                    name: name.value.clone(),
-                    first,
-                });
-            }
-        }
-        match limit(file, spec_path, spec, default_algorithm)? {
-            Some(limit) => {
-                replaces.extend(limit.replaces.iter().cloned());
-                limits.push(limit);
-            }
-            None if specs.len() > 1 => {
-                let flag = dto
-                    .unlimited
-                    .as_ref()
-                    .map_or(&spec.referenced, |u| &u.referenced);
-                return Err(ConfigError::UnlimitedNotAlone {
-                    at: file::position(file, flag),
-                    path: format!("{spec_path}.unlimited"),
-                });
-            }
-            None => {
-                unlimited = true;
-                replaces.extend(replaces_names(file, spec_path, dto)?);
-            }
-        }
-    }
-    // `replaces` may not name a limit of this same descriptor (the reference: "replaces
-    // should not contain name of same descriptor").
-    for (spec, spec_path) in &specs {
-        for (i, entry) in spec.value.replaces.iter().flatten().enumerate() {
-            if let Some(name) = &entry.value.name
-                && names.contains_key(name.value.as_str())
-            {
-                return Err(ConfigError::ReplacesOwnRule {
-                    at: file::position(file, &name.referenced),
-                    path: format!("{spec_path}.replaces[{i}].name"),
-                    name: name.value.clone(),
-                });
-            }
-        }
-    }
-    Ok(Some(RuleLimits {
-        limits,
-        unlimited,
-        replaces,
-    }))
-}
-
-/// Validates one limit map; `None` for `unlimited: true`.
-fn limit(
-    file: &str,
-    path: &str,
-    spec: &Spanned<RateLimitDto>,
-    default_algorithm: Algorithm,
-) -> Result<Option<Limit>, ConfigError> {
-    let dto = &spec.value;
-    let at = |location: &serde_saphyr::Location| file::position(file, location);
-    if dto.unlimited.as_ref().is_some_and(|u| u.value) {
-        let conflicts = [
-            ("unit", dto.unit.as_ref().map(|s| &s.referenced)),
-            ("algorithm", dto.algorithm.as_ref().map(|s| &s.referenced)),
-            ("burst", dto.burst.as_ref().map(|s| &s.referenced)),
-            (
-                "unit_multiplier",
-                dto.unit_multiplier.as_ref().map(|s| &s.referenced),
-            ),
-        ];
-        if let Some((field, Some(location))) = conflicts.into_iter().find(|(_, l)| l.is_some()) {
-            return Err(ConfigError::ConflictsWithUnlimited {
-                at: at(location),
-                path: format!("{path}.{field}"),
-            });
-        }
-        return Ok(None);
-    }
-
-    let unit = match &dto.unit {
-        None => {
-            return Err(ConfigError::MissingUnit {
-                at: at(&spec.referenced),
-                path: path.to_owned(),
-            });
-        }
-        Some(unit) => Unit::from_name(&unit.value).ok_or_else(|| ConfigError::UnknownUnit {
-            at: at(&unit.referenced),
-            path: format!("{path}.unit"),
-            unit: unit.value.clone(),
-        })?,
-    };
-    let algorithm = match &dto.algorithm {
-        None => default_algorithm,
-        Some(name) => {
-            Algorithm::from_name(&name.value).ok_or_else(|| ConfigError::UnknownAlgorithm {
-                at: at(&name.referenced),
-                path: format!("{path}.algorithm"),
-                algorithm: name.value.clone(),
-            })?
-        }
-    };
-    let requests_per_unit = dto.requests_per_unit.unwrap_or(0);
-    let burst = match (&dto.burst, algorithm) {
-        (None, _) => requests_per_unit,
-        (Some(burst), Algorithm::TokenBucket) => burst.value,
-        (Some(burst), Algorithm::FixedWindow) => {
-            return Err(ConfigError::BurstWithFixedWindow {
-                at: at(&burst.referenced),
-                path: format!("{path}.burst"),
-            });
-        }
-    };
-    let unit_multiplier = match &dto.unit_multiplier {
-        None => NonZeroU32::MIN,
-        Some(m) => NonZeroU32::new(m.value).ok_or_else(|| ConfigError::ZeroUnitMultiplier {
-            at: at(&m.referenced),
-            path: format!("{path}.unit_multiplier"),
-        })?,
-    };
-    Ok(Some(Limit {
-        name: dto
-            .name
-            .as_ref()
-            .map(|n| n.value.clone())
-            .filter(|n| !n.is_empty()),
-        unit,
-        unit_multiplier,
-        requests_per_unit,
-        burst,
-        algorithm,
-        replaces: replaces_names(file, path, dto)?,
-    }))
-}
-
-/// The names of a limit's `replaces` entries, each required and non-empty.
-fn replaces_names(file: &str, path: &str, dto: &RateLimitDto) -> Result<Vec<String>, ConfigError> {
-    let entries = dto.replaces.iter().flatten().enumerate();
-    entries
-        .map(|(i, entry)| match &entry.value.name {
-            None => Err(ConfigError::Missing {
-                at: file::position(file, &entry.referenced),
-                path: format!("{path}.replaces[{i}].name"),
-            }),
-            Some(name) if name.value.is_empty() => Err(ConfigError::Empty {
-                at: file::position(file, &name.referenced),
-                path: format!("{path}.replaces[{i}].name"),
-            }),
-            Some(name) => Ok(name.value.clone()),
-        })
-        .collect()
 }

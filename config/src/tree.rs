@@ -7,8 +7,10 @@ use serde_saphyr::Spanned;
 
 use crate::error::{ConfigError, Position};
 use crate::file::{self, DescriptorDto};
+use crate::load::LoadOptions;
 use crate::pattern::Pattern;
-use crate::quota::{self, Algorithm, Rule, Step, StepValue};
+use crate::quota::{Algorithm, Rule, Step, StepValue};
+use crate::rate_limit;
 
 /// Index of a node in [`Domain::nodes`].
 type NodeId = usize;
@@ -142,13 +144,14 @@ impl Domain {
         &mut self,
         file: &str,
         descriptors: Vec<Spanned<DescriptorDto>>,
-        default_algorithm: Algorithm,
+        options: &LoadOptions,
     ) -> Result<(), ConfigError> {
         let mut root = std::mem::take(&mut self.root);
         let mut builder = Builder {
             domain: self,
             file,
-            default_algorithm,
+            default_algorithm: options.default_algorithm,
+            max_depth: options.max_depth,
             steps: Vec::new(),
         };
         let result = builder.level(&mut root, "", descriptors);
@@ -162,6 +165,8 @@ struct Builder<'d, 'f> {
     domain: &'d mut Domain,
     file: &'f str,
     default_algorithm: Algorithm,
+    /// How many levels deep descriptors may nest.
+    max_depth: usize,
     /// The path from the root to the level being built.
     steps: Vec<Step>,
 }
@@ -186,56 +191,22 @@ impl Builder<'_, '_> {
         Ok(())
     }
 
+    /// Adds one descriptor at `path` (defined at `at`) to `level`, then its children.
     fn descriptor(
         &mut self,
         level: &mut Level,
         path: String,
         at: Position,
-        dto: DescriptorDto,
+        mut dto: DescriptorDto,
     ) -> Result<(), ConfigError> {
-        let key = match &dto.key {
-            None => {
-                return Err(ConfigError::Missing {
-                    at,
-                    path: format!("{path}.key"),
-                });
-            }
-            Some(key) if key.value.is_empty() => {
-                return Err(ConfigError::Empty {
-                    at: file::position(self.file, &key.referenced),
-                    path: format!("{path}.key"),
-                });
-            }
-            Some(key) => key.value.clone(),
-        };
-        let value = match dto.value.as_ref().map(|v| v.value.as_str()) {
-            None | Some("") => StepValue::Default,
-            Some(v) if v.contains('*') => StepValue::Wildcard(v.to_owned()),
-            Some(v) => StepValue::Exact(v.to_owned()),
-        };
-        let share_threshold = match &dto.share_threshold {
-            Some(flag) if flag.value => {
-                if !matches!(value, StepValue::Wildcard(_)) {
-                    return Err(ConfigError::ShareThresholdWithoutWildcard {
-                        at: file::position(self.file, &flag.referenced),
-                        path: format!("{path}.share_threshold"),
-                        value: dto
-                            .value
-                            .as_ref()
-                            .map_or("absent".to_owned(), |v| format!("{:?}", v.value)),
-                    });
-                }
-                true
-            }
-            _ => false,
-        };
-        let step = Step {
-            key,
-            value,
-            value_to_metric: dto.value_to_metric.unwrap_or(false),
-            share_threshold,
-        };
-
+        if self.steps.len() >= self.max_depth {
+            return Err(ConfigError::TooDeep {
+                at,
+                path,
+                max: self.max_depth,
+            });
+        }
+        let step = step(self.file, &path, &at, &dto)?;
         let group = level.keys.entry(step.key.clone()).or_default();
         if let Some(first) = group.existing(&step.value) {
             return Err(ConfigError::DuplicateDescriptor {
@@ -254,24 +225,7 @@ impl Builder<'_, '_> {
         });
         self.steps.push(step);
 
-        if let Some(limits) = quota::rule_limits(self.file, &path, &dto, self.default_algorithm)? {
-            let stats_key = self.stats_key(None);
-            let rule = Rule {
-                limits: limits.limits,
-                unlimited: limits.unlimited,
-                shadow_mode: dto.shadow_mode.unwrap_or(false),
-                quota_mode: dto.quota_mode.unwrap_or(false),
-                detailed_metric: dto.detailed_metric.unwrap_or(false),
-                value_to_metric: dto.value_to_metric.unwrap_or(false),
-                metadata: dto.metadata,
-                shared_values: self.steps.iter().map(shared_value).collect(),
-                stats_key,
-                origin: at.to_string(),
-                index: 0,
-                domain_len: self.domain.name.len(),
-                steps: self.steps.clone(),
-                replaces: limits.replaces,
-            };
+        if let Some(rule) = self.rule(&path, &at, &mut dto)? {
             self.domain.nodes[id].rule = Some(self.domain.rules.len());
             self.domain.rules.push(rule);
         }
@@ -283,6 +237,35 @@ impl Builder<'_, '_> {
         result
     }
 
+    /// The rule of the descriptor at the end of the current path, if it has limits.
+    fn rule(
+        &self,
+        path: &str,
+        at: &Position,
+        dto: &mut DescriptorDto,
+    ) -> Result<Option<Rule>, ConfigError> {
+        let Some(limits) = rate_limit::rule_limits(self.file, path, dto, self.default_algorithm)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Rule {
+            limits: limits.limits,
+            unlimited: limits.unlimited,
+            shadow_mode: dto.shadow_mode.unwrap_or(false),
+            quota_mode: dto.quota_mode.unwrap_or(false),
+            detailed_metric: dto.detailed_metric.unwrap_or(false),
+            value_to_metric: dto.value_to_metric.unwrap_or(false),
+            metadata: dto.metadata.take(),
+            shared_values: self.steps.iter().map(shared_value).collect(),
+            stats_key: self.stats_key(None),
+            origin: at.to_string(),
+            index: 0,
+            domain_len: self.domain.name.len(),
+            steps: self.steps.clone(),
+            replaces: limits.replaces,
+        }))
+    }
+
     /// `domain.k1_v1.k2...` for the current path, plus `extra` if given.
     fn stats_key(&self, extra: Option<&Step>) -> String {
         let mut key = self.domain.name.clone();
@@ -292,6 +275,53 @@ impl Builder<'_, '_> {
         }
         key
     }
+}
+
+/// The step a descriptor adds to the path: its key (required, non-empty), its value (exact,
+/// wildcard or default), and `share_threshold`, which needs a wildcard.
+fn step(file: &str, path: &str, at: &Position, dto: &DescriptorDto) -> Result<Step, ConfigError> {
+    let key = match &dto.key {
+        None => {
+            return Err(ConfigError::Missing {
+                at: at.clone(),
+                path: format!("{path}.key"),
+            });
+        }
+        Some(key) if key.value.is_empty() => {
+            return Err(ConfigError::Empty {
+                at: file::position(file, &key.referenced),
+                path: format!("{path}.key"),
+            });
+        }
+        Some(key) => key.value.clone(),
+    };
+    let value = match dto.value.as_ref().map(|v| v.value.as_str()) {
+        None | Some("") => StepValue::Default,
+        Some(v) if v.contains('*') => StepValue::Wildcard(v.to_owned()),
+        Some(v) => StepValue::Exact(v.to_owned()),
+    };
+    let share_threshold = match &dto.share_threshold {
+        Some(flag) if flag.value => {
+            if !matches!(value, StepValue::Wildcard(_)) {
+                return Err(ConfigError::ShareThresholdWithoutWildcard {
+                    at: file::position(file, &flag.referenced),
+                    path: format!("{path}.share_threshold"),
+                    value: dto
+                        .value
+                        .as_ref()
+                        .map_or("absent".to_owned(), |v| format!("{:?}", v.value)),
+                });
+            }
+            true
+        }
+        _ => false,
+    };
+    Ok(Step {
+        key,
+        value,
+        value_to_metric: dto.value_to_metric.unwrap_or(false),
+        share_threshold,
+    })
 }
 
 /// The pattern that names a `share_threshold` depth's bucket.

@@ -1,17 +1,15 @@
 //! `convert`: serde-saphyr errors into [`ConfigError`]s with a key path. serde-saphyr gives
-//! a line and column only, so on error the text is replayed as parser events up to there,
-//! tracking each node's path (no cost on the success path).
+//! a line and column only, so on error the text is replayed as parser events up to there
+//! ([`Nodes`]), tracking each node's path (no cost on the success path).
 
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 use serde_saphyr::{DefaultMessageFormatter, Error, MessageFormatter};
 
 use crate::error::{ConfigError, Position};
+use crate::load::LoadOptions;
+use crate::yaml_nodes::{Kind, Node, Nodes, ROOT};
 
-/// The path printed for the document itself.
-const ROOT: &str = "(root)";
-
-/// Converts `err`, raised while deserializing `text` (named `file`).
-pub(crate) fn convert(file: &str, text: &str, err: &Error) -> ConfigError {
+/// Converts `err`, raised while deserializing `text` (named `file`) with `options`.
+pub(crate) fn convert(file: &str, text: &str, err: &Error, options: &LoadOptions) -> ConfigError {
     let err = innermost(err);
     let (line, column) = err
         .location()
@@ -23,7 +21,10 @@ pub(crate) fn convert(file: &str, text: &str, err: &Error) -> ConfigError {
         line: crate::file::saturate(line),
         column: crate::file::saturate(column),
     };
-    let found = locate(text, (line, column));
+    if let Error::Budget { breach, .. } = err {
+        return crate::budget::refusal(text, breach, at, options);
+    }
+    let found = locate(text, (line, column), 0);
     match err {
         Error::SerdeUnknownField {
             field, expected, ..
@@ -116,33 +117,7 @@ fn message(err: &Error) -> String {
         .collect()
 }
 
-/// A YAML node met while replaying the events.
-#[derive(Debug)]
-struct Node {
-    /// Key path, `descriptors[0].rate_limit.unit`; empty for the document root.
-    path: String,
-    /// Whether the node is a map key (else a value or list item).
-    is_key: bool,
-    kind: Kind,
-}
-
-#[derive(Debug)]
-enum Kind {
-    Scalar { text: String, plain: bool },
-    Map,
-    List,
-    Alias,
-}
-
 impl Node {
-    fn display_path(&self) -> String {
-        if self.path.is_empty() {
-            ROOT.to_owned()
-        } else {
-            self.path.clone()
-        }
-    }
-
     /// Whether YAML reads this scalar as a number, boolean or null rather than a string.
     fn reads_as_non_string(&self) -> bool {
         let Kind::Scalar { text, plain: true } = &self.kind else {
@@ -195,7 +170,7 @@ impl Node {
 
 /// The nodes at and just before a position.
 #[derive(Debug, Default)]
-struct Located {
+pub(crate) struct Located {
     /// Nodes starting exactly there, outermost first (a block map starts where its first
     /// key does).
     at: Vec<Node>,
@@ -205,7 +180,7 @@ struct Located {
 
 impl Located {
     /// The node an error about a key means: the key starting there.
-    fn key(&self) -> Option<&Node> {
+    pub fn key(&self) -> Option<&Node> {
         self.at
             .iter()
             .find(|n| n.is_key)
@@ -214,85 +189,19 @@ impl Located {
     }
 
     /// The node an error about a value means: the outermost node starting there.
-    fn value(&self) -> Option<&Node> {
+    pub fn value(&self) -> Option<&Node> {
         self.at.first().or(self.before.as_ref())
     }
 }
 
-/// Open collections while replaying.
-enum Frame {
-    /// `key` is the key whose value comes next, `None` while a key is expected.
-    Map {
-        path: String,
-        key: Option<String>,
-    },
-    List {
-        path: String,
-        next: usize,
-    },
-}
-
-/// Replays the parser's events up to `target` (1-based line, column) and returns the nodes
-/// there. Stops early at a syntax error, so the last node read is the one before the fault.
-fn locate(text: &str, target: (u64, u64)) -> Located {
-    let mut stack: Vec<Frame> = Vec::new();
+/// The nodes at `target` (1-based line, column) of `text`, replayed allowing `nesting`
+/// levels. Stops early at a syntax error, so the last node read is the one before the fault.
+pub(crate) fn locate(text: &str, target: (u64, u64), nesting: usize) -> Located {
     let mut found = Located::default();
-    for item in Parser::new_from_str(text) {
-        let Ok((event, span)) = item else { break };
-        let start = (span.start.line() as u64, span.start.col() as u64 + 1);
+    for (start, node) in Nodes::new(text, nesting) {
         if start > target {
             break;
         }
-        let kind = match event {
-            Event::DocumentStart(..) => {
-                stack.clear();
-                continue;
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-                continue;
-            }
-            Event::Scalar(text, style, ..) => Kind::Scalar {
-                text: text.into_owned(),
-                plain: style == ScalarStyle::Plain,
-            },
-            Event::MappingStart(..) => Kind::Map,
-            Event::SequenceStart(..) => Kind::List,
-            Event::Alias(..) => Kind::Alias,
-            _ => continue,
-        };
-        let (path, is_key) = match stack.last_mut() {
-            None => (String::new(), false),
-            Some(Frame::Map { path, key }) => match key.take() {
-                Some(k) => (join(path, &k), false),
-                None => {
-                    let k = match &kind {
-                        Kind::Scalar { text, .. } => text.clone(),
-                        _ => "?".to_owned(),
-                    };
-                    let p = join(path, &k);
-                    *key = Some(k);
-                    (p, true)
-                }
-            },
-            Some(Frame::List { path, next }) => {
-                let p = format!("{path}[{next}]");
-                *next += 1;
-                (p, false)
-            }
-        };
-        match kind {
-            Kind::Map => stack.push(Frame::Map {
-                path: path.clone(),
-                key: None,
-            }),
-            Kind::List => stack.push(Frame::List {
-                path: path.clone(),
-                next: 0,
-            }),
-            _ => {}
-        }
-        let node = Node { path, is_key, kind };
         if start == target {
             found.at.push(node);
         } else {
@@ -302,14 +211,6 @@ fn locate(text: &str, target: (u64, u64)) -> Located {
     found
 }
 
-fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,14 +218,14 @@ mod tests {
     #[test]
     fn locate_names_the_key_and_the_value_at_a_position() {
         let text = "domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: day\n";
-        let found = locate(text, (5, 7));
+        let found = locate(text, (5, 7), 0);
         assert_eq!(found.key().unwrap().path, "descriptors[0].rate_limit.unit");
-        let found = locate(text, (5, 13));
+        let found = locate(text, (5, 13), 0);
         assert_eq!(
             found.value().unwrap().path,
             "descriptors[0].rate_limit.unit"
         );
-        let found = locate(text, (3, 5));
+        let found = locate(text, (3, 5), 0);
         assert_eq!(found.value().unwrap().path, "descriptors[0]");
         assert_eq!(found.key().unwrap().path, "descriptors[0].key");
     }
@@ -332,7 +233,7 @@ mod tests {
     #[test]
     fn locate_restarts_paths_at_each_document() {
         let text = "domain: a\n---\ndomain: b\ndescriptors:\n  - key: k\n";
-        let found = locate(text, (5, 12));
+        let found = locate(text, (5, 12), 0);
         assert_eq!(found.value().unwrap().path, "descriptors[0].key");
     }
 

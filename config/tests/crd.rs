@@ -85,7 +85,10 @@ fn every_example_resource_validates_against_the_crd() {
     let mut resources = 0;
     for ((file, text), verdicts) in files.iter().zip(&texts).zip(verdicts) {
         let name = file.display().to_string();
-        let loaded = read_quota_file(&name, text).unwrap().resources.len();
+        let loaded = read_quota_file(&name, text, &Default::default())
+            .unwrap()
+            .resources
+            .len();
         assert_eq!(verdicts.len(), loaded, "{name}");
         for verdict in verdicts {
             assert_eq!(verdict, None, "{name}");
@@ -163,7 +166,8 @@ fn the_schema_accepts_what_the_loader_accepts() {
         .collect();
     let verdicts = schema_verdicts(&texts);
     for (text, verdicts) in texts.iter().zip(verdicts) {
-        read_quota_file("case.yaml", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        read_quota_file("case.yaml", text, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(verdicts, [None], "{text}");
     }
 }

@@ -247,6 +247,16 @@ fn a_zero_unit_multiplier_is_refused() {
     );
 }
 
+// Reproduces `burst: 0` being accepted: the bucket then denied every request.
+#[test]
+fn a_zero_burst_is_refused() {
+    assert_eq!(
+        load_error("zero_burst.yaml"),
+        "tests/bad/zero_burst.yaml:7:14: descriptors[0].rate_limit.burst: must be at least 1 \
+         (a bucket of no tokens refuses every request; write requests_per_unit: 0 for that)"
+    );
+}
+
 #[test]
 fn an_unknown_algorithm_is_refused() {
     assert_eq!(
@@ -312,11 +322,26 @@ fn merging_domains_still_refuses_a_repeated_top_level_descriptor() {
 fn a_missing_file_is_an_io_error_naming_it() {
     let err = load_error_with("tests/bad/no_such_file.yaml", &LoadOptions::default());
     assert!(matches!(err, ConfigError::Io { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "tests/bad/no_such_file.yaml: cannot read");
+}
+
+// Reproduces "No such file or directory (os error 2): No such file or directory (os error
+// 2)": the cause was printed by the error's own message and again as its source.
+#[test]
+fn an_io_error_prints_its_cause_once_in_the_chain() {
+    let err = load_error_with("tests/bad/no_such_file.yaml", &LoadOptions::default());
+    // As anyhow's `{:#}` and other error reporters print it: each error of the chain.
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
     assert!(
-        err.to_string()
-            .starts_with("tests/bad/no_such_file.yaml: cannot read: "),
-        "{err}"
+        chain.starts_with("tests/bad/no_such_file.yaml: cannot read: "),
+        "{chain}"
     );
+    assert_eq!(chain.matches("(os error").count(), 1, "{chain}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn example(name: &str) -> (String, String) {
 
 fn resources(name: &str) -> Vec<RateLimitResource> {
     let (file, text) = example(name);
-    read_quota_file(&file, &text)
+    read_quota_file(&file, &text, &Default::default())
         .unwrap_or_else(|e| panic!("{e}"))
         .resources
 }
@@ -231,7 +231,7 @@ descriptors: []
     let rule = page.resolve(&[("rule", "page/default")]).unwrap();
     assert_eq!(rule.limits[0].requests_per_unit, 3);
     assert_eq!(rule.origin, "mixed.yaml:11:3");
-    let contents = read_quota_file("mixed.yaml", text).unwrap();
+    let contents = read_quota_file("mixed.yaml", text, &Default::default()).unwrap();
     assert_eq!(contents.quota_documents, 2);
     assert_eq!(contents.resources[0].origin, "mixed.yaml:7:1");
 }

@@ -4,8 +4,10 @@
 //! whole `LocalLimits::check`.
 //!
 //! Quotas are never exhausted (1e9/s, burst 1e9), so every iteration takes the allowing path,
-//! which writes state. `limiter` is given the time (a counter) where noted, since governor's
-//! quanta clock is cheaper than `Instant::now`; the `system_clock` rows include a clock read.
+//! which writes state. Like for like: governor reads its quanta clock in every check, so the
+//! `system_clock` rows read `SystemClock` in every check too; the `given_now` rows pass the
+//! time in (a counter), as a server that reads the clock once per request does, and the
+//! `clock` rows time a clock read alone.
 //! Run: `cargo bench -p limiter --bench local`.
 
 use std::hint::black_box;
@@ -45,13 +47,6 @@ fn direct(c: &mut Criterion) {
     let clock = SystemClock::new();
     let mut group = c.benchmark_group("direct");
     let bucket = Bucket::new();
-    let mut now = clock.now();
-    group.bench_function("limiter_bucket_given_now", |b| {
-        b.iter(|| {
-            now += 1;
-            black_box(bucket.check(&rate, 1, black_box(now)))
-        })
-    });
     group.bench_function("limiter_bucket_system_clock", |b| {
         b.iter(|| black_box(bucket.check(&rate, 1, clock.now())))
     });
@@ -60,11 +55,39 @@ fn direct(c: &mut Criterion) {
         b.iter(|| black_box(governor.check().is_ok()))
     });
     let naive = Mutex::new(0);
+    group.bench_function("naive_mutex_system_clock", |b| {
+        b.iter(|| {
+            let now = clock.now();
+            black_box(naive_gcra(&mut naive.lock().expect("lock"), &rate, 1, now))
+        })
+    });
+    let mut now = clock.now();
+    group.bench_function("limiter_bucket_given_now", |b| {
+        b.iter(|| {
+            now += 1;
+            black_box(bucket.check(&rate, 1, black_box(now)))
+        })
+    });
     group.bench_function("naive_mutex_given_now", |b| {
         b.iter(|| {
             now += 1;
             black_box(naive_gcra(&mut naive.lock().expect("lock"), &rate, 1, now))
         })
+    });
+    group.finish();
+
+    // The clocks alone: ours, the standard library's, and governor's (quanta).
+    let mut group = c.benchmark_group("clock");
+    group.bench_function("limiter_system_clock", |b| {
+        b.iter(|| black_box(clock.now()))
+    });
+    let start = Instant::now();
+    group.bench_function("std_instant_elapsed", |b| {
+        b.iter(|| black_box(start.elapsed()))
+    });
+    let quanta = governor::clock::QuantaClock::default();
+    group.bench_function("governor_quanta_clock", |b| {
+        b.iter(|| black_box(governor::clock::Clock::now(&quanta)))
     });
     group.finish();
 }
@@ -85,8 +108,20 @@ fn keyed(c: &mut Criterion) {
             let _ = governor.check_key(key);
             naive.check(key.as_str(), &rate, 1, clock.now());
         }
-        let mut now = clock.now();
         let mut i = 0;
+        group.bench_function("limiter_keyed_dashmap_system_clock", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                black_box(dashmap.with(keys[i].as_str(), |b| b.check(&rate, 1, clock.now())))
+            })
+        });
+        group.bench_function("limiter_bounded_system_clock", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                black_box(bounded.check(keys[i].as_str(), &rate, 1, clock.now()))
+            })
+        });
+        let mut now = clock.now();
         group.bench_function("limiter_keyed_dashmap_given_now", |b| {
             b.iter(|| {
                 i = (i + 1) % n;
@@ -124,6 +159,13 @@ fn contended(c: &mut Criterion) {
     let start = clock.now();
     let mut group = c.benchmark_group("two_threads_one_hot_bucket");
     let bucket = Bucket::new();
+    group.bench_function("limiter_bucket_system_clock", |b| {
+        b.iter_custom(|iters| {
+            on_threads(2, iters, |_, _| {
+                black_box(bucket.check(&rate, 1, clock.now()));
+            })
+        })
+    });
     group.bench_function("limiter_bucket_given_now", |b| {
         b.iter_custom(|iters| {
             on_threads(2, iters, |_, i| {
@@ -140,6 +182,14 @@ fn contended(c: &mut Criterion) {
         })
     });
     let naive = Mutex::new(0);
+    group.bench_function("naive_mutex_system_clock", |b| {
+        b.iter_custom(|iters| {
+            on_threads(2, iters, |_, _| {
+                let now = clock.now();
+                black_box(naive_gcra(&mut naive.lock().expect("lock"), &rate, 1, now));
+            })
+        })
+    });
     group.bench_function("naive_mutex_given_now", |b| {
         b.iter_custom(|iters| {
             on_threads(2, iters, |_, i| {
@@ -183,23 +233,23 @@ fn contended(c: &mut Criterion) {
             },
         );
         group.bench_with_input(
-            BenchmarkId::new("limiter_keyed_dashmap_given_now", threads),
+            BenchmarkId::new("limiter_keyed_dashmap_system_clock", threads),
             &threads,
             |b, &threads| {
                 b.iter_custom(|iters| {
                     on_threads(threads, iters, |t, i| {
-                        black_box(dashmap.with(key(t, i), |b| b.check(&rate, 1, start + i)));
+                        black_box(dashmap.with(key(t, i), |b| b.check(&rate, 1, clock.now())));
                     })
                 })
             },
         );
         group.bench_with_input(
-            BenchmarkId::new("limiter_bounded_given_now", threads),
+            BenchmarkId::new("limiter_bounded_system_clock", threads),
             &threads,
             |b, &threads| {
                 b.iter_custom(|iters| {
                     on_threads(threads, iters, |t, i| {
-                        black_box(bounded.check(key(t, i), &rate, 1, start + i));
+                        black_box(bounded.check(key(t, i), &rate, 1, clock.now()));
                     })
                 })
             },

@@ -1,8 +1,9 @@
 //! An axum service limited per pod by the `local` section of a quota file.
 //!
 //! Run: `cargo run -p limiter --example axum_service -- limiter/examples/page.yaml`, then
-//! `curl -i http://127.0.0.1:3000/` a few times: the sixth quick request gets 429 with
-//! `retry-after` and the `x-ratelimit-*` headers.
+//! `curl -i http://127.0.0.1:3000/` a few times: the fourth quick request gets 429 with
+//! `retry-after` and the `x-ratelimit-*` headers (three at once per client address, in
+//! `page.yaml`).
 
 use std::net::SocketAddr;
 

@@ -18,6 +18,9 @@ pub struct Rate {
     /// τ: how far ahead of `now` the theoretical arrival time may run.
     tolerance: Nanos,
     burst: u32,
+    /// τ is exactly `burst` intervals (not saturated): a full bucket then holds `burst`
+    /// tokens with no division to count them.
+    whole: bool,
 }
 
 impl Rate {
@@ -29,20 +32,32 @@ impl Rate {
     /// than a zero interval, which would make "tokens left" a division by zero. τ saturates at
     /// `u64::MAX` only for bursts worth more than 584 years of refill; such a bucket is still
     /// never more generous than its rate.
+    ///
+    /// Exact when `requests <= period` in nanoseconds (else T is cut to 1 ns) and τ is at most
+    /// [`config::MAX_TOLERANCE_NANOS`] (2^62 ns, about 146 years), for every `now` below 2^63
+    /// ns (the year 2262): quota files refuse limits past these bounds
+    /// ([`config::Limit::excess`]).
     pub fn new(requests: u32, period: Duration, burst: u32) -> Rate {
         if requests == 0 || burst == 0 {
             return Rate {
                 interval: u64::MAX,
                 tolerance: 0,
                 burst: 0,
+                whole: false,
             };
         }
         let interval = period.as_nanos().div_ceil(u128::from(requests)).max(1);
-        let tolerance = interval.saturating_mul(u128::from(burst));
+        Rate::of(saturate(interval), burst)
+    }
+
+    /// The rate of one token per `interval` holding `burst` (at least 1).
+    fn of(interval: Nanos, burst: u32) -> Rate {
+        let tolerance = u128::from(interval) * u128::from(burst);
         Rate {
-            interval: saturate(interval),
+            interval,
             tolerance: saturate(tolerance),
             burst,
+            whole: tolerance <= u128::from(u64::MAX),
         }
     }
 
@@ -72,7 +87,7 @@ impl Rate {
     ///
     /// A check that would push the tat past `u64::MAX` (the year 2554) is denied as never
     /// allowed rather than saturated, since a saturated tat would stop counting.
-    #[inline]
+    #[inline(always)]
     pub fn decide(&self, cost: u32, tat: Nanos, now: Nanos) -> (Decision, Option<Nanos>) {
         let denied = |ahead: Option<Nanos>| Decision::Denied {
             retry_after: match ahead {
@@ -92,13 +107,22 @@ impl Rate {
             .and_then(|charge| (tat.max(now) - now).checked_add(charge));
         match ahead.filter(|&ahead| ahead <= limit) {
             // ahead <= limit <= u64::MAX − now, so now + ahead cannot overflow.
-            Some(ahead) => (
-                Decision::Allowed {
-                    remaining: u32::try_from((limit - ahead) / self.interval).unwrap_or(u32::MAX),
-                    reset_after: ahead,
-                },
-                Some(now + ahead),
-            ),
+            Some(ahead) => {
+                // A full bucket (the usual case under the limit) holds `burst` tokens: no
+                // division. Else whole intervals left below the limit.
+                let remaining = if tat <= now && self.whole && limit == self.tolerance {
+                    self.burst - cost
+                } else {
+                    u32::try_from((limit - ahead) / self.interval).unwrap_or(u32::MAX)
+                };
+                (
+                    Decision::Allowed {
+                        remaining,
+                        reset_after: ahead,
+                    },
+                    Some(now + ahead),
+                )
+            }
             None => (denied(ahead), None),
         }
     }
@@ -111,12 +135,7 @@ impl Rate {
             return *self;
         }
         let interval = self.interval.saturating_mul(u64::from(replicas));
-        let burst = self.burst.div_ceil(replicas);
-        Rate {
-            interval,
-            tolerance: interval.saturating_mul(u64::from(burst)),
-            burst,
-        }
+        Rate::of(interval, self.burst.div_ceil(replicas))
     }
 }
 
@@ -205,7 +224,7 @@ impl Bucket {
     ///
     /// A check that would push the tat past `u64::MAX` (the year 2554) is denied as never
     /// allowed rather than saturated, since a saturated tat would stop counting.
-    #[inline]
+    #[inline(always)]
     pub fn check(&self, rate: &Rate, cost: u32, now: Nanos) -> Decision {
         let mut tat = self.tat.load(Ordering::Relaxed);
         let mut backoff = 1;

@@ -9,8 +9,9 @@ use crate::gcra::Decision;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// The longest window, about 34 years: ends are compared mod 2^32 s, which needs every live end
-/// within 2^31 s of now. Longer periods are shortened to this.
-pub const MAX_PERIOD_SECS: u64 = 1 << 30;
+/// within 2^31 s of now. Longer periods are shortened to this, which counts differently from
+/// the Redis scripts, so quota files refuse them (this is `config`'s [`config::MAX_WINDOW_SECS`]).
+pub const MAX_PERIOD_SECS: u64 = config::MAX_WINDOW_SECS;
 
 /// Count of one epoch-aligned window: window start = now_s - now_s % period_s. One AtomicU64
 /// packing (window, count as u32 saturating), reset when the window changes.

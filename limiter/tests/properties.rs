@@ -49,6 +49,25 @@ fn replay(rate: &Rate, charges: &[(u64, u32)]) -> Bucket {
 }
 
 proptest! {
+    /// The count of tokens left is the same whether the bucket was full (counted without a
+    /// division) or not: whole intervals between the new arrival time and the limit.
+    #[test]
+    fn tokens_left_are_whole_intervals_below_the_limit_full_or_not(
+        (requests, period_ns, burst) in rates(),
+        behind in prop_oneof![Just(0u64), 0u64..100_000_000_000],
+        ahead in prop_oneof![Just(0u64), 1u64..10_000_000_000],
+        cost in 0u32..60,
+    ) {
+        let rate = Rate::new(requests, Duration::from_nanos(period_ns), burst);
+        // A tat `behind` before now (full) or `ahead` of it.
+        let tat = if ahead > 0 { START + ahead } else { START - behind };
+        let (decision, _) = rate.decide(cost, tat, START);
+        if let Decision::Allowed { remaining, reset_after } = decision {
+            let left = (rate.tolerance() - reset_after) / rate.interval();
+            prop_assert_eq!(u64::from(remaining), left);
+        }
+    }
+
     #[test]
     fn a_bucket_never_allows_more_than_burst_plus_rate_times_elapsed(
         (requests, period_ns, burst) in rates(),

@@ -70,6 +70,10 @@ async fn the_axum_example_answers_the_fourth_quick_request_with_429_and_headers(
     }
     let refused = get(addr).await;
     assert_eq!(refused.status, 429);
+    // Reproduces the example's doc saying "the sixth quick request" where the fourth is
+    // refused.
+    let example = include_str!("../examples/axum_service.rs");
+    assert!(example.contains("the fourth quick request gets 429"));
     assert_eq!(refused.header("x-ratelimit-limit"), Some("3"));
     assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
     // One token a second: the next one is at most a second away.

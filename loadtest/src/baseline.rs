@@ -1,6 +1,7 @@
 //! [`BaselineServer`]: a rate limit service that answers OK to every request without deciding
-//! anything ([`NoopRls`]). Driven like any RLS, it measures the ceiling of gRPC plus harness
-//! on this machine, to which other results are reported as ratios.
+//! anything ([`NoopRls`]). Driven like any RLS, it is the yardstick other results are
+//! reported against as ratios: plain gRPC measured the same way in the same run, not a
+//! ceiling (it shares the harness's process, and a tuned server can beat it).
 
 use std::future::Future;
 use std::net::SocketAddr;

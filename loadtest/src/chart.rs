@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::provenance::Provenance;
 use crate::report::{Measured, render_text};
 
 const WIDTH: f64 = 760.0;
@@ -64,114 +65,120 @@ fn trim(v: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A line chart of `series` over seconds; `log` draws the y axis in decades.
-pub fn line_chart(title: &str, y_label: &str, series: &[Series], log: bool) -> String {
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let points = || series.iter().flat_map(|s| s.points.iter().copied());
-    let max_x = points().map(|p| p.0).fold(1.0, f64::max).ceil();
-    let max_y = points().map(|p| p.1).fold(0.0, f64::max);
-    let (y_min, y_max) = if log {
-        let min_y = points()
-            .map(|p| p.1)
-            .filter(|&y| y > 0.0)
-            .fold(f64::MAX, f64::min);
-        let low = if min_y == f64::MAX {
-            1.0
-        } else {
-            10f64.powf(min_y.log10().floor())
-        };
-        let high = 10f64.powf(max_y.max(low * 10.0).log10().ceil());
-        (low, high)
-    } else {
-        (0.0, nice_ceiling(max_y))
-    };
-    let x_of = |x: f64| LEFT + x / max_x * plot_w;
-    let y_of = |y: f64| {
-        let fraction = if log {
-            (y.max(y_min).log10() - y_min.log10()) / (y_max.log10() - y_min.log10())
-        } else {
-            (y - y_min) / (y_max - y_min)
-        };
-        TOP + plot_h * (1.0 - fraction)
-    };
+/// The plotting area of a chart and the ranges it shows: maps data to pixels.
+struct Plot {
+    max_x: f64,
+    y_min: f64,
+    y_max: f64,
+    log: bool,
+}
 
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = write!(
-        svg,
-        r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/><text x="{LEFT}" y="18" font-size="13" font-weight="bold">{}</text>"#,
-        escape(title)
-    );
-    // Horizontal grid and y labels.
-    let y_ticks: Vec<f64> = if log {
-        let decades = (y_max.log10() - y_min.log10()).round() as i32;
-        (0..=decades).map(|d| y_min * 10f64.powi(d)).collect()
-    } else {
-        (0..=5).map(|i| y_max * f64::from(i) / 5.0).collect()
-    };
-    for y in y_ticks {
-        let py = y_of(y);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e3e3e3"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            py + 4.0,
-            compact(y)
-        );
+impl Plot {
+    const W: f64 = WIDTH - LEFT - RIGHT;
+    const H: f64 = HEIGHT - TOP - BOTTOM;
+
+    /// The ranges that hold every point: x from 0 to the last second; y from 0 to a round
+    /// top, or on a log scale whole decades around the positive values.
+    fn around(series: &[Series], log: bool) -> Plot {
+        let points = || series.iter().flat_map(|s| s.points.iter().copied());
+        let max_x = points().map(|p| p.0).fold(1.0, f64::max).ceil();
+        let max_y = points().map(|p| p.1).fold(0.0, f64::max);
+        let (y_min, y_max) = if log {
+            let min_y = points()
+                .map(|p| p.1)
+                .filter(|&y| y > 0.0)
+                .fold(f64::MAX, f64::min);
+            let low = if min_y == f64::MAX {
+                1.0
+            } else {
+                10f64.powf(min_y.log10().floor())
+            };
+            let high = 10f64.powf(max_y.max(low * 10.0).log10().ceil());
+            (low, high)
+        } else {
+            (0.0, nice_ceiling(max_y))
+        };
+        Plot {
+            max_x,
+            y_min,
+            y_max,
+            log,
+        }
     }
-    // X ticks: whole seconds, at most about ten.
-    let step = nice_ceiling(max_x / 10.0).max(1.0);
-    let mut x = 0.0;
-    while x <= max_x + 1e-9 {
-        let px = x_of(x);
-        let _ = write!(
-            svg,
-            r##"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="#999"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + plot_h,
-            TOP + plot_h + 4.0,
-            TOP + plot_h + 16.0,
-            trim(x)
-        );
-        x += step;
+
+    fn x(&self, x: f64) -> f64 {
+        LEFT + x / self.max_x * Self::W
     }
-    let _ = write!(
-        svg,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/><text x="{:.1}" y="{:.1}" text-anchor="middle">seconds since the measurement began</text><text transform="translate(14 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 8.0,
-        TOP + plot_h / 2.0,
-        escape(y_label)
-    );
-    for (i, s) in series.iter().enumerate() {
+
+    fn y(&self, y: f64) -> f64 {
+        let fraction = if self.log {
+            (y.max(self.y_min).log10() - self.y_min.log10())
+                / (self.y_max.log10() - self.y_min.log10())
+        } else {
+            (y - self.y_min) / (self.y_max - self.y_min)
+        };
+        TOP + Self::H * (1.0 - fraction)
+    }
+
+    /// Horizontal grid lines and y labels: six even steps, or one a decade.
+    fn y_grid(&self, svg: &mut String) {
+        let ticks: Vec<f64> = if self.log {
+            let decades = (self.y_max.log10() - self.y_min.log10()).round() as i32;
+            (0..=decades).map(|d| self.y_min * 10f64.powi(d)).collect()
+        } else {
+            (0..=5).map(|i| self.y_max * f64::from(i) / 5.0).collect()
+        };
+        for y in ticks {
+            let py = self.y(y);
+            let _ = write!(
+                svg,
+                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e3e3e3"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                LEFT + Self::W,
+                LEFT - 6.0,
+                py + 4.0,
+                compact(y)
+            );
+        }
+    }
+
+    /// X ticks: whole seconds, at most about ten.
+    fn x_ticks(&self, svg: &mut String) {
+        let step = nice_ceiling(self.max_x / 10.0).max(1.0);
+        let mut x = 0.0;
+        while x <= self.max_x + 1e-9 {
+            let px = self.x(x);
+            let _ = write!(
+                svg,
+                r##"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="#999"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                TOP + Self::H,
+                TOP + Self::H + 4.0,
+                TOP + Self::H + 16.0,
+                trim(x)
+            );
+            x += step;
+        }
+    }
+
+    /// The `i`-th series: its line (a dot for a single point) and its legend entry.
+    fn series(&self, svg: &mut String, i: usize, s: &Series) {
         let dash = if s.dashed {
             r#" stroke-dasharray="6 4""#
         } else {
             ""
         };
-        if s.points.len() == 1 {
-            let (x, y) = s.points[0];
+        if let [(x, y)] = s.points[..] {
             let _ = write!(
                 svg,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#,
-                x_of(x),
-                y_of(y),
+                self.x(x),
+                self.y(y),
                 s.color
             );
         } else if !s.points.is_empty() {
-            let path: Vec<String> = s
-                .points
-                .iter()
-                .enumerate()
+            let path: Vec<String> = (s.points.iter().enumerate())
                 .map(|(j, &(x, y))| {
-                    format!(
-                        "{}{:.1} {:.1}",
-                        if j == 0 { "M" } else { "L" },
-                        x_of(x),
-                        y_of(y)
-                    )
+                    let verb = if j == 0 { "M" } else { "L" };
+                    format!("{verb}{:.1} {:.1}", self.x(x), self.y(y))
                 })
                 .collect();
             let _ = write!(
@@ -182,7 +189,7 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series], log: bool) -> S
             );
         }
         let ly = TOP + 8.0 + 16.0 * i as f64;
-        let lx = LEFT + plot_w + 12.0;
+        let lx = LEFT + Self::W + 12.0;
         let _ = write!(
             svg,
             r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2.5"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
@@ -192,6 +199,34 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series], log: bool) -> S
             ly + 4.0,
             escape(&s.name)
         );
+    }
+}
+
+/// A line chart of `series` over seconds; `log` draws the y axis in decades.
+pub fn line_chart(title: &str, y_label: &str, series: &[Series], log: bool) -> String {
+    let plot = Plot::around(series, log);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        svg,
+        r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/><text x="{LEFT}" y="18" font-size="13" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
+    plot.y_grid(&mut svg);
+    plot.x_ticks(&mut svg);
+    let _ = write!(
+        svg,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#999"/><text x="{:.1}" y="{:.1}" text-anchor="middle">seconds since the measurement began</text><text transform="translate(14 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
+        Plot::W,
+        Plot::H,
+        LEFT + Plot::W / 2.0,
+        HEIGHT - 8.0,
+        TOP + Plot::H / 2.0,
+        escape(y_label)
+    );
+    for (i, s) in series.iter().enumerate() {
+        plot.series(&mut svg, i, s);
     }
     svg.push_str("</svg>");
     svg
@@ -284,10 +319,17 @@ fn title(measured: &Measured, index: usize) -> String {
     }
 }
 
-/// One HTML page: per phase, the printed table and the two charts, all inline.
-pub fn html_report(phases: &[Measured], quota: Option<&str>) -> String {
+/// One HTML page: where the figures come from, then per phase the printed table and the
+/// two charts, all inline.
+pub fn html_report(provenance: &Provenance, phases: &[Measured]) -> String {
+    let quota = provenance.quota.as_deref();
     let mut html = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>loadtest report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222;max-width:64em}pre{background:#f6f6f6;padding:1em;overflow-x:auto}svg{display:block;margin:1em 0}</style>\n</head>\n<body>\n<h1>loadtest report</h1>\n",
+    );
+    let _ = writeln!(
+        html,
+        "<pre class=\"provenance\">{}</pre>",
+        escape(&provenance.lines().join("\n"))
     );
     for (i, measured) in phases.iter().enumerate() {
         let [throughput, latency] = phase_charts(measured);
@@ -302,10 +344,26 @@ pub fn html_report(phases: &[Measured], quota: Option<&str>) -> String {
     html
 }
 
-/// One SVG image: per phase, the printed table as text, then the two charts.
-pub fn svg_report(phases: &[Measured]) -> String {
+/// Writes `line` as a line of monospace SVG text at `y`; the `y` of the next line.
+fn monospace_line(body: &mut String, y: f64, line: &str) -> f64 {
+    let _ = write!(
+        body,
+        r#"<text x="10" y="{:.0}" font-family="monospace" font-size="12" xml:space="preserve">{}</text>"#,
+        y + 12.0,
+        escape(line)
+    );
+    y + 15.0
+}
+
+/// One SVG image: where the figures come from, then per phase the printed table as text
+/// and the two charts.
+pub fn svg_report(provenance: &Provenance, phases: &[Measured]) -> String {
     let mut body = String::new();
     let mut y = 10.0;
+    let head = provenance.lines();
+    for line in &head {
+        y = monospace_line(&mut body, y, line);
+    }
     for (i, measured) in phases.iter().enumerate() {
         let _ = write!(
             body,
@@ -315,13 +373,7 @@ pub fn svg_report(phases: &[Measured]) -> String {
         );
         y += 28.0;
         for line in render_text(measured, None).lines() {
-            let _ = write!(
-                body,
-                r#"<text x="10" y="{:.0}" font-family="monospace" font-size="12" xml:space="preserve">{}</text>"#,
-                y + 12.0,
-                escape(line)
-            );
-            y += 15.0;
+            y = monospace_line(&mut body, y, line);
         }
         for chart in phase_charts(measured) {
             let _ = write!(body, r#"<g transform="translate(0 {y:.0})">{chart}</g>"#);
@@ -337,6 +389,7 @@ pub fn svg_report(phases: &[Measured]) -> String {
                 .map(|l| l.chars().count())
                 .collect::<Vec<_>>()
         })
+        .chain(head.iter().map(|l| l.chars().count()))
         .max()
         .unwrap_or(0);
     let width = WIDTH.max(20.0 + 7.3 * widest as f64).ceil();

@@ -10,6 +10,7 @@ use crate::cli::CompareArgs;
 use crate::error::HarnessError;
 use crate::generator::{Plan, connect, drive};
 use crate::progress::{Live, ProgressDisplay};
+use crate::provenance::Provenance;
 use crate::report::{RunReport, format_us, text_table};
 use crate::spec::PhaseSpec;
 use crate::workload::Workload;
@@ -97,6 +98,8 @@ pub struct FigureMedians {
 /// What `loadtest compare` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
+    /// When, how and at which commit it ran; the targets are A and B.
+    pub provenance: Provenance,
     /// Service A.
     pub a: String,
     /// Service B.
@@ -152,6 +155,7 @@ pub async fn compare(
     rounds: usize,
     progress: bool,
 ) -> Result<Comparison, HarnessError> {
+    let provenance = Provenance::now(&[a.to_string(), b.to_string()], None);
     spec.validate()?;
     if rounds == 0 {
         return Err(HarnessError::Workload("--rounds must be at least 1".into()));
@@ -195,6 +199,7 @@ pub async fn compare(
         }
     }
     Ok(Comparison {
+        provenance,
         a: a.to_string(),
         b: b.to_string(),
         phase: spec.clone(),
@@ -213,7 +218,8 @@ pub fn render(comparison: &Comparison) -> String {
         }
     };
     let mut out = format!(
-        "A = {}, B = {}; {}; {} round(s) each of {:.1} s after {:.1} s warm-up\n\n",
+        "{}\n\nA = {}, B = {}; {}; {} round(s) each of {:.1} s after {:.1} s warm-up\n\n",
+        comparison.provenance.lines().join("\n"),
         comparison.a,
         comparison.b,
         comparison.phase.pace(),

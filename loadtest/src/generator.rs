@@ -2,8 +2,10 @@
 //! `concurrency` workers, closed loop (next request when the answer comes) or open loop (a
 //! fixed schedule; a request that goes out late because earlier answers were slow counts its
 //! latency from its scheduled start, so that a stalled server shows up in every request it
-//! delayed: no coordinated omission).
+//! delayed: no coordinated omission). [`drive_with`] does the same through any [`Caller`]
+//! (`loadtest http` sends HTTP requests).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +25,26 @@ use crate::workload::Workload;
 
 /// Samples a worker collects before handing them to the tally: few channel sends per second.
 const BATCH: usize = 256;
+
+/// Sends request number `number` of a workload and says how it ended; the generator times
+/// it out after the plan's timeout.
+pub trait Caller: Clone + Send + 'static {
+    /// One request.
+    fn call(&mut self, number: u32, timeout: Duration) -> impl Future<Output = Outcome> + Send;
+}
+
+/// A gRPC `ShouldRateLimit` caller on one connection.
+#[derive(Clone)]
+pub struct GrpcCaller {
+    grpc: Grpc<Channel>,
+    workload: Arc<Workload>,
+}
+
+impl Caller for GrpcCaller {
+    async fn call(&mut self, number: u32, timeout: Duration) -> Outcome {
+        call(&mut self.grpc, self.workload.request(number), timeout).await
+    }
+}
 
 /// How requests are paced.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -115,6 +137,23 @@ pub async fn drive(
     plan: &Plan,
     live: Arc<Live>,
 ) -> (Tally, Timing) {
+    let callers: Vec<GrpcCaller> = channels
+        .iter()
+        .map(|channel| GrpcCaller {
+            grpc: Grpc::new(channel.clone()),
+            workload: workload.clone(),
+        })
+        .collect();
+    drive_with(&callers, workload, plan, live).await
+}
+
+/// [`drive`] through `callers`: worker `w` uses `callers[w mod callers]`, cloned.
+pub async fn drive_with<C: Caller>(
+    callers: &[C],
+    workload: Arc<Workload>,
+    plan: &Plan,
+    live: Arc<Live>,
+) -> (Tally, Timing) {
     let start = Instant::now();
     let start_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,7 +179,7 @@ pub async fn drive(
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..plan.concurrency {
         let worker = Worker {
-            grpc: Grpc::new(channels[w % channels.len()].clone()),
+            caller: callers[w % callers.len()].clone(),
             workload: workload.clone(),
             rng: SplitMix64::new(seed_of(plan.seed, w)),
             batch: Vec::with_capacity(BATCH),
@@ -179,8 +218,8 @@ fn seed_of(seed: u64, worker: usize) -> u64 {
     seed ^ (worker as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-struct Worker {
-    grpc: Grpc<Channel>,
+struct Worker<C> {
+    caller: C,
     workload: Arc<Workload>,
     rng: SplitMix64,
     batch: Vec<Sample>,
@@ -191,7 +230,7 @@ struct Worker {
     warmup_answers: u64,
 }
 
-impl Worker {
+impl<C: Caller> Worker<C> {
     /// Returns the number of warm-up answers, as does [`Worker::open`].
     async fn closed(mut self, end: Instant) -> u64 {
         loop {
@@ -240,8 +279,7 @@ impl Worker {
     /// request belongs to the warm-up if it was due (`due`) before the measurement began.
     async fn one(&mut self, due: Instant, from: Instant) {
         let number = self.workload.sampler.sample(&mut self.rng);
-        let body = self.workload.request(number);
-        let call = call(&mut self.grpc, body, self.timeout);
+        let call = self.caller.call(number, self.timeout);
         let outcome = match tokio::time::timeout(self.timeout, call).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome::Error(tonic::Code::DeadlineExceeded),

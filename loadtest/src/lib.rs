@@ -6,9 +6,10 @@
 //! Modules: [`spec`] (a phase: flags or scenario file), [`workload`] and [`sampler`] (the
 //! pre-encoded requests and which key comes next), [`generator`] (connections, workers,
 //! pacing), [`stats`] (HDR histograms, codes, per-second series), [`accuracy`] (permitted
-//! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`baseline`] (the
-//! no-op RLS), [`run`], [`compare`] and [`stack`] (the subcommands), [`processes`] (the
-//! processes the stack starts).
+//! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`provenance`] (the
+//! date, command, targets, quota and commit every report carries), [`baseline`] (the
+//! no-op RLS), [`run`], [`compare`], [`stack`] and [`http`] (the subcommands; `http` loads
+//! an HTTP proxy such as Envoy), [`processes`] (the processes the stack starts).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -40,8 +41,10 @@ pub mod cli;
 pub mod compare;
 pub mod error;
 pub mod generator;
+pub mod http;
 pub mod processes;
 pub mod progress;
+pub mod provenance;
 pub mod report;
 pub mod run;
 pub mod sampler;

@@ -11,6 +11,7 @@ async fn main() -> std::process::ExitCode {
         Command::Baseline(args) => loadtest::baseline::execute(args.listen).await,
         Command::Compare(args) => loadtest::compare::execute(args).await,
         Command::Stack(args) => loadtest::stack::execute(args).await,
+        Command::Http(args) => loadtest::http::execute(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

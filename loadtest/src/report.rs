@@ -138,17 +138,22 @@ impl RunReport {
     }
 }
 
-/// Figures of a run divided by the same figures of the baseline run.
+/// Figures of a run divided by the same figures of the baseline run; `None` where the
+/// baseline's figure is 0 (no ratio).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Ratios {
     /// Decisions per second (below 1: slower than the no-op server).
-    pub decisions_per_s: f64,
+    pub decisions_per_s: Option<f64>,
     /// Median latency (above 1: slower).
-    pub p50: f64,
+    pub p50: Option<f64>,
+    /// 90th percentile latency.
+    pub p90: Option<f64>,
     /// 99th percentile latency.
-    pub p99: f64,
+    pub p99: Option<f64>,
     /// 99.9th percentile latency.
-    pub p999: f64,
+    pub p999: Option<f64>,
+    /// Largest latency.
+    pub max: Option<f64>,
 }
 
 /// A phase's run, and the same phase against the baseline when one was asked for.
@@ -174,14 +179,22 @@ impl Measured {
     }
 }
 
-/// `a / b` for each figure (0 when `b`'s figure is 0).
+/// `a / b`, `None` when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// `a / b` for each figure.
 pub fn ratios(a: &RunReport, b: &RunReport) -> Ratios {
-    let over = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
+    let latency =
+        |pick: fn(&LatencySummary) -> u64| ratio(pick(&a.latency) as f64, pick(&b.latency) as f64);
     Ratios {
-        decisions_per_s: over(a.decisions_per_s, b.decisions_per_s),
-        p50: over(a.latency.p50_us as f64, b.latency.p50_us as f64),
-        p99: over(a.latency.p99_us as f64, b.latency.p99_us as f64),
-        p999: over(a.latency.p999_us as f64, b.latency.p999_us as f64),
+        decisions_per_s: ratio(a.decisions_per_s, b.decisions_per_s),
+        p50: latency(|l| l.p50_us),
+        p90: latency(|l| l.p90_us),
+        p99: latency(|l| l.p99_us),
+        p999: latency(|l| l.p999_us),
+        max: latency(|l| l.max_us),
     }
 }
 
@@ -226,9 +239,22 @@ pub fn text_table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The text a person reads after `loadtest run`.
+/// The text a person reads after `loadtest run`: what was run, the figures (with the
+/// baseline's and the ratio of each when there is one), then the accuracy.
 pub fn render_text(measured: &Measured, quota: Option<&str>) -> String {
-    let run = &measured.run;
+    let mut out = describe_run(&measured.run);
+    out.push_str(&text_table(&figure_rows(measured)));
+    if let Some(accuracy) = &measured.run.accuracy {
+        out.push_str(&render_accuracy(
+            accuracy,
+            quota.unwrap_or("the quota file"),
+        ));
+    }
+    out
+}
+
+/// The phase's name, targets, pacing and workload.
+fn describe_run(run: &RunReport) -> String {
     let phase = &run.phase;
     let mut out = String::new();
     if !run.name.is_empty() {
@@ -256,77 +282,90 @@ pub fn render_text(measured: &Measured, quota: Option<&str>) -> String {
         phase.keys,
         phase.hits
     );
+    out
+}
 
-    let baseline = measured.baseline.as_ref();
-    let ratio = measured.ratio_to_baseline;
-    let mut rows = vec![match baseline {
-        Some(_) => vec![
-            "".into(),
-            "target".into(),
-            "baseline".into(),
-            "ratio".into(),
-        ],
-        None => vec!["".into(), "target".into()],
-    }];
-    let mut row = |label: &str, value: String, base: Option<String>, r: Option<f64>| {
-        let mut cells = vec![label.to_string(), value];
-        if baseline.is_some() {
-            cells.push(base.unwrap_or_default());
-            cells.push(r.map(|r| format!("{r:.2}")).unwrap_or_default());
+/// One figure of the table: its label, how to read it off a run, how to print it.
+struct Figure {
+    label: String,
+    value: Box<dyn Fn(&RunReport) -> f64>,
+    show: fn(f64) -> String,
+}
+
+impl Figure {
+    fn new(
+        label: &str,
+        value: impl Fn(&RunReport) -> f64 + 'static,
+        show: fn(f64) -> String,
+    ) -> Self {
+        Figure {
+            label: label.to_owned(),
+            value: Box::new(value),
+            show,
         }
-        rows.push(cells);
-    };
-    row(
-        "decisions/s",
-        format!("{:.0}", run.decisions_per_s),
-        baseline.map(|b| format!("{:.0}", b.decisions_per_s)),
-        ratio.map(|r| r.decisions_per_s),
-    );
-    type Pick = fn(&LatencySummary) -> u64;
-    let latencies: [(&str, Pick, Option<f64>); 5] = [
-        ("latency p50", |l| l.p50_us, ratio.map(|r| r.p50)),
-        ("latency p90", |l| l.p90_us, None),
-        ("latency p99", |l| l.p99_us, ratio.map(|r| r.p99)),
-        ("latency p99.9", |l| l.p999_us, ratio.map(|r| r.p999)),
-        ("latency max", |l| l.max_us, None),
-    ];
-    for (label, pick, r) in latencies {
-        row(
-            label,
-            format_us(pick(&run.latency)),
-            baseline.map(|b| format_us(pick(&b.latency))),
-            r,
-        );
     }
-    row(
-        "answers",
-        run.answers.to_string(),
-        baseline.map(|b| b.answers.to_string()),
-        None,
-    );
-    for code in &run.codes {
-        row(
-            &format!("  {}", code.code),
-            code.count.to_string(),
-            baseline.map(|b| b.count(&code.code).to_string()),
-            None,
-        );
-    }
-    row(
-        "warm-up answers (not counted)",
-        run.warmup_answers.to_string(),
-        baseline.map(|b| b.warmup_answers.to_string()),
-        None,
-    );
-    out.push_str(&text_table(&rows));
+}
 
-    if let Some(accuracy) = &run.accuracy {
-        out.push_str(&render_accuracy(
-            accuracy,
-            quota.unwrap_or("the quota file"),
+/// Every figure of the table, in order: throughput, latencies, answers by `codes`.
+fn figures(codes: Vec<String>) -> Vec<Figure> {
+    let rate = |v: f64| format!("{v:.0}");
+    let latency = |v: f64| format_us(v as u64);
+    let count = |v: f64| format!("{v:.0}");
+    type Pick = fn(&LatencySummary) -> u64;
+    let latencies: [(&str, Pick); 5] = [
+        ("latency p50", |l| l.p50_us),
+        ("latency p90", |l| l.p90_us),
+        ("latency p99", |l| l.p99_us),
+        ("latency p99.9", |l| l.p999_us),
+        ("latency max", |l| l.max_us),
+    ];
+    let mut figures = vec![Figure::new("decisions/s", |r| r.decisions_per_s, rate)];
+    for (label, pick) in latencies {
+        figures.push(Figure::new(
+            label,
+            move |r| pick(&r.latency) as f64,
+            latency,
         ));
     }
-    out
+    figures.push(Figure::new("answers", |r| r.answers as f64, count));
+    for name in codes {
+        let label = format!("  {name}");
+        figures.push(Figure::new(&label, move |r| r.count(&name) as f64, count));
+    }
+    figures.push(Figure::new(
+        "warm-up answers (not counted)",
+        |r| r.warmup_answers as f64,
+        count,
+    ));
+    figures
+}
+
+/// The table's rows: label and target, then with a baseline its figure and the ratio
+/// (`-` where the baseline's figure is 0).
+fn figure_rows(measured: &Measured) -> Vec<Vec<String>> {
+    let run = &measured.run;
+    let baseline = measured.baseline.as_ref();
+    let mut rows = vec![vec!["".into(), "target".into()]];
+    if baseline.is_some() {
+        rows[0].extend(["baseline".into(), "ratio".into()]);
+    }
+    // The run's codes, then any only the baseline answered with.
+    let mut codes: Vec<String> = run.codes.iter().map(|c| c.code.clone()).collect();
+    for code in baseline.iter().flat_map(|b| &b.codes) {
+        if !codes.contains(&code.code) {
+            codes.push(code.code.clone());
+        }
+    }
+    for figure in figures(codes) {
+        let value = (figure.value)(run);
+        let mut row = vec![figure.label, (figure.show)(value)];
+        if let Some(base) = baseline.map(|b| (figure.value)(b)) {
+            row.push((figure.show)(base));
+            row.push(ratio(value, base).map_or("-".into(), |r| format!("{r:.2}")));
+        }
+        rows.push(row);
+    }
+    rows
 }
 
 /// The accuracy section: totals, then the worst keys.

@@ -1,7 +1,7 @@
 //! `loadtest run`: [`measure`] one phase against its targets (and first against the no-op
 //! baseline when asked), phase after phase, then print, write JSON and the report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use config::{LoadOptions, QuotaSet};
@@ -14,6 +14,7 @@ use crate::cli::RunArgs;
 use crate::error::HarnessError;
 use crate::generator::{Plan, connect, drive};
 use crate::progress::{Live, ProgressDisplay};
+use crate::provenance::Provenance;
 use crate::report::{Measured, RunReport, error_summary, render_text};
 use crate::spec::{PhaseSpec, Scenario};
 use crate::workload::Workload;
@@ -99,8 +100,60 @@ pub async fn measure(
 /// What `loadtest run --json` prints.
 #[derive(Debug, Serialize)]
 pub struct RunOutput {
+    /// When, how, against what, with which quota and at which commit it ran.
+    pub provenance: Provenance,
     /// Each phase, in order.
     pub phases: Vec<Measured>,
+}
+
+/// The `--report` file, opened for writing before the run so that a path that cannot be
+/// written is refused before any load is spent; removed again if the run fails and the file
+/// did not exist before.
+pub struct ReportFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    created: bool,
+}
+
+impl ReportFile {
+    /// Opens `path` for writing, without truncating it yet.
+    pub fn open(path: &Path) -> Result<ReportFile, HarnessError> {
+        let created = !path.exists();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| {
+                HarnessError::io(format!("cannot write the report {}", path.display()), e)
+            })?;
+        Ok(ReportFile {
+            path: path.to_path_buf(),
+            file: Some(file),
+            created,
+        })
+    }
+
+    /// Replaces the file's contents with `document`.
+    pub fn write(mut self, document: &str) -> Result<(), HarnessError> {
+        use std::io::Write;
+        let what = || format!("writing {}", self.path.display());
+        if let Some(mut file) = self.file.take() {
+            file.set_len(0).map_err(|e| HarnessError::io(what(), e))?;
+            file.write_all(document.as_bytes())
+                .map_err(|e| HarnessError::io(what(), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReportFile {
+    fn drop(&mut self) {
+        // Still open: the run failed before writing it.
+        if self.file.take().is_some() && self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// `loadtest run`.
@@ -125,8 +178,15 @@ pub async fn execute(args: &RunArgs) -> Result<(), HarnessError> {
     let quota_path = args.quota.clone().or(scenario.quota.clone());
     let quotas = quota_path.as_deref().map(load_quotas).transpose()?;
     let quota_label = quota_path.as_ref().map(|p| p.display().to_string());
+    let report = args.report.as_deref().map(ReportFile::open).transpose()?;
 
-    let mut output = RunOutput { phases: Vec::new() };
+    let mut output = RunOutput {
+        provenance: Provenance::now(&targets, quota_label.as_deref()),
+        phases: Vec::new(),
+    };
+    if !args.json {
+        println!("{}\n", output.provenance.lines().join("\n"));
+    }
     for phase in &scenario.phases {
         let measured =
             measure(&targets, phase, quotas.as_ref(), args.baseline, !args.quiet).await?;
@@ -140,17 +200,16 @@ pub async fn execute(args: &RunArgs) -> Result<(), HarnessError> {
             .map_err(|e| HarnessError::Process(format!("cannot encode the results: {e}")))?;
         println!("{json}");
     }
-    if let Some(path) = &args.report {
+    if let (Some(path), Some(report)) = (&args.report, report) {
         let document = if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
         {
-            chart::svg_report(&output.phases)
+            chart::svg_report(&output.provenance, &output.phases)
         } else {
-            chart::html_report(&output.phases, quota_label.as_deref())
+            chart::html_report(&output.provenance, &output.phases)
         };
-        std::fs::write(path, document)
-            .map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))?;
+        report.write(&document)?;
         if !args.json {
             println!("report written to {}", path.display());
         }

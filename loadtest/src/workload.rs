@@ -122,6 +122,20 @@ impl Workload {
                 "at least one --descriptor is required".into(),
             ));
         }
+        let templates = spec
+            .descriptors
+            .iter()
+            .map(|d| Template::parse(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        Workload::with_templates(spec, templates)
+    }
+
+    /// The workload of `spec`'s domain, keys, distribution and hits over `templates`
+    /// instead of its `--descriptor` flags (`loadtest http` gives its headers as one).
+    pub fn with_templates(
+        spec: &PhaseSpec,
+        templates: Vec<Template>,
+    ) -> Result<Workload, HarnessError> {
         if !(1..=MAX_KEYS).contains(&spec.keys) {
             return Err(HarnessError::Workload(format!(
                 "--keys must be between 1 and {MAX_KEYS}"
@@ -132,11 +146,6 @@ impl Workload {
                 "--zipf-s must be a positive number".into(),
             ));
         }
-        let templates = spec
-            .descriptors
-            .iter()
-            .map(|d| Template::parse(d))
-            .collect::<Result<Vec<_>, _>>()?;
         if spec.keys > 1 && !templates.iter().any(Template::varies) {
             return Err(HarnessError::Workload(format!(
                 "--keys {} needs {KEY_PLACEHOLDER} in a descriptor value, e.g. user={KEY_PLACEHOLDER}",

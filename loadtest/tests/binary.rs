@@ -5,20 +5,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 
-use common::{RlsUnderTest, TWENTY_AN_HOUR};
-
-fn loadtest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_loadtest"))
-}
-
-/// Runs the command off the runtime, so that the in-process server keeps answering.
-async fn output(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().expect("loadtest runs"))
-        .await
-        .expect("joined")
-}
+use common::{RlsUnderTest, TWENTY_AN_HOUR, loadtest, output};
 
 /// A child this test started, killed (by its pid) and reaped however the test ends.
 struct KillOnDrop(Child);

@@ -127,6 +127,11 @@ impl<S: BucketStore> Decider<S> {
         }
     }
 
+    /// The quota files serving now.
+    pub fn quotas(&self) -> Arc<QuotaSet> {
+        self.snapshots.load().quotas.clone()
+    }
+
     /// The quota snapshots: the one serving now, and the last refused reload.
     pub fn snapshots(&self) -> &Snapshots {
         &self.snapshots

@@ -7,6 +7,7 @@
 //! - [`cli`]: the command line, `serve`, `check`, `query` and `render`.
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
+//! - [`rlqs`]: gRPC `StreamRateLimitQuotas`: quota shares that Envoy enforces itself.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
 //! - [`connections`]: the gRPC port's connections: maximum age, GOAWAY, draining.
 //! - [`config_view`]: what `GET /config` shows, as text or JSON.
@@ -68,6 +69,7 @@ pub mod query;
 pub mod reload;
 pub mod render;
 pub mod request;
+pub mod rlqs;
 pub mod server;
 pub mod service;
 pub mod settings;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limiter::{Clock, SystemClock};
+use proto::rlqs::rate_limit_quota_service_server::RateLimitQuotaServiceServer;
 use proto::rls::rate_limit_service_server::RateLimitServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use crate::decide::Decider;
 use crate::error::RlsError;
 use crate::http::{Readiness, router};
 use crate::reload::Reloader;
+use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup};
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
 use crate::snapshot::record_load_duration;
@@ -30,11 +32,12 @@ use crate::store::{BucketStore, MemoryStore};
 /// How often full buckets and ended windows are dropped from the memory store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Names under which `grpc.health.v1` reports: the default, the service's full name,
+/// Names under which `grpc.health.v1` reports: the default, each service's full name,
 /// and the reference service's `ratelimit`.
-const HEALTH_NAMES: [&str; 3] = [
+const HEALTH_NAMES: [&str; 4] = [
     "",
     "envoy.service.ratelimit.v3.RateLimitService",
+    "envoy.service.rate_limit_quota.v3.RateLimitQuotaService",
     "ratelimit",
 ];
 
@@ -78,15 +81,18 @@ pub async fn serve(
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
+    let rlqs = RlqsOptions::from_settings(&settings)?;
     match settings.backend {
         BackendKind::Memory => {
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
-            serve_reloading(listeners, decider, &settings, shutdown).await
+            let rlqs = RlqsSetup::memory(rlqs);
+            serve_reloading(listeners, decider, rlqs, &settings, shutdown).await
         }
         BackendKind::Redis => {
             let store = RedisStore::new(settings.redis_options(clock.clone())?);
             let decider = Arc::new(Decider::new(quotas, store, clock, options));
-            serve_reloading(listeners, decider, &settings, shutdown).await
+            let rlqs = RlqsSetup::redis(&decider, rlqs);
+            serve_reloading(listeners, decider, rlqs, &settings, shutdown).await
         }
     }
 }
@@ -96,6 +102,7 @@ pub async fn serve(
 async fn serve_reloading<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
+    rlqs: RlqsSetup,
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
@@ -110,7 +117,7 @@ async fn serve_reloading<S: BucketStore>(
     let hangups = reloader
         .clone()
         .map(|reloader| tokio::spawn(reload_on_hangup(reloader)));
-    let result = serve_store_with(listeners, decider, settings.lifecycle(), shutdown).await;
+    let result = serve_with(listeners, decider, rlqs, settings.lifecycle(), shutdown).await;
     if let Some(hangups) = hangups {
         hangups.abort();
     }
@@ -158,23 +165,26 @@ impl Lifecycle {
 }
 
 /// Serves `decider` on `listeners` until `shutdown` resolves, with
-/// [`Lifecycle::IMMEDIATE`]: see [`serve_store_with`].
+/// the RLQS service on memory and [`Lifecycle::IMMEDIATE`]: see [`serve_with`].
 pub async fn serve_store<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
-    serve_store_with(listeners, decider, Lifecycle::IMMEDIATE, shutdown).await
+    let rlqs = RlqsSetup::memory(RlqsOptions::default());
+    serve_with(listeners, decider, rlqs, Lifecycle::IMMEDIATE, shutdown).await
 }
 
-/// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
-/// and `grpc.health.v1`) and HTTP. When `shutdown` resolves, readiness and gRPC health turn
-/// to not serving at once and everything keeps serving for the drain delay; then the gRPC
-/// listener closes, every connection is told to go away, and the calls in flight finish
+/// Serves `decider` on `listeners` until `shutdown` resolves, with the RLQS service set up
+/// as `rlqs` says: gRPC (the rate limit service, RLQS and `grpc.health.v1`) and HTTP.
+/// When `shutdown` resolves, readiness and gRPC health turn to not serving at once and
+/// everything keeps serving for the drain delay; then the gRPC listener closes, RLQS
+/// streams end, every connection is told to go away, and the calls in flight finish
 /// (within the shutdown timeout). The HTTP port answers, unready, until then.
-pub async fn serve_store_with<S: BucketStore>(
+pub async fn serve_with<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
+    rlqs: RlqsSetup,
     lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
@@ -188,7 +198,7 @@ pub async fn serve_store_with<S: BucketStore>(
             }
         })
     };
-    let result = run(listeners, decider, lifecycle, shutdown).await;
+    let result = run(listeners, decider, rlqs, lifecycle, shutdown).await;
     sweeper.abort();
     result
 }
@@ -196,6 +206,7 @@ pub async fn serve_store_with<S: BucketStore>(
 async fn run<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
+    rlqs: RlqsSetup,
     lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
@@ -212,6 +223,13 @@ async fn run<S: BucketStore>(
     draining.set(0.0);
     let (stop_grpc, grpc_stopped) = watch::channel(false);
     let (stop_http, http_stopped) = watch::channel(false);
+    // RLQS streams never end by themselves: they end when the gRPC port stops.
+    let quota_service = RlqsService::new(
+        decider.clone(),
+        rlqs.shares,
+        rlqs.options,
+        grpc_stopped.clone(),
+    );
     let drain = {
         let readiness = readiness.clone();
         async move {
@@ -237,7 +255,8 @@ async fn run<S: BucketStore>(
         .add_service(health_service)
         .add_service(RateLimitServiceServer::new(RlsService::new(
             decider.clone(),
-        )));
+        )))
+        .add_service(RateLimitQuotaServiceServer::new(quota_service));
     let routes = routes.routes().prepare();
     let grpc = async {
         let serving = serve_grpc(

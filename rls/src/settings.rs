@@ -23,6 +23,7 @@ use crate::decide::AnswerOptions;
 use crate::error::{RlsError, SettingsError};
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
+use crate::rlqs::Unmatched;
 use crate::server::Lifecycle;
 use crate::store::redis::{
     CONNECT_TIMEOUT, Endpoint, OnBackendError, RedisOptions, ShardOptions, TimeSource, TlsFiles,
@@ -53,6 +54,7 @@ impl QuotaArgs {
         LoadOptions {
             merge_domains: self.merge_domains,
             default_algorithm: self.default_algorithm.into(),
+            ..LoadOptions::default()
         }
     }
 
@@ -222,6 +224,27 @@ pub struct Settings {
     /// Largest encoded request in bytes; larger is INVALID_ARGUMENT.
     #[arg(long, env = "RLS_MAX_REQUEST_BYTES", default_value_t = RequestBounds::DEFAULT.max_bytes)]
     pub max_request_bytes: usize,
+
+    /// RLQS: what Envoy is told for a bucket that matches no quota rule.
+    #[arg(long, env = "RLS_RLQS_UNMATCHED", value_enum, default_value_t = Unmatched::Allow)]
+    pub rlqs_unmatched: Unmatched,
+
+    /// RLQS: how often every bucket of every stream is assigned again.
+    #[arg(long, env = "RLS_RLQS_PUSH_INTERVAL", value_parser = crate::rlqs::push_interval, default_value = "1s")]
+    pub rlqs_push_interval: Duration,
+
+    /// RLQS: how long an assignment holds in Envoy unless renewed (whole seconds, at least
+    /// twice the push interval); then Envoy's expired_assignment_behavior applies.
+    #[arg(long, env = "RLS_RLQS_ASSIGNMENT_TTL", value_parser = crate::rlqs::whole_seconds, default_value = "5s")]
+    pub rlqs_assignment_ttl: Duration,
+
+    /// RLQS: a bucket with no request reported for this long is abandoned and forgotten.
+    #[arg(long, env = "RLS_RLQS_ABANDON_AFTER", value_parser = humantime::parse_duration, default_value = "1m")]
+    pub rlqs_abandon_after: Duration,
+
+    /// RLQS: most buckets tracked per stream; more are answered as unmatched, untracked.
+    #[arg(long, env = "RLS_RLQS_MAX_BUCKETS", default_value_t = 10_000)]
+    pub rlqs_max_buckets: usize,
 
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive.
     #[arg(long, env = "RLS_LOG_LEVEL", default_value = "info")]

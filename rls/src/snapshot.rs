@@ -85,8 +85,8 @@ impl Refusal {
 
 /// The quota files serving.
 pub struct Snapshot {
-    /// The rules.
-    pub quotas: QuotaSet,
+    /// The rules (shared with whoever keeps them past a reload, as RLQS does).
+    pub quotas: Arc<QuotaSet>,
     /// When and how they were loaded.
     pub loaded: LoadInfo,
     rules: Vec<RuleStats>,
@@ -124,7 +124,7 @@ impl Snapshot {
             .map(|d| (d.name().to_owned(), OnceLock::new()))
             .collect();
         Snapshot {
-            quotas,
+            quotas: Arc::new(quotas),
             loaded,
             rules,
             overrides,

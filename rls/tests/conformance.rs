@@ -166,6 +166,7 @@ async fn run_case(
     let load = LoadOptions {
         merge_domains: case.settings.merge_domains,
         default_algorithm,
+        ..LoadOptions::default()
     };
     let defaults = RequestBounds::default();
     let options = AnswerOptions {

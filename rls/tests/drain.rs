@@ -20,7 +20,8 @@ use proto::rls::rate_limit_service_client::RateLimitServiceClient;
 use rls::connections::ConnectionOptions;
 use rls::decide::{AnswerOptions, Decider};
 use rls::query::parse_descriptor;
-use rls::server::{Lifecycle, serve_store_with};
+use rls::rlqs::{RlqsOptions, RlqsSetup};
+use rls::server::{Lifecycle, serve_with};
 use rls::{Listeners, RlsError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
@@ -194,9 +195,11 @@ async fn aging(age: Duration, grace: Duration) -> Aging {
         },
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve_store_with(
+    let rlqs = RlqsSetup::memory(RlqsOptions::default());
+    let server = tokio::spawn(serve_with(
         listeners,
         decider,
+        rlqs,
         lifecycle,
         async move {
             let _ = stopped.await;

@@ -11,29 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::redis_options;
+use common::{one_check, redis_options};
 use futures_util::future::join_all;
 use limiter::{Clock, FakeClock, Rate};
 use rls::RlsError;
 use rls::store::redis::{Endpoint, OnBackendError, RedisStore, TlsFiles};
-use rls::store::{Batch, BucketStore, Check, Meter, Role};
-
-/// A batch of one token-bucket check of `cost` on bucket `key` at `now`.
-fn one_check(key: &str, meter: Meter, cost: u32, now: u64) -> Batch {
-    Batch {
-        now,
-        keys: key.as_bytes().to_vec(),
-        checks: vec![Check {
-            key: 0..key.len(),
-            identity: key.len(),
-            meter,
-            cost,
-            descriptor: 0,
-            role: Role::Enforced,
-        }],
-        ..Batch::default()
-    }
-}
+use rls::store::{BucketStore, Meter};
 
 fn store(
     redis: &RedisServer,

@@ -117,7 +117,7 @@ fn chain(rule: &ResourceRule, at: Location) -> Spanned<DescriptorDto> {
     let limit = &rule.limit;
     let rate_limit = RateLimitDto {
         unit: Some(spanned(limit.unit.as_str().to_owned())),
-        requests_per_unit: Some(limit.requests_per_unit),
+        requests_per_unit: Some(Spanned::new(limit.requests_per_unit, at, at)),
         name: limit.name.clone().map(spanned),
         algorithm: Some(spanned(limit.algorithm.as_str().to_owned())),
         burst: (limit.algorithm == crate::Algorithm::TokenBucket)

@@ -10,6 +10,7 @@ use serde_saphyr::granit_parser::{Event, Parser};
 
 use crate::error::ConfigError;
 use crate::file::{self, DomainFile};
+use crate::load::LoadOptions;
 use crate::resource::dto::ResourceDto;
 use crate::resource::model::RateLimitResource;
 use crate::resource::{descriptor, validate};
@@ -37,23 +38,30 @@ impl Document {
 
 /// Parses and validates every non-empty document of `text` (named `file` in errors), in
 /// order. Reference-format documents are only parsed here; the tree validates them.
-pub(crate) fn documents(file: &str, text: &str) -> Result<Vec<Document>, ConfigError> {
+pub(crate) fn documents(
+    file: &str,
+    text: &str,
+    load: &LoadOptions,
+) -> Result<Vec<Document>, ConfigError> {
     let Some(pieces) = pieces(text) else {
         // No resource: the file is read whole, exactly as before resources existed.
-        let docs = file::parse_documents(file, text)?;
+        let docs = file::parse_documents(file, text, load)?;
         return Ok(docs.into_iter().map(Document::Quota).collect());
     };
     let mut documents = Vec::with_capacity(pieces.len());
     for piece in pieces {
         if !piece.has_kind {
-            let docs = file::parse_documents(file, &piece.text)?;
+            let docs = file::parse_documents(file, &piece.text, load)?;
             documents.extend(docs.into_iter().map(Document::Quota));
             continue;
         }
-        let options = serde_saphyr::options! { with_snippet: false };
+        let options = serde_saphyr::options! {
+            with_snippet: false,
+            budget: Some(crate::budget::yaml_budget(load)),
+        };
         let docs: Vec<Spanned<ResourceDto>> =
             serde_saphyr::from_str_multiple_with_options(&piece.text, options)
-                .map_err(|err| crate::yaml_error::convert(file, &piece.text, &err))?;
+                .map_err(|err| crate::yaml_error::convert(file, &piece.text, &err, load))?;
         for doc in docs {
             let at = doc.referenced;
             let valid = validate::resource(file, doc)?;

@@ -39,9 +39,14 @@ pub struct QuotaFileContents {
 /// Parses the documents of one quota file (`file` names it in errors) and validates its
 /// resources. Reference-format documents are counted, not validated: load the files with
 /// [`QuotaSet`](crate::QuotaSet) for that.
-pub fn read_quota_file(file: &str, text: &str) -> Result<QuotaFileContents, ConfigError> {
+/// `load` bounds the parse as it bounds [`QuotaSet::load`](crate::QuotaSet::load).
+pub fn read_quota_file(
+    file: &str,
+    text: &str,
+    load: &crate::LoadOptions,
+) -> Result<QuotaFileContents, ConfigError> {
     let mut contents = QuotaFileContents::default();
-    for document in documents(file, text)? {
+    for document in documents(file, text, load)? {
         match document {
             documents::Document::Quota(_) => contents.quota_documents += 1,
             documents::Document::RateLimit { resource, .. } => contents.resources.push(resource),

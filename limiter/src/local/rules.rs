@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
-use config::{LocalEntry, LocalSection, Percent, RateLimitActions, TokenBucket};
+use config::{LocalDescriptor, LocalEntry, LocalSection, Percent, RateLimitActions, TokenBucket};
 
 use crate::bounded::BoundedKeyed;
 use crate::gcra::{Bucket, Rate};
@@ -89,50 +89,15 @@ impl Snapshot {
                 .and_then(|p| p.default.as_ref())
                 .map_or_else(|| Arc::new(Bucket::new()), |d| Arc::clone(&d.state)),
         });
-
-        // Strictest first: a bucket that refuses everything, then by fill rate; ties keep
-        // file order (the sort is stable).
-        let mut order: Vec<usize> = (0..section.descriptors.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (
-                &section.descriptors[a].token_bucket,
-                &section.descriptors[b].token_bucket,
-            );
-            (b.max_tokens == 0).cmp(&(a.max_tokens == 0)).then_with(|| {
-                match (a.is_slower_than(b), b.is_slower_than(a)) {
-                    (true, _) => std::cmp::Ordering::Less,
-                    (_, true) => std::cmp::Ordering::Greater,
-                    _ => std::cmp::Ordering::Equal,
-                }
-            })
-        });
-        let mut ranks = vec![0; order.len()];
-        for (rank, &index) in order.iter().enumerate() {
-            ranks[index] = rank;
-        }
-
+        let ranks = strictest_first(section);
         let capacity = section.max_dynamic_descriptors.get() as usize;
         let hasher = RandomState::new();
         let mut exact: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut wildcards = Vec::new();
         let mut rules = Vec::with_capacity(section.descriptors.len());
         for (index, descriptor) in section.descriptors.iter().enumerate() {
-            let wildcard_positions: Vec<usize> = (descriptor.entries.iter().enumerate())
-                .filter(|(_, e)| e.value.is_none())
-                .map(|(i, _)| i)
-                .collect();
-            let old =
-                previous.and_then(|p| p.rules.iter().find(|r| r.entries == descriptor.entries));
-            let state = match (old.map(|r| &r.state), wildcard_positions.is_empty()) {
-                (Some(State::One(bucket)), true) => State::One(Arc::clone(bucket)),
-                (None, true) => State::One(Arc::new(Bucket::new())),
-                (Some(State::PerValue(map)), false) => {
-                    map.set_capacity(capacity);
-                    State::PerValue(Arc::clone(map))
-                }
-                (_, _) => State::PerValue(Arc::new(BoundedKeyed::new(capacity))),
-            };
-            if wildcard_positions.is_empty() {
+            let rule = DescriptorRule::new(descriptor, ranks[index], previous, capacity);
+            if rule.wildcard_positions.is_empty() {
                 let entries = descriptor
                     .entries
                     .iter()
@@ -144,17 +109,8 @@ impl Snapshot {
             } else {
                 wildcards.push(index);
             }
-            rules.push(DescriptorRule {
-                entries: descriptor.entries.clone(),
-                max_tokens: descriptor.token_bucket.max_tokens,
-                rate: rate(&descriptor.token_bucket),
-                shadow: descriptor.shadow_mode,
-                rank: ranks[index],
-                state,
-                wildcard_positions,
-            });
+            rules.push(rule);
         }
-
         Snapshot {
             default,
             rules,
@@ -162,18 +118,7 @@ impl Snapshot {
             hasher,
             wildcards,
             actions: section.rate_limits.clone(),
-            settings: Settings {
-                always_consume_default: section.always_consume_default_token_bucket,
-                filter_enabled: section.filter_enabled,
-                filter_enforced: section.filter_enforced,
-                status: section.status,
-                grpc_status: if section.rate_limited_as_resource_exhausted {
-                    RESOURCE_EXHAUSTED
-                } else {
-                    UNAVAILABLE
-                },
-                headers: section.enable_x_ratelimit_headers,
-            },
+            settings: Settings::of(section),
         }
     }
 
@@ -243,6 +188,83 @@ impl Snapshot {
             })
             .sum()
     }
+}
+
+impl Settings {
+    /// The section's top-level fields.
+    fn of(section: &LocalSection) -> Settings {
+        Settings {
+            always_consume_default: section.always_consume_default_token_bucket,
+            filter_enabled: section.filter_enabled,
+            filter_enforced: section.filter_enforced,
+            status: section.status,
+            grpc_status: if section.rate_limited_as_resource_exhausted {
+                RESOURCE_EXHAUSTED
+            } else {
+                UNAVAILABLE
+            },
+            headers: section.enable_x_ratelimit_headers,
+        }
+    }
+}
+
+impl DescriptorRule {
+    /// The rule of `descriptor`, ranked `rank`, with the state of the same entries in
+    /// `previous` when there is one (a per-value map resized to `capacity`).
+    fn new(
+        descriptor: &LocalDescriptor,
+        rank: usize,
+        previous: Option<&Snapshot>,
+        capacity: usize,
+    ) -> DescriptorRule {
+        let wildcard_positions: Vec<usize> = (descriptor.entries.iter().enumerate())
+            .filter(|(_, e)| e.value.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        let old = previous.and_then(|p| p.rules.iter().find(|r| r.entries == descriptor.entries));
+        let state = match (old.map(|r| &r.state), wildcard_positions.is_empty()) {
+            (Some(State::One(bucket)), true) => State::One(Arc::clone(bucket)),
+            (None, true) => State::One(Arc::new(Bucket::new())),
+            (Some(State::PerValue(map)), false) => {
+                map.set_capacity(capacity);
+                State::PerValue(Arc::clone(map))
+            }
+            (_, _) => State::PerValue(Arc::new(BoundedKeyed::new(capacity))),
+        };
+        DescriptorRule {
+            entries: descriptor.entries.clone(),
+            max_tokens: descriptor.token_bucket.max_tokens,
+            rate: rate(&descriptor.token_bucket),
+            shadow: descriptor.shadow_mode,
+            rank,
+            state,
+            wildcard_positions,
+        }
+    }
+}
+
+/// Each descriptor's rank, strictest first: a bucket that refuses everything, then by fill
+/// rate; ties keep file order (the sort is stable).
+fn strictest_first(section: &LocalSection) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..section.descriptors.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (
+            &section.descriptors[a].token_bucket,
+            &section.descriptors[b].token_bucket,
+        );
+        (b.max_tokens == 0).cmp(&(a.max_tokens == 0)).then_with(|| {
+            match (a.is_slower_than(b), b.is_slower_than(a)) {
+                (true, _) => std::cmp::Ordering::Less,
+                (_, true) => std::cmp::Ordering::Greater,
+                _ => std::cmp::Ordering::Equal,
+            }
+        })
+    });
+    let mut ranks = vec![0; order.len()];
+    for (rank, &index) in order.iter().enumerate() {
+        ranks[index] = rank;
+    }
+    ranks
 }
 
 fn hash_entries<'e>(

@@ -20,6 +20,7 @@ use crate::error::HarnessError;
 use crate::processes::{
     Backend, RlsFeatures, Spawned, create_cluster, find_on_path, find_rls, start_redis, start_rls,
 };
+use crate::provenance;
 use crate::report::Measured;
 use crate::run::{load_quotas, measure};
 use crate::spec::PhaseSpec;
@@ -121,10 +122,10 @@ pub async fn run_stack(args: &StackArgs) -> Result<StackRun, HarnessError> {
         });
     }
     Ok(StackRun {
-        date: section::today(),
-        machine: section::machine(),
-        commit: section::commit(),
-        command: section::command_line(),
+        date: provenance::today(),
+        machine: provenance::machine(),
+        commit: provenance::commit(),
+        command: provenance::command_line(),
         rows,
     })
 }

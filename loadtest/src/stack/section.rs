@@ -2,7 +2,6 @@
 //! command, and one table row per scenario.
 
 use std::fmt::Write;
-use std::path::Path;
 
 use super::StackRun;
 use super::scenarios::{STACK_QUOTA, StackScenario};
@@ -50,7 +49,8 @@ pub fn markdown(run: &StackRun, args: &StackArgs) -> String {
             .map_or(0.0, |b| b.decisions_per_s);
         let ratio = measured
             .ratio_to_baseline
-            .map_or(0.0, |x| x.decisions_per_s);
+            .and_then(|x| x.decisions_per_s)
+            .unwrap_or(0.0);
         let errors = r.answers - r.count("OK") - r.count("OVER_LIMIT");
         let _ = writeln!(
             out,
@@ -101,94 +101,5 @@ fn accuracy_cell(measured: &Measured) -> String {
             a.bounded,
             format_pct(a.max_overshoot_pct)
         )
-    }
-}
-
-/// The command line, with the program's path reduced to its name.
-pub(crate) fn command_line() -> String {
-    let mut args: Vec<String> = std::env::args().collect();
-    if let Some(first) = args.first_mut()
-        && let Some(name) = Path::new(first.as_str()).file_name()
-    {
-        *first = name.to_string_lossy().into_owned();
-    }
-    args.join(" ")
-}
-
-/// `git rev-parse --short HEAD`, or `unknown` outside a checkout.
-pub(crate) fn commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// `2 vCPU AMD EPYC VM, 24 GiB, Linux 6.18`, from /proc (`VM` when the CPU flags say
-/// `hypervisor`).
-pub(crate) fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(String::new(), |kb| {
-            format!(", {:.0} GiB", kb / 1024.0 / 1024.0)
-        });
-    let vm = if cpuinfo.contains(" hypervisor") {
-        " VM"
-    } else {
-        ""
-    };
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or(String::new(), |r| {
-        let release = r.trim();
-        // `6.18.44-fc-v657` -> `6.18`: the rest says little about speed.
-        let short: Vec<&str> = release.split(['.', '-']).take(2).collect();
-        format!(", Linux {}", short.join("."))
-    });
-    format!("{cpus} vCPU {model}{vm}{gib}{kernel}")
-}
-
-/// Today's UTC date, `YYYY-MM-DD`.
-pub(crate) fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn days_since_the_epoch_become_calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
-        assert_eq!(civil_from_days(20_778), (2026, 11, 21));
     }
 }

@@ -21,6 +21,18 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 
+/// The `loadtest` binary.
+pub fn loadtest() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+}
+
+/// Runs the command off the runtime, so that an in-process server keeps answering.
+pub async fn output(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().expect("loadtest runs"))
+        .await
+        .expect("joined")
+}
+
 /// 2023-11-14T22:13:20Z.
 pub const START_SECS: u64 = 1_700_000_000;
 

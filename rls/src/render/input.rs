@@ -32,7 +32,7 @@ impl Input {
             let name = file.display().to_string();
             let text =
                 std::fs::read_to_string(file).with_context(|| format!("{name}: cannot read"))?;
-            let contents = read_quota_file(&name, &text)?;
+            let contents = read_quota_file(&name, &text, &options)?;
             if contents.quota_documents > 0 {
                 notes.push(format!(
                     "{name}: {} document(s) in the reference format carry no match \

@@ -148,7 +148,7 @@ pub const METRICS: &[Metric] = &[
         "rls_backend_errors_total",
         Kind::Counter,
         "kind",
-        "Requests the backend did not answer, by kind: redis (an error), deadline, overload (shed).",
+        "Requests (and RLQS splits) the backend did not answer, by kind: redis (an error), deadline, overload (shed).",
     ),
     metric(
         "rls_backend_failures_total",
@@ -240,6 +240,49 @@ pub const METRICS: &[Metric] = &[
         Kind::Gauge,
         "",
         "1 while the last reload was refused (the previous files serve), else 0.",
+    ),
+    // RLQS (docs/rlqs.md).
+    metric(
+        "rls_rlqs_streams",
+        Kind::Gauge,
+        "",
+        "Open RLQS streams (Envoys connected to this replica).",
+    ),
+    metric(
+        "rls_rlqs_buckets",
+        Kind::Gauge,
+        "",
+        "RLQS buckets tracked over all streams.",
+    ),
+    metric(
+        "rls_rlqs_usage_total",
+        Kind::Counter,
+        "decision, mode",
+        "Requests Envoy reported over RLQS, by what it decided (allowed, denied) and by the bucket's mode: enforced, shadow, unlimited, unmatched.",
+    ),
+    metric(
+        "rls_rlqs_grant_changes_total",
+        Kind::Counter,
+        "",
+        "RLQS grants that changed (each starts an Envoy's bucket full).",
+    ),
+    metric(
+        "rls_rlqs_skipped_usages_total",
+        Kind::Counter,
+        "",
+        "RLQS usages without a bucket id.",
+    ),
+    metric(
+        "rls_rlqs_untracked_buckets_total",
+        Kind::Counter,
+        "",
+        "RLQS buckets answered untracked, past --rlqs-max-buckets.",
+    ),
+    metric(
+        "rls_rlqs_refused_streams_total",
+        Kind::Counter,
+        "",
+        "RLQS streams ended with INVALID_ARGUMENT (no domain, or a second one).",
     ),
     // Lifecycle.
     metric(

@@ -23,7 +23,7 @@ use rls::decide::{AnswerOptions, Decider};
 use rls::store::redis::{
     Endpoint, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
 };
-use rls::store::{BucketStore, MemoryStore};
+use rls::store::{Batch, BucketStore, Check, MemoryStore, Meter, Role};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -141,6 +141,23 @@ pub enum Backend {
     Memory,
     /// Redis: one server, several (client-side shards), or one cluster.
     Redis(Vec<Endpoint>),
+}
+
+/// A batch of one enforced check of `cost` on bucket `key` at `now`.
+pub fn one_check(key: &str, meter: Meter, cost: u32, now: u64) -> Batch {
+    Batch {
+        now,
+        keys: key.as_bytes().to_vec(),
+        checks: vec![Check {
+            key: 0..key.len(),
+            identity: key.len(),
+            meter,
+            cost,
+            descriptor: 0,
+            role: Role::Enforced,
+        }],
+        ..Batch::default()
+    }
 }
 
 /// Redis store settings for tests: the fake clock's time, the cache on (it must be

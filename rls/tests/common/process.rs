@@ -25,9 +25,15 @@ impl RlsProcess {
     /// blocks until then: no polling, no sleeping. (Ports picked by the test and handed
     /// over could be taken by another process in between.)
     pub fn start(args: &[&str], wait_for: &[&str]) -> RlsProcess {
+        RlsProcess::start_on("127.0.0.1:0", args, wait_for)
+    }
+
+    /// [`RlsProcess::start`] with gRPC on `grpc_addr`: for a test that stops rls and
+    /// starts it again where its clients expect it.
+    pub fn start_on(grpc_addr: &str, args: &[&str], wait_for: &[&str]) -> RlsProcess {
         let mut child = rls()
             .arg("serve")
-            .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", grpc_addr])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(args)
             .env("RLS_LOG_FORMAT", "text")

@@ -28,16 +28,18 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use limiter::{Clock, Decision, Nanos, Rate};
+use redis::{ScriptInvocation, Value};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use connect::{CONNECT_TIMEOUT, Endpoint, TlsFiles, redis_url};
 pub use failure::{Cause, Failure, OnBackendError, RedisError};
+pub use placement::CallGroup;
 pub use shard::ShardOptions;
 
 use self::cache::{Lookup, OverLimitCache, Probe};
 use self::failure::FailureMode;
-use self::placement::{CallGroup, Placer};
+use self::placement::Placer;
 use self::script::{charge, decode, encode_request};
 use self::shard::Shard;
 use super::{Batch, BucketStore, Meter, Verdict, request_denied};
@@ -153,6 +155,38 @@ impl RedisStore {
     /// Checks sent to Redis so far over all shards (those the cache answered are not).
     pub fn script_checks(&self) -> u64 {
         self.shards.iter().map(Shard::checks).sum()
+    }
+
+    /// Where state kept beside the buckets of the descriptor `identity` lives (the RLQS
+    /// shares): the script call it may share (its shard; in a cluster, its slot) and its
+    /// key: the prefix, the descriptor's `{hash tag}`, the identity, then `suffix`.
+    pub fn place_beside(&self, identity: &[u8], suffix: &[u8]) -> (CallGroup, Vec<u8>) {
+        let place = self.placer.place(identity);
+        let key = [identity, suffix].concat();
+        (place.group(), self.placer.key(&key, place.tag))
+    }
+
+    /// Runs one script call on the shard of `group`, at once (outside the batcher), within
+    /// the backend deadline.
+    pub async fn invoke(
+        &self,
+        group: CallGroup,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<Value, Failure> {
+        let shard = &self.shards[group.shard];
+        match tokio::time::timeout(self.timeout, shard.invoke(invocation)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(match error.cause {
+                Cause::Client(client) => failure::client_failure(&error.shard, client),
+                _ => error.into(),
+            }),
+            Err(_) => Err(Failure::Deadline),
+        }
+    }
+
+    /// Whose clock the scripts read.
+    pub fn time_source(&self) -> TimeSource {
+        self.time
     }
 
     /// Drops stale local state: the over-limit cache and the fallback buckets.

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use limiter::Nanos;
-use redis::Script;
+use redis::{Script, ScriptInvocation, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -133,13 +133,19 @@ impl Shard {
         now: Option<Nanos>,
         refunds: Vec<(Vec<u8>, Nanos)>,
     ) -> Result<(), RedisError> {
+        self.invoke(&refund_call(&self.refund, now, refunds))
+            .await
+            .map(drop)
+    }
+
+    /// Runs one script call at once, outside the batcher.
+    pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisError> {
         let link = self
             .connection
             .link()
             .ok_or_else(|| self.error(Cause::NotConnected))?;
-        link.invoke(&refund_call(&self.refund, now, refunds))
+        link.invoke(invocation)
             .await
-            .map(drop)
             .map_err(|e| self.error(Cause::Client(e)))
     }
 }
