@@ -12,7 +12,8 @@
 //! bucket maths keeps exact, [`Excess`]), `local` ([`LocalSection`], after
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
 //! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
-//! mapped to a domain and descriptor rules).
+//! mapped to a domain and descriptor rules), `xds` (the reference's `RateLimitConfig`
+//! resources, checked as quota files: [`QuotaSet::from_rate_limit_configs`]).
 //!
 //! ```
 //! use config::{LoadOptions, QuotaSet, Unit};
@@ -45,6 +46,7 @@ mod quota;
 mod rate_limit;
 pub mod resource;
 mod tree;
+mod xds;
 mod yaml_error;
 mod yaml_nodes;
 

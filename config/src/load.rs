@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use serde_saphyr::Spanned;
+
 use crate::error::{ConfigError, Position};
-use crate::file;
+use crate::file::{self, DomainFile};
 use crate::local::{self, LocalSection};
 use crate::quota::Algorithm;
 use crate::tree::Domain;
@@ -145,64 +147,97 @@ impl QuotaSet {
         options: &LoadOptions,
         files: Vec<PathBuf>,
     ) -> Result<QuotaSet, ConfigError> {
-        let mut domains: Vec<Domain> = Vec::new();
-        // Domain name -> (index in `domains`, where its first `domain:` is).
-        let mut seen: HashMap<String, (usize, Position)> = HashMap::new();
-        let mut local: Option<(LocalSection, Position)> = None;
+        let mut assembly = Assembly::new(options);
         for (name, text) in sources {
             for document in crate::resource::documents(name, text, options)? {
-                let document = document.into_served();
-                let root = file::position(name, &document.referenced);
-                let doc = document.value;
-                if let Some(section) = doc.local {
-                    let at = file::position(name, &section.referenced);
-                    if let Some((_, first)) = &local {
-                        return Err(ConfigError::DuplicateLocal {
-                            at,
-                            first: first.clone(),
-                        });
-                    }
-                    local = Some((local::section(name, section)?, at));
-                    // A document of local limits only needs no domain.
-                    if doc.domain.is_none() && doc.descriptors.is_none() {
-                        continue;
-                    }
-                }
-                let domain = match doc.domain {
-                    None => {
-                        return Err(ConfigError::Missing {
-                            at: root,
-                            path: "domain".to_owned(),
-                        });
-                    }
-                    Some(domain) if domain.value.is_empty() => {
-                        return Err(ConfigError::Empty {
-                            at: file::position(name, &domain.referenced),
-                            path: "domain".to_owned(),
-                        });
-                    }
-                    Some(domain) => domain,
-                };
-                let at = file::position(name, &domain.referenced);
-                let index = match seen.get(&domain.value) {
-                    Some((index, _)) if options.merge_domains => *index,
-                    Some((_, first)) => {
-                        return Err(ConfigError::DuplicateDomain {
-                            at,
-                            domain: domain.value,
-                            first: first.clone(),
-                        });
-                    }
-                    None => {
-                        seen.insert(domain.value.clone(), (domains.len(), at));
-                        domains.push(Domain::new(domain.value));
-                        domains.len() - 1
-                    }
-                };
-                let descriptors = doc.descriptors.unwrap_or_default();
-                domains[index].add_descriptors(name, descriptors, options)?;
+                assembly.add(name, document.into_served())?;
             }
         }
+        Ok(assembly.finish(files))
+    }
+}
+
+/// A [`QuotaSet`] being built from documents, whatever their source: quota files, or the
+/// xDS resources that `xds` turns into the same documents.
+pub(crate) struct Assembly<'o> {
+    options: &'o LoadOptions,
+    domains: Vec<Domain>,
+    /// Domain name -> (index in `domains`, where its first `domain:` is).
+    seen: HashMap<String, (usize, Position)>,
+    local: Option<(LocalSection, Position)>,
+}
+
+impl<'o> Assembly<'o> {
+    pub(crate) fn new(options: &'o LoadOptions) -> Self {
+        Assembly {
+            options,
+            domains: Vec::new(),
+            seen: HashMap::new(),
+            local: None,
+        }
+    }
+
+    /// Validates one document of the source `name` and adds it.
+    pub(crate) fn add(
+        &mut self,
+        name: &str,
+        document: Spanned<DomainFile>,
+    ) -> Result<(), ConfigError> {
+        let root = file::position(name, &document.referenced);
+        let doc = document.value;
+        if let Some(section) = doc.local {
+            let at = file::position(name, &section.referenced);
+            if let Some((_, first)) = &self.local {
+                return Err(ConfigError::DuplicateLocal {
+                    at,
+                    first: first.clone(),
+                });
+            }
+            self.local = Some((local::section(name, section)?, at));
+            // A document of local limits only needs no domain.
+            if doc.domain.is_none() && doc.descriptors.is_none() {
+                return Ok(());
+            }
+        }
+        let domain = match doc.domain {
+            None => {
+                return Err(ConfigError::Missing {
+                    at: root,
+                    path: "domain".to_owned(),
+                });
+            }
+            Some(domain) if domain.value.is_empty() => {
+                return Err(ConfigError::Empty {
+                    at: file::position(name, &domain.referenced),
+                    path: "domain".to_owned(),
+                });
+            }
+            Some(domain) => domain,
+        };
+        let at = file::position(name, &domain.referenced);
+        let index = match self.seen.get(&domain.value) {
+            Some((index, _)) if self.options.merge_domains => *index,
+            Some((_, first)) => {
+                return Err(ConfigError::DuplicateDomain {
+                    at,
+                    domain: domain.value,
+                    first: first.clone(),
+                });
+            }
+            None => {
+                self.seen
+                    .insert(domain.value.clone(), (self.domains.len(), at));
+                self.domains.push(Domain::new(domain.value));
+                self.domains.len() - 1
+            }
+        };
+        let descriptors = doc.descriptors.unwrap_or_default();
+        self.domains[index].add_descriptors(name, descriptors, self.options)
+    }
+
+    /// The set of every document added; `files` names their sources.
+    pub(crate) fn finish(self, files: Vec<PathBuf>) -> QuotaSet {
+        let mut domains = self.domains;
         domains.sort_by(|a, b| a.name().cmp(b.name()));
         domains
             .iter_mut()
@@ -212,12 +247,12 @@ impl QuotaSet {
             .enumerate()
             .map(|(i, d)| (d.name().to_owned(), i))
             .collect();
-        Ok(QuotaSet {
+        QuotaSet {
             domains,
             index,
             files,
-            local: local.map(|(section, _)| section),
-        })
+            local: self.local.map(|(section, _)| section),
+        }
     }
 }
 

@@ -6,13 +6,14 @@ use std::fmt;
 use crate::error::ConfigError;
 
 /// A place in a quota file: 1-based line and column (in characters), displayed as
-/// `file:line:column`.
+/// `file:line:column`; or a whole source without lines (line 0, an xDS resource), displayed
+/// as its name alone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Position {
     /// The file as it was named when loading (a path, or a source name given to
     /// [`QuotaSet::from_sources`](crate::QuotaSet::from_sources)).
     pub file: String,
-    /// 1-based line.
+    /// 1-based line; 0 for a source that has no lines.
     pub line: u32,
     /// 1-based column, counted in characters.
     pub column: u32,
@@ -20,6 +21,10 @@ pub struct Position {
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // A whole source without lines (an xDS resource): its name alone.
+            return f.write_str(&self.file);
+        }
         write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
 }

@@ -1,5 +1,9 @@
 //! `Cli`: the `rls` command line — `serve`, `check`, `query`, `render` — and [`command`],
-//! which adds the reference variables each reads to its `--help`.
+//! which adds the reference variables each reads to its `--help`; [`as_invoked`], which
+//! makes a binary started as `ratelimit` (the reference's name) serve.
+
+use std::ffi::OsString;
+use std::path::Path;
 
 use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 
@@ -60,6 +64,32 @@ impl Cli {
     }
 }
 
+/// The name the reference's binary has: Envoy Gateway starts `/bin/ratelimit` with no
+/// argument, its settings in the environment.
+pub const REFERENCE_BINARY: &str = "ratelimit";
+
+/// The command line as `rls` parses it: when the program was started as
+/// [`REFERENCE_BINARY`] and no subcommand follows (no argument, or a flag first), `serve`
+/// is put before the rest, so that `ratelimit` alone serves as the reference does.
+pub fn as_invoked(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let as_reference = args
+        .first()
+        .and_then(|program| Path::new(program).file_name())
+        .is_some_and(|name| name == REFERENCE_BINARY);
+    let no_subcommand = args
+        .get(1)
+        .is_none_or(|first| first.to_string_lossy().starts_with('-'));
+    if as_reference && no_subcommand && !is_help_or_version(args.get(1)) {
+        args.insert(1, "serve".into());
+    }
+    args
+}
+
+fn is_help_or_version(arg: Option<&OsString>) -> bool {
+    arg.is_some_and(|a| ["-h", "--help", "-V", "--version"].iter().any(|f| a == *f))
+}
+
 /// Arguments of `rls check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -87,4 +117,29 @@ pub struct QueryArgs {
     /// Print the answer as proto3 JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invoked(args: &[&str]) -> Vec<String> {
+        as_invoked(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn ratelimit_alone_or_with_flags_serves_and_rls_is_unchanged() {
+        assert_eq!(invoked(&["/bin/ratelimit"]), ["/bin/ratelimit", "serve"]);
+        assert_eq!(
+            invoked(&["ratelimit", "--grpc-addr", "127.0.0.1:0"]),
+            ["ratelimit", "serve", "--grpc-addr", "127.0.0.1:0"]
+        );
+        assert_eq!(invoked(&["ratelimit", "check"]), ["ratelimit", "check"]);
+        assert_eq!(invoked(&["ratelimit", "--help"]), ["ratelimit", "--help"]);
+        assert_eq!(invoked(&["/usr/local/bin/rls"]), ["/usr/local/bin/rls"]);
+        assert_eq!(invoked(&["rls", "--config", "x"]), ["rls", "--config", "x"]);
+    }
 }

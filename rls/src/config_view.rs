@@ -46,8 +46,9 @@ pub fn text(snapshot: &Snapshot, refusal: Option<&Refusal>) -> String {
     out
 }
 
-/// The JSON page: the same facts, one object.
-pub fn json(snapshot: &Snapshot, refusal: Option<&Refusal>) -> Value {
+/// The JSON page: the same facts, one object, with what the rules' source says of itself
+/// (with rules from xDS) as `source`.
+pub fn json(snapshot: &Snapshot, refusal: Option<&Refusal>, source: Option<&str>) -> Value {
     let loaded = &snapshot.loaded;
     let quotas = &snapshot.quotas;
     let domains: Vec<Value> = quotas
@@ -66,6 +67,7 @@ pub fn json(snapshot: &Snapshot, refusal: Option<&Refusal>) -> Value {
         "version": loaded.version,
         "loaded_at": time(loaded.at),
         "digest": loaded.digest,
+        "source": source,
         "files": files,
         "last_reload_error": refusal.map(|r| json!({
             "at": time(r.at),

@@ -7,16 +7,19 @@
 
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::service::Routes;
 
 use crate::stats::{GRPC_CONNECTIONS, GRPC_CONNECTIONS_AGED};
+use crate::tls::GrpcStream;
 
 /// How long connections live and how they end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,11 +35,12 @@ pub struct ConnectionOptions {
     pub shutdown_timeout: Duration,
 }
 
-/// Serves `routes` on `listener` until `stop` resolves; then stops accepting (the
-/// listener closes), tells every connection to go away and returns once their calls have
-/// finished, or when `shutdown_timeout` has passed, closing those still open.
+/// Serves `routes` on the connections of `incoming` (the gRPC listener's, plain or TLS:
+/// [`crate::tls::incoming`]) until `stop` resolves; then stops accepting (the listener
+/// closes), tells every connection to go away and returns once their calls have finished,
+/// or when `shutdown_timeout` has passed, closing those still open.
 pub async fn serve_grpc(
-    listener: TcpListener,
+    mut incoming: Pin<Box<dyn Stream<Item = io::Result<GrpcStream>> + Send>>,
     routes: Routes,
     options: ConnectionOptions,
     stop: impl Future<Output = ()>,
@@ -50,8 +54,8 @@ pub async fn serve_grpc(
         tokio::select! {
             () = &mut stop => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => open.decrement(1),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = incoming.next() => match accepted {
+                Some(Ok(stream)) => {
                     open.increment(1);
                     let age = options.max_age.map(jitter);
                     let told = told.clone();
@@ -59,11 +63,16 @@ pub async fn serve_grpc(
                 }
                 // A failed accept (out of descriptors, a connection reset before it was
                 // taken) concerns that connection alone.
-                Err(error) => tracing::debug!(%error, "accept failed"),
+                Some(Err(error)) => tracing::debug!(%error, "accept failed"),
+                // The listener is gone: serve the connections open until told to stop.
+                None => {
+                    (&mut stop).await;
+                    break;
+                }
             },
         }
     }
-    drop(listener);
+    drop(incoming);
     let _ = going_away.send(true);
     let finished = async {
         while connections.join_next().await.is_some() {
@@ -86,14 +95,12 @@ pub async fn serve_grpc(
 /// One connection: served until it ends, told to go away at `age` (then closed `grace`
 /// later if still open) or when `going_away` turns true (then left to finish).
 async fn serve_connection(
-    stream: TcpStream,
+    stream: GrpcStream,
     routes: Routes,
     age: Option<Duration>,
     grace: Duration,
     mut going_away: watch::Receiver<bool>,
 ) {
-    // Small answers go out at once rather than waiting for more to fill a segment.
-    let _ = stream.set_nodelay(true);
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())

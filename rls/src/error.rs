@@ -124,6 +124,23 @@ pub enum SettingsError {
     /// Both client-side shards and a cluster.
     #[error("invalid settings: give either --redis-url or --redis-cluster, not both")]
     TwoRedisTopologies,
+    /// A setting given where it cannot take effect.
+    #[error("invalid settings: {setting}: {reason}")]
+    Conflict {
+        /// The setting (its flag).
+        setting: &'static str,
+        /// Why it cannot take effect.
+        reason: &'static str,
+    },
+    /// A TLS file that cannot be used: no certificate in it, a malformed key, a key that
+    /// is not the certificate's.
+    #[error("invalid settings: {}: {reason}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A file a setting names cannot be read.
     #[error("invalid settings: cannot read {}: {source}", path.display())]
     Unreadable {

@@ -3,8 +3,8 @@
 //! quota files serving, `?format=json` as JSON). It answers until the process exits:
 //! while gRPC drains, readiness says 503.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,17 +15,21 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use proto::rls::RateLimitRequest;
 use proto::rls::rate_limit_response::Code;
+use tokio::sync::watch;
 
 use crate::config_view;
 use crate::decide::Decider;
 use crate::error::ErrorKind;
 use crate::outcome::Outcomes;
+use crate::source::SourceState;
 use crate::store::BucketStore;
 
-/// Whether the server is draining (shutdown started): readiness turns false at once.
+/// Whether the server is draining (shutdown started): readiness turns false at once; and
+/// what the rules' source says (an xDS source is not ready before its first rule set).
 #[derive(Debug, Default)]
 pub struct Readiness {
     draining: AtomicBool,
+    source: OnceLock<watch::Receiver<SourceState>>,
 }
 
 impl Readiness {
@@ -34,9 +38,27 @@ impl Readiness {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// True until shutdown starts.
+    /// Follows what the rules' source says (once; later calls are ignored).
+    pub fn follow(&self, source: watch::Receiver<SourceState>) {
+        let _ = self.source.set(source);
+    }
+
+    /// True once shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// True until shutdown starts, once the rules' source is ready.
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::SeqCst)
+        !self.is_draining() && self.source().ready
+    }
+
+    /// What the rules' source says now.
+    pub fn source(&self) -> SourceState {
+        self.source
+            .get()
+            .map(|s| s.borrow().clone())
+            .unwrap_or_default()
     }
 }
 
@@ -71,15 +93,26 @@ pub fn router<S: BucketStore>(
         .with_state(state)
 }
 
-/// Ready while not draining and while the store can answer from its own state (for
-/// Redis: connected).
+/// Ready while not draining, once the rules' source has rules (an xDS server's first
+/// set), and while the store can answer from its own state (for Redis: connected). The
+/// source's report follows, when it has one.
 async fn ready<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Response {
-    if !state.readiness.is_ready() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    let source = state.readiness.source();
+    let (status, text) = if state.readiness.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !source.ready {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first rule set",
+        )
     } else if !state.decider.store().is_ready() {
-        (StatusCode::SERVICE_UNAVAILABLE, "backend unavailable\n").into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "backend unavailable")
     } else {
-        (StatusCode::OK, "OK\n").into_response()
+        (StatusCode::OK, "OK")
+    };
+    match source.report {
+        Some(report) => (status, format!("{text}\n{report}\n")).into_response(),
+        None => (status, format!("{text}\n")).into_response(),
     }
 }
 
@@ -127,24 +160,44 @@ async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Byte
 }
 
 async fn render_metrics<S>(State(state): State<Arc<HttpState<S>>>) -> Response {
+    prometheus_page(&state.metrics)
+}
+
+fn prometheus_page(metrics: &PrometheusHandle) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }
 
-/// The quota files serving, as text, or as JSON with `?format=json`.
+/// The metrics page alone at `path`, for a listener of its own (the reference's
+/// `PROMETHEUS_ADDR` and `PROMETHEUS_PATH`).
+pub fn metrics_router(path: &str, metrics: PrometheusHandle) -> Router {
+    Router::new().route(path, get(move || async move { prometheus_page(&metrics) }))
+}
+
+/// The rules serving, as text (after a `#` line on their source when it has something to
+/// say), or as JSON with `?format=json`.
 async fn config<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, uri: Uri) -> Response {
     let snapshots = state.decider.snapshots();
     let (snapshot, refusal) = (snapshots.current(), snapshots.refusal());
+    let source = state.readiness.source().report;
     let as_json = uri
         .query()
         .is_some_and(|q| q.split('&').any(|pair| pair == "format=json"));
     if as_json {
-        let body = config_view::json(&snapshot, refusal.as_deref()).to_string();
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let body = config_view::json(&snapshot, refusal.as_deref(), source.as_deref());
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     } else {
-        config_view::text(&snapshot, refusal.as_deref()).into_response()
+        let page = config_view::text(&snapshot, refusal.as_deref());
+        match source {
+            Some(report) => format!("# {report}\n{page}").into_response(),
+            None => page.into_response(),
+        }
     }
 }

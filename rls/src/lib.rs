@@ -21,6 +21,10 @@
 //! - [`metadata`]: the answer's `dynamic_metadata`, as the reference builds it.
 //! - [`store`]: where bucket state lives: in memory, in Redis; bucket keys.
 //! - [`reload`]: quota files reloaded when they change.
+//! - [`source`]: where the rules come from, quota files or xDS, and their readiness.
+//! - [`xds`]: the xDS client, rule sets from a management server (Envoy Gateway's feed).
+//! - [`tls`]: TLS on the gRPC listener, reloaded with its files; the xDS client's TLS.
+//! - [`watch`]: a signal when named files change.
 //! - [`error`]: what can go wrong, and the gRPC status it becomes.
 //! - [`query`]: the `rls query` command.
 //! - [`summary`]: the quota summary `rls check` prints and `/config` serves.
@@ -74,9 +78,13 @@ pub mod server;
 pub mod service;
 pub mod settings;
 pub mod snapshot;
+pub mod source;
 pub mod stats;
 pub mod store;
 pub mod summary;
+pub mod tls;
+pub mod watch;
+pub mod xds;
 
 pub use error::RlsError;
 pub use server::{Listeners, serve};

@@ -14,7 +14,7 @@ use rls::{Listeners, Settings};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let matches = rls::cli::command().get_matches();
+    let matches = rls::cli::command().get_matches_from(rls::cli::as_invoked(std::env::args_os()));
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
@@ -55,6 +55,7 @@ fn run(command: Command) -> anyhow::Result<()> {
 
 fn run_serve(settings: Settings) -> anyhow::Result<()> {
     init_tracing(&settings)?;
+    rls::settings::reference::unread::warn_unread(|name| std::env::var(name).ok());
     runtime()?.block_on(async {
         let listeners = Listeners::bind(&settings).await?;
         rls::serve(listeners, settings, shutdown_signal()).await?;

@@ -1,7 +1,7 @@
-//! `serve`: binds nothing itself (listeners come in bound), loads the quota files, and
-//! runs the gRPC and HTTP servers until `shutdown` resolves; then it drains ([`Lifecycle`]:
-//! unready at once, serving for the drain delay, then no new connections and the calls in
-//! flight finished) and returns.
+//! `serve`: takes its two listeners bound, starts the rules' source (quota files or xDS),
+//! and runs the gRPC (plain or TLS), HTTP and metrics servers until `shutdown` resolves;
+//! then it drains ([`Lifecycle`]: unready at once, serving for the drain delay, then no
+//! new connections and the calls in flight finished) and returns.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,15 +19,16 @@ use tonic_health::ServingStatus;
 use crate::connections::{ConnectionOptions, serve_grpc};
 use crate::decide::Decider;
 use crate::error::RlsError;
-use crate::http::{Readiness, router};
-use crate::reload::Reloader;
+use crate::http::{Readiness, metrics_router, router};
 use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup};
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
 use crate::snapshot::record_load_duration;
+use crate::source::{RuleSource, SourceState};
 use crate::stats::{DRAINING, prometheus};
 use crate::store::redis::RedisStore;
 use crate::store::{BucketStore, MemoryStore};
+use crate::tls::{ServerTls, incoming};
 
 /// How often full buckets and ended windows are dropped from the memory store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -64,21 +65,19 @@ impl Listeners {
     }
 }
 
-/// Serves the quota files named by `settings` on `listeners` until `shutdown` resolves.
-/// Refuses to start on an invalid quota file, with the same message as `rls check`.
+/// Serves the rules `settings` name (quota files, or an xDS server) on `listeners` until
+/// `shutdown` resolves; binds the metrics listener when the settings ask for one. Refuses
+/// to start on an invalid quota file, with the same message as `rls check`.
 pub async fn serve(
     listeners: Listeners,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
+    // The recorder first: the load's duration is recorded at once.
+    prometheus();
     let started = Instant::now();
-    let quotas = settings.quotas.load()?;
+    let quotas = RuleSource::initial_quotas(&settings)?;
     record_load_duration(started.elapsed());
-    tracing::info!(
-        domains = quotas.domains().count(),
-        rules = quotas.rule_count(),
-        "quota files loaded"
-    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
     let rlqs = RlqsOptions::from_settings(&settings)?;
@@ -86,60 +85,78 @@ pub async fn serve(
         BackendKind::Memory => {
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
             let rlqs = RlqsSetup::memory(rlqs);
-            serve_reloading(listeners, decider, rlqs, &settings, shutdown).await
+            serve_source(listeners, decider, rlqs, &settings, shutdown).await
         }
         BackendKind::Redis => {
             let store = RedisStore::new(settings.redis_options(clock.clone())?);
             let decider = Arc::new(Decider::new(quotas, store, clock, options));
             let rlqs = RlqsSetup::redis(&decider, rlqs);
-            serve_reloading(listeners, decider, rlqs, &settings, shutdown).await
+            serve_source(listeners, decider, rlqs, &settings, shutdown).await
         }
     }
 }
 
-/// [`serve_store`], reloading the quota files when they change or on SIGHUP unless the
-/// settings turn that off.
-async fn serve_reloading<S: BucketStore>(
+/// [`serve_store_with`], fed by the settings' rule source, with their TLS and metrics
+/// listener.
+async fn serve_source<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
     rlqs: RlqsSetup,
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
-    let reloader = match (&settings.quotas.config, settings.watch_config) {
-        (Some(path), true) => Some(Arc::new(Reloader::start(
-            decider.clone(),
-            path.clone(),
-            settings.quotas.load_options(),
-        )?)),
-        _ => None,
+    // The recorder first: the source counts its first rule set at once.
+    prometheus();
+    let source = RuleSource::start(decider.clone(), settings)?;
+    let tls = match settings.grpc_tls.files()? {
+        Some(files) => Some(Arc::new(ServerTls::start(files)?)),
+        None => None,
     };
-    let hangups = reloader
-        .clone()
-        .map(|reloader| tokio::spawn(reload_on_hangup(reloader)));
-    let result = serve_with(listeners, decider, rlqs, settings.lifecycle(), shutdown).await;
-    if let Some(hangups) = hangups {
-        hangups.abort();
-    }
-    result
+    let metrics = match settings.metrics.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RlsError::Listen { addr, source })?;
+            Some((listener, settings.metrics.metrics_path.clone()))
+        }
+        None => None,
+    };
+    let options = ServeOptions {
+        tls,
+        metrics,
+        source: Some(source.state()),
+        rlqs: Some(rlqs),
+        lifecycle: settings.lifecycle(),
+    };
+    serve_store_with(listeners, decider, options, shutdown).await
 }
 
-/// Reloads on every SIGHUP, as daemons conventionally do.
-async fn reload_on_hangup(reloader: Arc<Reloader>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the quota files");
-            reloader.reload_now();
+/// What a server has beyond its two listeners; by default none of it, and
+/// [`Lifecycle::IMMEDIATE`].
+pub struct ServeOptions {
+    /// TLS on the gRPC listener.
+    pub tls: Option<Arc<ServerTls>>,
+    /// A listener of its own for the metrics page, and its path.
+    pub metrics: Option<(TcpListener, String)>,
+    /// What the rules' source says, for `/readyz` and `/config`.
+    pub source: Option<watch::Receiver<SourceState>>,
+    /// The RLQS service's options and where its weights meet (default: in this process,
+    /// with the default options).
+    pub rlqs: Option<RlqsSetup>,
+    /// How the server drains and its gRPC connections live.
+    pub lifecycle: Lifecycle,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            tls: None,
+            metrics: None,
+            source: None,
+            rlqs: None,
+            lifecycle: Lifecycle::IMMEDIATE,
         }
     }
-    #[cfg(not(unix))]
-    let _ = reloader;
 }
 
 /// How the server drains and ends once shutdown begins.
@@ -171,21 +188,36 @@ pub async fn serve_store<S: BucketStore>(
     decider: Arc<Decider<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
-    let rlqs = RlqsSetup::memory(RlqsOptions::default());
-    serve_with(listeners, decider, rlqs, Lifecycle::IMMEDIATE, shutdown).await
+    serve_store_with(listeners, decider, ServeOptions::default(), shutdown).await
 }
 
-/// Serves `decider` on `listeners` until `shutdown` resolves, with the RLQS service set up
-/// as `rlqs` says: gRPC (the rate limit service, RLQS and `grpc.health.v1`) and HTTP.
-/// When `shutdown` resolves, readiness and gRPC health turn to not serving at once and
-/// everything keeps serving for the drain delay; then the gRPC listener closes, RLQS
-/// streams end, every connection is told to go away, and the calls in flight finish
-/// (within the shutdown timeout). The HTTP port answers, unready, until then.
+/// [`serve_store_with`] with the RLQS service set up as `rlqs` says and `lifecycle`.
 pub async fn serve_with<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
     rlqs: RlqsSetup,
     lifecycle: Lifecycle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    let options = ServeOptions {
+        rlqs: Some(rlqs),
+        lifecycle,
+        ..ServeOptions::default()
+    };
+    serve_store_with(listeners, decider, options, shutdown).await
+}
+
+/// Serves `decider` on `listeners` until `shutdown` resolves, as `options` say: gRPC (the
+/// rate limit service, RLQS and `grpc.health.v1`, plain or TLS), HTTP, and metrics on a
+/// listener of their own if given. When `shutdown` resolves, readiness and gRPC health
+/// turn to not serving at once and everything keeps serving for the drain delay; then
+/// the gRPC listener closes, RLQS streams end, every connection is told to go away, and
+/// the calls in flight finish (within the shutdown timeout). The HTTP ports answer,
+/// unready, until then.
+pub async fn serve_store_with<S: BucketStore>(
+    listeners: Listeners,
+    decider: Arc<Decider<S>>,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
     let sweeper = {
@@ -198,7 +230,7 @@ pub async fn serve_with<S: BucketStore>(
             }
         })
     };
-    let result = run(listeners, decider, rlqs, lifecycle, shutdown).await;
+    let result = run(listeners, decider, options, shutdown).await;
     sweeper.abort();
     result
 }
@@ -206,8 +238,7 @@ pub async fn serve_with<S: BucketStore>(
 async fn run<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
-    rlqs: RlqsSetup,
-    lifecycle: Lifecycle,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
     let grpc_addr = local_addr(&listeners.grpc);
@@ -219,10 +250,17 @@ async fn run<S: BucketStore>(
             .await;
     }
     let readiness = Arc::new(Readiness::default());
+    if let Some(source) = options.source {
+        readiness.follow(source);
+    }
+    let lifecycle = options.lifecycle;
     let draining = metrics::gauge!(DRAINING);
     draining.set(0.0);
     let (stop_grpc, grpc_stopped) = watch::channel(false);
     let (stop_http, http_stopped) = watch::channel(false);
+    let rlqs = options
+        .rlqs
+        .unwrap_or_else(|| RlqsSetup::memory(RlqsOptions::default()));
     // RLQS streams never end by themselves: they end when the gRPC port stops.
     let quota_service = RlqsService::new(
         decider.clone(),
@@ -260,19 +298,21 @@ async fn run<S: BucketStore>(
     let routes = routes.routes().prepare();
     let grpc = async {
         let serving = serve_grpc(
-            listeners.grpc,
+            incoming(listeners.grpc, options.tls),
             routes,
             lifecycle.connections,
             stopped(grpc_stopped),
         );
         tokio::join!(serving, drain);
-        // gRPC is done: the HTTP port may close too, and the process exit.
+        // gRPC is done: the HTTP ports may close too, and the process exit.
         let _ = stop_http.send(true);
     };
     let http = axum::serve(listeners.http, router(decider, readiness, prometheus()))
-        .with_graceful_shutdown(stopped(http_stopped));
+        .with_graceful_shutdown(stopped(http_stopped.clone()));
+    let metrics = serve_metrics(options.metrics, stopped(http_stopped));
     tracing::info!(%grpc_addr, %http_addr, "serving");
-    let ((), http) = tokio::join!(grpc, http);
+    let ((), http, metrics) = tokio::join!(grpc, http, metrics);
+    metrics?;
     http.map_err(|source| RlsError::Listen {
         addr: http_addr,
         source,
@@ -282,6 +322,22 @@ async fn run<S: BucketStore>(
 /// Resolves once `stop` turns true.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Serves the metrics page on a listener of its own, when there is one, until `stopped`.
+async fn serve_metrics(
+    listener: Option<(TcpListener, String)>,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RlsError> {
+    let Some((listener, path)) = listener else {
+        return Ok(());
+    };
+    let addr = local_addr(&listener);
+    tracing::info!(metrics_addr = %addr, %path, "serving metrics");
+    axum::serve(listener, metrics_router(&path, prometheus()))
+        .with_graceful_shutdown(stopped)
+        .await
+        .map_err(|source| RlsError::Listen { addr, source })
 }
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {

@@ -4,8 +4,11 @@
 //! [`reference`](mod@reference).
 
 pub mod answers;
+pub mod metrics;
 pub mod operations;
 pub mod reference;
+pub mod tls;
+pub mod xds;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -72,6 +75,18 @@ pub struct Settings {
     /// The quota files.
     #[command(flatten)]
     pub quotas: QuotaArgs,
+
+    /// Where the rules come from: quota files or an xDS server.
+    #[command(flatten)]
+    pub xds: xds::XdsArgs,
+
+    /// TLS on the gRPC listener.
+    #[command(flatten)]
+    pub grpc_tls: tls::GrpcTlsArgs,
+
+    /// A listener of its own for metrics.
+    #[command(flatten)]
+    pub metrics: metrics::MetricsArgs,
 
     /// Reload the quota files when they change (and on SIGHUP); an invalid change is
     /// refused and the previous files keep serving.

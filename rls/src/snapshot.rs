@@ -209,7 +209,22 @@ impl Snapshots {
 
     /// Records a refused reload: shown until a reload is served.
     pub fn refuse(&self, error: &ConfigError) {
-        self.refused.store(Some(Arc::new(Refusal::of(error))));
+        self.record_refusal(Refusal::of(error));
+    }
+
+    /// Records a refused reload that has no place in a file (an xDS response that is not
+    /// made of rate limit configurations): shown until a reload is served.
+    pub fn refuse_because(&self, message: String) {
+        self.record_refusal(Refusal {
+            at: SystemTime::now(),
+            message,
+            position: None,
+            key_path: None,
+        });
+    }
+
+    fn record_refusal(&self, refusal: Refusal) {
+        self.refused.store(Some(Arc::new(refusal)));
         metrics::gauge!(CONFIG_REFUSED).set(1.0);
     }
 

@@ -236,6 +236,10 @@ const NOT_CHARTED: &[&str] = &[
     // /config shows when and how long; the version is charted.
     "rls_config_loaded_timestamp_seconds",
     "rls_config_load_duration_seconds",
+    // Only with rules from xDS or TLS on the gRPC listener: /readyz and /config report
+    // the feed, the log each refused certificate.
+    "rls_xds_connected",
+    "rls_tls_reloads_total",
     // Malformed RLQS traffic, rare: logged and counted.
     "rls_rlqs_skipped_usages_total",
     "rls_rlqs_untracked_buckets_total",

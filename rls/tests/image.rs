@@ -111,7 +111,7 @@ fn the_copied_workspace_resolves_with_its_lockfile_and_holds_the_binaries_the_im
         .collect();
 
     let run = instructions("RUN").join(" ");
-    let copied: Vec<String> = instructions("COPY")
+    let copied: BTreeSet<String> = instructions("COPY")
         .into_iter()
         .filter(|rest| rest.starts_with("--from=build"))
         .flat_map(|rest| {
@@ -122,7 +122,7 @@ fn the_copied_workspace_resolves_with_its_lockfile_and_holds_the_binaries_the_im
         .collect();
     assert_eq!(
         copied,
-        ["rls", "loadtest"],
+        BTreeSet::from(["loadtest".to_string(), "rls".to_string()]),
         "the image holds rls and loadtest"
     );
     for binary in &copied {
@@ -167,4 +167,23 @@ fn the_image_runs_rls_serve_as_the_deployments_user_on_rls_default_ports() {
         "the image's user is the one the pods run as"
     );
     assert_eq!(pod["containers"][0]["args"], serde_json::json!(["serve"]));
+}
+
+#[test]
+fn the_image_answers_to_the_path_envoy_gateway_runs() {
+    // Envoy Gateway's Deployment runs `/bin/ratelimit` with no argument; rls serves when
+    // started under that name (rls::cli::as_invoked). The link is made in the build stage
+    // and its directory copied.
+    let name = rls::cli::REFERENCE_BINARY;
+    let link = format!("ln -s /usr/local/bin/rls /out/bin/{name}");
+    assert!(
+        instructions("RUN").iter().any(|r| r.contains(&link)),
+        "no `{link}`"
+    );
+    let copy = "--from=build /out/bin/ /bin/".to_string();
+    assert!(instructions("COPY").contains(&copy), "no `COPY {copy}`");
+    let to_local_bin = instructions("COPY")
+        .iter()
+        .any(|c| c.contains("/src/target/release/rls") && c.ends_with("/usr/local/bin/"));
+    assert!(to_local_bin, "the link's target is where rls is copied");
 }

@@ -10,9 +10,15 @@ use std::path::PathBuf;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
+use super::xds::ConfigSource;
 use super::{BackendKind, LogFormat, QuotaArgs, Settings};
 use crate::error::SettingsError;
 use crate::store::redis::redis_url;
+
+mod gateway;
+pub mod unread;
+
+pub use gateway::GATEWAY_VARIABLES;
 
 /// Reads a variable of the environment (injected for tests).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -57,14 +63,14 @@ impl Values<'_> {
         }
     }
 
-    /// Variable `i` as a Go duration (`24h`, `1h30m`, `500ms`), when set to something.
+    /// Variable `i` as a Go duration (`24h`, `1m30s`, `500ms`), when set to something.
     fn duration(&self, i: usize) -> Result<Option<std::time::Duration>, SettingsError> {
         let Some(value) = self.text(i) else {
             return Ok(None);
         };
         humantime::parse_duration(&value)
             .map(Some)
-            .map_err(|_| self.invalid(i, value, "a duration such as 24h, 1h30m or 500ms"))
+            .map_err(|_| self.invalid(i, value, "a duration such as 10s, 1m30s or 24h"))
     }
 
     /// Variable `i` as a ratio from 0 to 1, when set to something.
@@ -214,10 +220,13 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
         },
     },
     Variables {
-        names: &["BACKEND_TYPE"],
+        names: &["BACKEND_TYPE", "REDIS_URL"],
         settings: &["backend"],
+        // The reference's backend is Redis unless told otherwise: a REDIS_URL alone
+        // (Envoy Gateway's Deployment sets no BACKEND_TYPE) means Redis too.
         read: |s, v| match v.lowercase(0).as_deref() {
             Some("redis") => set(&mut s.backend, Some(BackendKind::Redis)),
+            None if v.text(1).is_some() => set(&mut s.backend, Some(BackendKind::Redis)),
             None => Ok(()),
             Some(other) => Err(v.invalid(0, other.into(), "redis (memcache is not supported)")),
         },
@@ -280,7 +289,8 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
 /// Every row of the table, as (variables, settings).
 pub fn rows() -> impl Iterator<Item = (&'static [&'static str], &'static [&'static str])> {
     let quota = QUOTA_VARIABLES.iter().map(|r| (r.names, r.settings));
-    quota.chain(SERVE_VARIABLES.iter().map(|r| (r.names, r.settings)))
+    let serve = SERVE_VARIABLES.iter().chain(GATEWAY_VARIABLES);
+    quota.chain(serve.map(|r| (r.names, r.settings)))
 }
 
 /// Reads each row of `rows` whose settings `matches` left unset into `target`.
@@ -325,7 +335,7 @@ impl QuotaArgs {
 
 impl Settings {
     /// Fills every setting still at its default from the reference service's variable of
-    /// the same meaning ([`QUOTA_VARIABLES`], [`SERVE_VARIABLES`]). `matches` tells which
+    /// the same meaning ([`QUOTA_VARIABLES`], [`SERVE_VARIABLES`], [`GATEWAY_VARIABLES`]). `matches` tells which
     /// settings came from a flag or an `RLS_*` variable; `env` reads the environment.
     pub fn apply_reference_env(
         &mut self,
@@ -333,7 +343,18 @@ impl Settings {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(), SettingsError> {
         apply(QUOTA_VARIABLES, &mut self.quotas, matches, &env)?;
-        apply(SERVE_VARIABLES, self, matches, &env)
+        apply(SERVE_VARIABLES, self, matches, &env)?;
+        apply(GATEWAY_VARIABLES, self, matches, &env)?;
+        // The reference reads no quota files with CONFIG_TYPE=GRPC_XDS_SOTW, whatever
+        // RUNTIME_ROOT says (Envoy Gateway sets both); a --config given is refused later.
+        let config_given = matches!(
+            matches.value_source("config"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        if self.xds.config_source == ConfigSource::Xds && !config_given {
+            self.quotas.config = None;
+        }
+        Ok(())
     }
 }
 

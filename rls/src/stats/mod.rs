@@ -209,13 +209,13 @@ pub const METRICS: &[Metric] = &[
         "rls_config_reloads_total",
         Kind::Counter,
         "result",
-        "Reloads of the quota files, by result: loaded, refused.",
+        "Reloads of the quota files, or rule sets from xDS, by result: loaded, refused.",
     ),
     metric(
         CONFIG_VERSION,
         Kind::Gauge,
         "",
-        "Version of the quota files serving: 1 at start, one more per reload served.",
+        "Version of the rules serving: 1 at start, one more per reload (or xDS rule set) served.",
     ),
     metric(
         CONFIG_LOADED,
@@ -240,6 +240,19 @@ pub const METRICS: &[Metric] = &[
         Kind::Gauge,
         "",
         "1 while the last reload was refused (the previous files serve), else 0.",
+    ),
+    // Rules from xDS, TLS on the gRPC listener.
+    metric(
+        "rls_xds_connected",
+        Kind::Gauge,
+        "",
+        "With rules from xDS: 1 while the stream to the management server is up, else 0.",
+    ),
+    metric(
+        "rls_tls_reloads_total",
+        Kind::Counter,
+        "result",
+        "With TLS on the gRPC listener: its files read again after a change, by result: loaded, refused.",
     ),
     // RLQS (docs/rlqs.md).
     metric(

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod ads;
+pub mod certs;
 pub mod envoy;
 pub mod gated;
 pub mod istio;
@@ -9,6 +11,8 @@ pub mod manifest;
 pub mod process;
 pub mod redis;
 pub mod scrape;
+pub mod serve;
+pub mod tls;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -27,8 +31,6 @@ use rls::store::{Batch, BucketStore, Check, MemoryStore, Meter, Role};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 /// 2023-11-14T22:13:20Z: 20 seconds into a minute, so fixed windows are not aligned with
@@ -40,8 +42,7 @@ pub struct TestServer {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub clock: FakeClock,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), rls::RlsError>>,
+    server: serve::ServerTask,
 }
 
 impl TestServer {
@@ -99,20 +100,15 @@ impl TestServer {
         };
         let grpc = listeners.grpc.local_addr().expect("grpc addr");
         let http = listeners.http.local_addr().expect("http addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(rls::server::serve_store(
-            listeners,
-            Arc::new(decider),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let decider = Arc::new(decider);
+        let server = serve::ServerTask::spawn(|shutdown| {
+            rls::server::serve_store(listeners, decider, shutdown)
+        });
         TestServer {
             grpc,
             http,
             clock,
-            stop: Some(stop),
-            task,
+            server,
         }
     }
 
@@ -124,14 +120,8 @@ impl TestServer {
     }
 
     /// Stops the server and waits until it has finished.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task)
-            .await
-            .expect("server task")
-            .expect("server ends cleanly");
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

@@ -13,7 +13,10 @@ struct Cli {
     settings: Settings,
 }
 
-fn settings_from(args: &[&str], vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+pub(super) fn settings_from(
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<Settings, SettingsError> {
     let matches = Cli::command()
         .try_get_matches_from(args.iter().copied())
         .expect("arguments parse");
