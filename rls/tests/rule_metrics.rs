@@ -244,5 +244,8 @@ async fn a_reload_keeps_the_values_already_counted_within_the_bound() {
             .await
             .expect("answered");
     }
-    assert_eq!(series_of(TOTAL_HITS, "reloaded").len(), 11);
+    let series = series_of(TOTAL_HITS, "reloaded");
+    assert_eq!(series.len(), 11);
+    let total: f64 = series.iter().map(|s| s.value).sum();
+    assert_eq!(total, 20.0, "the counts carry on across the reload");
 }
