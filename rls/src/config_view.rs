@@ -1,7 +1,8 @@
 //! `GET /config`: the quota files serving — their version, when they were loaded, the
 //! last refused reload (file, line, column, key path) until a reload is served, and every
 //! rule with where it came from — as text, or as JSON with `?format=json`. Built from the
-//! snapshot alone: no setting (and so no Redis password or TLS key) is shown.
+//! snapshot alone, and the rules' source's line (with xDS, the server's address): no other
+//! setting (and so no Redis password or TLS key) is shown.
 
 use std::fmt::Write;
 use std::time::SystemTime;

@@ -15,6 +15,7 @@
 //! - [`admission`]: the line of requests waiting for a turn to be decided.
 //! - [`request`]: what a well-formed request is.
 //! - [`headers`]: the RateLimit-* response headers.
+//! - [`health`]: `grpc.health.v1`, in step with readiness.
 //! - [`outcome`]: answers and refusals counted, for gRPC and `/json` alike.
 //! - [`stats`]: every metric exported, the Prometheus recorder, per-rule counters.
 //! - [`snapshot`]: the quota files serving, their per-rule counters, and reloads.
@@ -66,6 +67,7 @@ pub mod connections;
 pub mod decide;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod http;
 pub mod metadata;
 pub mod outcome;

@@ -14,11 +14,11 @@ use proto::rls::rate_limit_service_server::RateLimitServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
-use tonic_health::ServingStatus;
 
 use crate::connections::{ConnectionOptions, serve_grpc};
 use crate::decide::Decider;
 use crate::error::RlsError;
+use crate::health::Health;
 use crate::http::{Readiness, metrics_router, router};
 use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup};
 use crate::service::RlsService;
@@ -32,15 +32,6 @@ use crate::tls::{ServerTls, incoming};
 
 /// How often full buckets and ended windows are dropped from the memory store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Names under which `grpc.health.v1` reports: the default, each service's full name,
-/// and the reference service's `ratelimit`.
-const HEALTH_NAMES: [&str; 4] = [
-    "",
-    "envoy.service.ratelimit.v3.RateLimitService",
-    "envoy.service.rate_limit_quota.v3.RateLimitQuotaService",
-    "ratelimit",
-];
 
 /// The two bound listeners.
 pub struct Listeners {
@@ -243,16 +234,14 @@ async fn run<S: BucketStore>(
 ) -> Result<(), RlsError> {
     let grpc_addr = local_addr(&listeners.grpc);
     let http_addr = local_addr(&listeners.http);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in HEALTH_NAMES {
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
+    let (reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::default());
-    if let Some(source) = options.source {
-        readiness.follow(source);
-    }
+    let health = Health::new(reporter, readiness.clone());
+    let following = options.source.map(|source| {
+        readiness.follow(source.clone());
+        health.follow(source)
+    });
+    health.report().await;
     let lifecycle = options.lifecycle;
     let draining = metrics::gauge!(DRAINING);
     draining.set(0.0);
@@ -274,11 +263,7 @@ async fn run<S: BucketStore>(
             shutdown.await;
             readiness.drain();
             draining.set(1.0);
-            for name in HEALTH_NAMES {
-                health
-                    .set_service_status(name, ServingStatus::NotServing)
-                    .await;
-            }
+            health.report().await;
             tracing::info!(
                 delay = ?lifecycle.drain_delay,
                 "shutting down: unready, serving until the drain delay ends"
@@ -312,6 +297,9 @@ async fn run<S: BucketStore>(
     let metrics = serve_metrics(options.metrics, stopped(http_stopped));
     tracing::info!(%grpc_addr, %http_addr, "serving");
     let ((), http, metrics) = tokio::join!(grpc, http, metrics);
+    if let Some(following) = following {
+        following.abort();
+    }
     metrics?;
     http.map_err(|source| RlsError::Listen {
         addr: http_addr,
