@@ -391,6 +391,9 @@ fn assert_service_metrics(scrape: &str) {
     assert_eq!(one("rls_redis_call_duration_seconds_count", &shard), calls);
     // The files loaded at start still serve, beside the refused change.
     assert_eq!(one("rls_config_version", &[]), 1.0);
+    // Loaded at start, this century; the refused reload's load timed.
+    assert!(one("rls_config_loaded_timestamp_seconds", &[]) > 1.7e9);
+    assert!(one("rls_config_load_duration_seconds", &[]) > 0.0);
     assert_eq!(one("rls_config_rules", &[]), 2.0);
     assert_eq!(
         one("rls_config_reloads_total", &[("result", "refused")]),
