@@ -10,6 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ads::AdsServer;
 use common::process::RlsProcess;
 use common::redis::RedisServer;
 use common::scrape::{samples, value};
@@ -236,9 +237,7 @@ const NOT_CHARTED: &[&str] = &[
     // /config shows when and how long; the version is charted.
     "rls_config_loaded_timestamp_seconds",
     "rls_config_load_duration_seconds",
-    // Only with rules from xDS or TLS on the gRPC listener: /readyz and /config report
-    // the feed, the log each refused certificate.
-    "rls_xds_connected",
+    // Only with TLS on the gRPC listener: the log names each refused certificate.
     "rls_tls_reloads_total",
     // Malformed RLQS traffic, rare: logged and counted.
     "rls_rlqs_skipped_usages_total",
@@ -258,8 +257,9 @@ descriptors:
 
 /// Runs `rls serve` on Redis, with a bound on requests decided at once, and traffic of
 /// every kind the queries read (answers, an invalid request, rules over their limit, the
-/// over-limit cache, a refused reload), and on memory; returns a scrape of each.
-fn scrape_after_traffic() -> [String; 2] {
+/// over-limit cache, a refused reload), on memory, and with rules from an xDS server;
+/// returns a scrape of each.
+fn scrape_after_traffic() -> [String; 3] {
     let memory_dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(memory_dir.path().join("dash.yaml"), QUOTAS).expect("write");
     let config = memory_dir.path().to_str().expect("utf-8 path").to_owned();
@@ -299,7 +299,24 @@ fn scrape_after_traffic() -> [String; 2] {
         drop(reports);
         text
     });
-    [redis_scrape, memory_scrape]
+    let xds_scrape = runtime.block_on(scrape_fed_by_xds());
+    [redis_scrape, memory_scrape, xds_scrape]
+}
+
+/// A scrape of an rls whose rules come from an xDS server the test runs, once its first
+/// set is served.
+async fn scrape_fed_by_xds() -> String {
+    let ads = AdsServer::start(None).await;
+    ads.push("v1", Vec::new());
+    let url = ads.url(false);
+    let server = tokio::task::spawn_blocking(move || {
+        let args = ["--config-source", "xds", "--xds-server", &url];
+        RlsProcess::start(&args, &["serving", "xDS rule set applied"])
+    })
+    .await
+    .expect("rls starts");
+    let (_, text) = common::http(([127, 0, 0, 1], server.http).into(), "GET", "/metrics", "").await;
+    text
 }
 
 fn scrape_redis_after_traffic() -> String {
