@@ -322,15 +322,43 @@ fn apply<T>(
 
 impl QuotaArgs {
     /// Fills every quota setting still at its default from the reference service's
-    /// variables ([`QUOTA_VARIABLES`]). `matches` tells which settings came from a flag or
-    /// an `RLS_*` variable; `env` reads the environment.
+    /// variables ([`QUOTA_VARIABLES`]), as `rls serve` does. `matches` tells which
+    /// settings came from a flag or an `RLS_*` variable; `env` reads the environment.
+    /// Where `rls serve` would take its rules from an xDS server (`RLS_CONFIG_SOURCE=xds`
+    /// or `CONFIG_TYPE=GRPC_XDS_SOTW`) and so read no quota files, whatever `RUNTIME_ROOT`
+    /// says, `--config` (or `RLS_CONFIG`) must name the files: `rls check` then refuses
+    /// rather than check files `serve` would not load.
     pub fn apply_reference_env(
         &mut self,
         matches: &ArgMatches,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(), SettingsError> {
+        if rules_from_xds(&env) && !config_given(matches) {
+            return Err(SettingsError::Conflict {
+                setting: "CONFIG_TYPE",
+                reason: "the environment takes the rules from an xDS server, and rls serve \
+                         reads no quota files with it: pass --config to check some",
+            });
+        }
         apply(QUOTA_VARIABLES, self, matches, &env)
     }
+}
+
+/// Whether `rls serve`, given the environment `env` and no `--config-source` flag, takes
+/// its rules from an xDS server: `RLS_CONFIG_SOURCE`, else `CONFIG_TYPE`.
+fn rules_from_xds(env: &impl Fn(&str) -> Option<String>) -> bool {
+    match env("RLS_CONFIG_SOURCE") {
+        Some(source) => source.eq_ignore_ascii_case("xds"),
+        None => env("CONFIG_TYPE").is_some_and(|t| t.eq_ignore_ascii_case("GRPC_XDS_SOTW")),
+    }
+}
+
+/// Whether `--config` came from the command line or `RLS_CONFIG`.
+fn config_given(matches: &ArgMatches) -> bool {
+    matches!(
+        matches.value_source("config"),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
 }
 
 impl Settings {
@@ -347,11 +375,7 @@ impl Settings {
         apply(GATEWAY_VARIABLES, self, matches, &env)?;
         // The reference reads no quota files with CONFIG_TYPE=GRPC_XDS_SOTW, whatever
         // RUNTIME_ROOT says (Envoy Gateway sets both); a --config given is refused later.
-        let config_given = matches!(
-            matches.value_source("config"),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
-        if self.xds.config_source == ConfigSource::Xds && !config_given {
+        if self.xds.config_source == ConfigSource::Xds && !config_given(matches) {
             self.quotas.config = None;
         }
         Ok(())
