@@ -5,6 +5,7 @@
 //! move to a new connection, so the loop is ours: hyper's graceful shutdown per
 //! connection, at its own jittered age and on shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::io;
@@ -12,11 +13,14 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::service::Routes;
+use tonic::body::Body;
+use tower::Service;
 
 use crate::stats::{GRPC_CONNECTIONS, GRPC_CONNECTIONS_AGED};
 use crate::tls::GrpcStream;
@@ -35,16 +39,18 @@ pub struct ConnectionOptions {
     pub shutdown_timeout: Duration,
 }
 
-/// Serves `routes` on the connections of `incoming` (the gRPC listener's, plain or TLS:
+/// Serves `routes` (tonic's, with their layers) on the connections of `incoming` (the gRPC listener's, plain or TLS:
 /// [`crate::tls::incoming`]) until `stop` resolves; then stops accepting (the listener
 /// closes), tells every connection to go away and returns once their calls have finished,
 /// or when `shutdown_timeout` has passed, closing those still open.
-pub async fn serve_grpc(
+pub async fn serve_grpc<S>(
     mut incoming: Pin<Box<dyn Stream<Item = io::Result<GrpcStream>> + Send>>,
-    routes: Routes,
+    routes: S,
     options: ConnectionOptions,
     stop: impl Future<Output = ()>,
-) {
+) where
+    S: GrpcService,
+{
     let (going_away, told) = watch::channel(false);
     let mut connections = JoinSet::new();
     let open = metrics::gauge!(GRPC_CONNECTIONS);
@@ -94,9 +100,9 @@ pub async fn serve_grpc(
 
 /// One connection: served until it ends, told to go away at `age` (then closed `grace`
 /// later if still open) or when `going_away` turns true (then left to finish).
-async fn serve_connection(
+async fn serve_connection<S: GrpcService>(
     stream: GrpcStream,
-    routes: Routes,
+    routes: S,
     age: Option<Duration>,
     grace: Duration,
     mut going_away: watch::Receiver<bool>,
@@ -138,6 +144,23 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// The gRPC services as one connection serves them: tonic's routes, with layers.
+pub trait GrpcService:
+    Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
 }
 
 /// Where a connection is in its life.

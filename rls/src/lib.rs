@@ -7,6 +7,7 @@
 //! - [`cli`]: the command line, `serve`, `check`, `query` and `render`.
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
+//! - [`refusal`]: gRPC requests the decoder refuses, answered `INVALID_ARGUMENT`.
 //! - [`rlqs`]: gRPC `StreamRateLimitQuotas`: quota shares that Envoy enforces itself.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
 //! - [`connections`]: the gRPC port's connections: maximum age, GOAWAY, draining.
@@ -72,6 +73,7 @@ pub mod http;
 pub mod metadata;
 pub mod outcome;
 pub mod query;
+pub mod refusal;
 pub mod reload;
 pub mod render;
 pub mod request;

@@ -88,3 +88,9 @@ impl Drop for InFlight<'_> {
         self.outcomes.in_flight.decrement(1);
     }
 }
+
+/// Counts one request refused as `kind` before it reached the decider (a body or message
+/// over `--max-request-bytes`, bytes that are no request).
+pub fn count_refusal(kind: ErrorKind) {
+    metrics::counter!("rls_errors_total", "kind" => kind.label()).increment(1);
+}

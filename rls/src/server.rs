@@ -14,13 +14,16 @@ use proto::rls::rate_limit_service_server::RateLimitServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
+use tonic_health::pb::health_server::HealthServer;
+use tower::Layer;
 
-use crate::connections::{ConnectionOptions, serve_grpc};
+use crate::connections::{ConnectionOptions, GrpcService, serve_grpc};
 use crate::decide::Decider;
 use crate::error::RlsError;
 use crate::health::Health;
 use crate::http::{Readiness, metrics_router, router};
-use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup};
+use crate::refusal;
+use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup, ShareBackend};
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
 use crate::snapshot::record_load_duration;
@@ -64,7 +67,8 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
-    // The recorder first: the load's duration is recorded at once.
+    // The recorder first: the load's duration is recorded at once, and the Redis shards
+    // report their state as soon as they connect.
     prometheus();
     let started = Instant::now();
     let quotas = RuleSource::initial_quotas(&settings)?;
@@ -72,7 +76,7 @@ pub async fn serve(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
     let rlqs = RlqsOptions::from_settings(&settings)?;
-    match settings.backend {
+    match settings.backend_kind()? {
         BackendKind::Memory => {
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
             let rlqs = RlqsSetup::memory(rlqs);
@@ -273,18 +277,11 @@ async fn run<S: BucketStore>(
             let _ = stop_grpc.send(true);
         }
     };
-    let mut routes = Routes::builder();
-    routes
-        .add_service(health_service)
-        .add_service(RateLimitServiceServer::new(RlsService::new(
-            decider.clone(),
-        )))
-        .add_service(RateLimitQuotaServiceServer::new(quota_service));
-    let routes = routes.routes().prepare();
+    let service = grpc_service(&decider, health_service, quota_service);
     let grpc = async {
         let serving = serve_grpc(
             incoming(listeners.grpc, options.tls),
-            routes,
+            service,
             lifecycle.connections,
             stopped(grpc_stopped),
         );
@@ -305,6 +302,26 @@ async fn run<S: BucketStore>(
         addr: http_addr,
         source,
     })
+}
+
+/// The gRPC services: the rate limit service, RLQS and health. Their decoders refuse a
+/// message over --max-request-bytes from its length, before buffering it (the health
+/// service's messages are bounded alike), and the refusal is answered `INVALID_ARGUMENT`.
+fn grpc_service<S: BucketStore, H: tonic_health::pb::health_server::Health>(
+    decider: &Arc<Decider<S>>,
+    health: HealthServer<H>,
+    quotas: RlqsService<impl ShareBackend>,
+) -> impl GrpcService {
+    let max_bytes = decider.bounds().max_bytes;
+    let mut routes = Routes::builder();
+    routes
+        .add_service(health.max_decoding_message_size(max_bytes))
+        .add_service(
+            RateLimitServiceServer::new(RlsService::new(decider.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(RateLimitQuotaServiceServer::new(quotas));
+    refusal::undecodable(max_bytes).layer(routes.routes().prepare())
 }
 
 /// Resolves once `stop` turns true.

@@ -76,7 +76,8 @@ impl Refusal {
     pub fn of(error: &ConfigError) -> Refusal {
         Refusal {
             at: SystemTime::now(),
-            message: error.to_string(),
+            // With its causes, each once, as the log says it.
+            message: config::Report(error).to_string(),
             position: error.position().cloned(),
             key_path: error.key_path().map(str::to_owned),
         }

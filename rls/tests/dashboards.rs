@@ -398,7 +398,7 @@ fn assert_service_metrics(scrape: &str) {
     // One shard, connected; every call's checks counted.
     let shard = samples
         .iter()
-        .find(|s| s.name == "rls_redis_shard_connected")
+        .find(|s| s.name == "rls_redis_shard_up")
         .expect("a shard");
     assert_eq!(shard.value, 1.0);
     let shard = [("shard", shard.labels["shard"].as_str())];

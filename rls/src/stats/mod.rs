@@ -148,7 +148,7 @@ pub const METRICS: &[Metric] = &[
         "rls_backend_errors_total",
         Kind::Counter,
         "kind",
-        "Requests (and RLQS splits) the backend did not answer, by kind: redis (an error), deadline, overload (shed).",
+        "Requests (and RLQS splits) the backend did not answer, by kind: redis (an error), deadline, overload (shed), shard_down (not sent: the shard is down).",
     ),
     metric(
         "rls_backend_failures_total",
@@ -181,10 +181,10 @@ pub const METRICS: &[Metric] = &[
         "Check-script calls to the shard that failed or missed their deadline.",
     ),
     metric(
-        REDIS_SHARD_CONNECTED,
+        "rls_redis_shard_up",
         Kind::Gauge,
         "shard",
-        "1 once the shard's client has connected (it reconnects by itself afterwards), 0 before.",
+        "1 while the shard answers; 0 before its first connection and while it is down (its calls then fail at once).",
     ),
     metric(
         "rls_over_limit_cache_keys",
@@ -321,9 +321,6 @@ pub const REDIS_CALL_DURATION: &str = "rls_redis_call_duration_seconds";
 pub const REDIS_BATCH_CHECKS: &str = "rls_redis_batch_checks";
 /// Failed calls per shard.
 pub const REDIS_CALL_ERRORS: &str = "rls_redis_call_errors_total";
-/// Shard connection state. A shard's state metrics are named `rls_redis_shard_*` and
-/// labelled `shard` with the shard's name as logs give it (its URL without credentials).
-pub const REDIS_SHARD_CONNECTED: &str = "rls_redis_shard_connected";
 /// Version of the serving quota files.
 pub const CONFIG_VERSION: &str = "rls_config_version";
 /// Load time of the serving quota files.

@@ -140,7 +140,7 @@ impl<S: BucketStore> Client<S> {
         let applied = match decode(&response) {
             Ok(configs) => QuotaSet::from_rate_limit_configs(&configs, &self.load).map_err(|e| {
                 snapshots.refuse(&e);
-                e.to_string()
+                config::Report(&e).to_string()
             }),
             Err(error) => {
                 snapshots.refuse_because(error.clone());

@@ -9,8 +9,8 @@ pub struct RlsProcess {
     pub grpc: u16,
     pub http: u16,
     pub child: Child,
-    /// Its log (standard output), as read so far.
-    log: Arc<Mutex<String>>,
+    /// Every line it has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// The `rls` binary.
@@ -46,25 +46,25 @@ impl RlsProcess {
         let mut lines = BufReader::new(stdout).lines();
         let mut waiting: Vec<&str> = wait_for.to_vec();
         let (mut grpc, mut http) = (None, None);
-        let log = Arc::new(Mutex::new(String::new()));
-        let keep = |line: &str, log: &Mutex<String>| {
-            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-            log.push_str(line);
-            log.push('\n');
-        };
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = |line: String| log.lock().expect("log").push(line);
         while !waiting.is_empty() || grpc.is_none() || http.is_none() {
             match lines.next() {
                 Some(Ok(line)) => {
-                    keep(&line, &log);
                     waiting.retain(|w| !line.contains(w));
                     grpc = grpc.or_else(|| port_of(&line, "grpc_addr="));
                     http = http.or_else(|| port_of(&line, "http_addr="));
+                    keep(line);
                 }
                 other => panic!("rls serve ended while waiting for {waiting:?}: {other:?}"),
             }
         }
-        let kept = log.clone();
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| keep(&l, &kept)));
+        let rest = log.clone();
+        std::thread::spawn(move || {
+            lines
+                .map_while(Result::ok)
+                .for_each(|line| rest.lock().expect("log").push(line))
+        });
         RlsProcess {
             grpc: grpc.unwrap_or_default(),
             http: http.unwrap_or_default(),
@@ -73,9 +73,16 @@ impl RlsProcess {
         }
     }
 
-    /// Its log so far.
+    /// The lines logged so far that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        let log = self.log.lock().expect("log");
+        log.iter().filter(|l| l.contains(text)).cloned().collect()
+    }
+
+    /// Its log so far, one line after another.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let log = self.log.lock().expect("log");
+        log.iter().map(|l| format!("{l}\n")).collect()
     }
 
     /// `http://127.0.0.1:GRPC`.

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::connect::{Connection, Link};
 use super::failure::{Cause, Failure, RedisError, client_failure};
+use super::health::Health;
 use super::script::{CHECK_BUCKETS, check_call, reply_integers};
 use super::shard::ShardOptions;
 use crate::stats::{REDIS_BATCH_CHECKS, REDIS_CALL_DURATION, REDIS_CALL_ERRORS};
@@ -129,8 +130,14 @@ impl Batcher {
                 .fetch_add(groups.len() as u64, Ordering::Relaxed);
             counters.checks.fetch_add(checks as u64, Ordering::Relaxed);
             let link = connection.link();
+            let shard = Target {
+                script: &script,
+                name: &name,
+                health: connection.health(),
+                metrics: &metrics,
+            };
             for jobs in groups {
-                in_flight.push(send(&script, link.clone(), &name, &metrics, jobs, now));
+                in_flight.push(send(shard, link.clone(), jobs, now));
             }
         }
         while in_flight.next().await.is_some() {}
@@ -177,13 +184,25 @@ async fn gather(
     (jobs, checks)
 }
 
-/// Sends one script call for `jobs` and hands each its reply; yields the round trip if
-/// the call succeeded.
+/// Where a batcher's calls go: the script, and the shard's name, health and metrics.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    script: &'a Script,
+    name: &'a Arc<str>,
+    health: &'a Health,
+    metrics: &'a CallMetrics,
+}
+
+/// Sends one script call for `jobs`, hands each its reply, and tells the shard's health
+/// whether Redis answered; yields the round trip if the call succeeded.
 async fn send(
-    script: &Script,
+    Target {
+        script,
+        name,
+        health,
+        metrics,
+    }: Target<'_>,
     link: Option<Arc<Link>>,
-    name: &Arc<str>,
-    metrics: &CallMetrics,
     jobs: Vec<Job>,
     now: Instant,
 ) -> Option<Duration> {
@@ -200,6 +219,17 @@ async fn send(
             .unwrap_or(Err(Failure::Deadline)),
         None => Err(RedisError::new(name, Cause::NotConnected).into()),
     };
+    match &result {
+        // A malformed reply is still an answer: the shard is reachable.
+        Ok(_)
+        | Err(Failure::Redis(RedisError {
+            cause: Cause::Reply(_),
+            ..
+        })) => health.answered(),
+        Err(failure @ Failure::Deadline) => health.failed(failure, true),
+        Err(failure @ Failure::Redis(_)) => health.failed(failure, false),
+        Err(Failure::Overload | Failure::InFlight) => {}
+    }
     let took = result.is_ok().then(|| started.elapsed());
     match took {
         Some(took) => metrics.duration.record(took.as_secs_f64()),
