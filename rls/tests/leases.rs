@@ -92,7 +92,12 @@ async fn a_hot_bucket_is_answered_from_leases_as_redis_alone_would_answer() {
             let a = leased.check(&batch, false).await.expect("leased");
             let b = plain.check(&batch, false).await.expect("plain");
             if phase == "over" {
-                assert_eq!(a, b, "{phase}, check {n}");
+                // The answers; which of them a cache gave may differ.
+                assert_eq!(
+                    (&a.decisions, a.denied),
+                    (&b.decisions, b.denied),
+                    "{phase}, check {n}"
+                );
             } else {
                 assert!(!a.denied && !b.denied, "{phase}, check {n}: {a:?} {b:?}");
             }

@@ -105,11 +105,11 @@ impl Leasing {
                 }
             }
             if !buckets.is_empty() {
-                self.count_call();
+                self.count_call(shard);
                 shard.refund(now, buckets).await?;
             }
             if !hits.is_empty() {
-                self.count_call();
+                self.count_call(shard);
                 shard.invoke(&return_call(&self.give, &hits)).await?;
             }
             Ok::<(), Failure>(())
@@ -124,10 +124,11 @@ impl Leasing {
         }
     }
 
-    fn count_call(&self) {
+    fn count_call(&self, shard: &Shard) {
         self.leases.calls.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("rls_redis_calls_total").increment(1);
-        metrics::counter!("rls_lease_calls_total").increment(1);
+        let label = || [("shard", shard.name().to_string())];
+        metrics::counter!("rls_redis_calls_total", &label()).increment(1);
+        metrics::counter!("rls_lease_calls_total", &label()).increment(1);
     }
 
     /// Asks for `wants` in the background, one call per shard (or slot); each lease is
@@ -149,8 +150,8 @@ impl Leasing {
                     .map(|w| (w.redis_key.clone(), w.meter, w.tokens))
                     .collect();
                 let meters: Vec<Meter> = asked.iter().map(|a| a.1).collect();
-                leasing.count_call();
                 let shard = &leasing.shards[group.shard];
+                leasing.count_call(shard);
                 let invocation = take_call(&leasing.take, leasing.now_arg(sent), &asked);
                 let reply = tokio::time::timeout(leasing.deadline, shard.invoke(&invocation)).await;
                 match reply.map(|r| r.map(|v| decode_taken(v, &meters))) {
@@ -201,6 +202,24 @@ fn sub_batch(batch: &Batch, keep: &[usize]) -> Batch {
 }
 
 impl RedisStore {
+    /// Script calls sent so far over all shards (Redis round trips): checks, and leases
+    /// taken or handed back.
+    pub fn script_calls(&self) -> u64 {
+        let leases = self.leasing.as_ref();
+        let leases = leases.map_or(0, |l| l.leases.calls.load(Ordering::Relaxed));
+        self.shards.iter().map(Shard::calls).sum::<u64>() + leases
+    }
+
+    /// The largest lease held so far, in tokens (0 when not leasing).
+    pub fn largest_lease(&self) -> u64 {
+        self.leasing.as_ref().map_or(0, |l| l.leases.largest())
+    }
+
+    /// Tokens the leases hold now, not yet given out (0 when not leasing).
+    pub fn leased_tokens(&self) -> u64 {
+        self.leasing.as_ref().map_or(0, |l| l.leases.held())
+    }
+
     /// The verdict from leases alone, when every check of `batch` has a live lease with
     /// enough tokens; grants are asked for leases that run low. No I/O.
     pub(super) fn serve_leased(&self, batch: &Batch) -> Option<Verdict> {
@@ -262,11 +281,16 @@ impl RedisStore {
             .filter(|&i| plan.served[i].is_none())
             .collect();
         let mut decisions: Vec<Decision> = Vec::with_capacity(batch.checks.len());
+        // Checks the over-limit cache answered (a lease's answers are not the cache's).
+        let mut cached = Vec::new();
         if rest.is_empty() {
             decisions.extend(plan.served.iter().flatten());
         } else {
             let from_redis = match self.check_redis(&sub_batch(batch, &rest), deadline).await {
-                Ok(verdict) => verdict.decisions,
+                Ok(verdict) => {
+                    cached.extend(verdict.cached.iter().map(|&i| rest[i]));
+                    verdict.decisions
+                }
                 Err(failure) => {
                     leasing.leases.undo(batch, &plan.served, |_| true);
                     return Err(failure);
@@ -296,7 +320,11 @@ impl RedisStore {
             .map(|d| !denied && d.is_allowed())
             .collect();
         leasing.grant(leasing.leases.wants(batch, &allowed));
-        Ok(Verdict { decisions, denied })
+        Ok(Verdict {
+            decisions,
+            denied,
+            cached,
+        })
     }
 }
 

@@ -13,10 +13,9 @@
 //! fast while a shard is down, and probes it), `script.rs` (the Lua scripts, their
 //! arguments and replies), `cache.rs` (buckets known to be empty, answered locally),
 //! `lease.rs`, `lease_bucket.rs`, `lease_flow.rs` and `lease_script.rs` (tokens of hot
-//! buckets leased ahead),
-//! `failure.rs` (why Redis gave no answer, and the failure mode that answers instead),
-//! `sentinel.rs` (a primary found and followed through Redis Sentinel), `cluster.rs` (a
-//! cluster's primaries followed when one vanishes).
+//! buckets leased ahead), `failure.rs` (why Redis gave no answer, and the failure mode
+//! that answers instead), `sentinel.rs` (a primary followed through Redis Sentinel),
+//! `cluster.rs` (a cluster's primaries followed when one vanishes).
 
 mod asker;
 mod batcher;
@@ -37,7 +36,6 @@ mod shard;
 use std::collections::BTreeMap;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -134,6 +132,7 @@ impl RedisStore {
         // rustls needs a process-wide crypto provider for rediss://; installing it twice
         // (several stores in one process) fails harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        register_metrics(options.on_error);
         let placer = Placer::new(options.key_prefix, &options.endpoints);
         let shards: Arc<Vec<Shard>> = Arc::new(
             options
@@ -179,24 +178,6 @@ impl RedisStore {
         for shard in self.shards.iter() {
             shard.wait_up().await;
         }
-    }
-
-    /// Script calls sent so far over all shards (Redis round trips): checks, and leases
-    /// taken or handed back.
-    pub fn script_calls(&self) -> u64 {
-        let leases = self.leasing.as_ref();
-        let leases = leases.map_or(0, |l| l.leases.calls.load(Ordering::Relaxed));
-        self.shards.iter().map(Shard::calls).sum::<u64>() + leases
-    }
-
-    /// The largest lease held so far, in tokens (0 when not leasing).
-    pub fn largest_lease(&self) -> u64 {
-        self.leasing.as_ref().map_or(0, |l| l.leases.largest())
-    }
-
-    /// Tokens the leases hold now, not yet given out (0 when not leasing).
-    pub fn leased_tokens(&self) -> u64 {
-        self.leasing.as_ref().map_or(0, |l| l.leases.held())
     }
 
     /// Checks sent to Redis so far over all shards (those the cache answered are not).
@@ -292,6 +273,9 @@ impl RedisStore {
     /// The verdict from Redis for a batch whose stop-increment needs no peek.
     async fn check_parts(&self, batch: &Batch, deadline: Instant) -> Result<Verdict, Failure> {
         let (mut decisions, probes) = self.consult_cache(batch).await;
+        let cached: Vec<usize> = (decisions.iter().enumerate())
+            .filter_map(|(i, known)| known.is_some().then_some(i))
+            .collect();
         // One script call per shard; in a cluster per slot (descriptor), the keys one
         // script may touch.
         let mut parts: BTreeMap<CallGroup, Part> = BTreeMap::new();
@@ -304,10 +288,11 @@ impl RedisStore {
         }
         // Answered entirely from the cache: no Redis call at all.
         if decisions.iter().all(Option::is_some) {
-            return Ok(Verdict::of(
-                batch,
-                decisions.into_iter().flatten().collect(),
-            ));
+            let decisions = decisions.into_iter().flatten().collect();
+            return Ok(Verdict {
+                cached,
+                ..Verdict::of(batch, decisions)
+            });
         }
         let fold = parts.len() == 1;
         let now = self.now_arg(batch);
@@ -354,7 +339,11 @@ impl RedisStore {
         if !fold && denied && !charged.is_empty() {
             self.refund(batch, &charged, &mut decisions).await?;
         }
-        Ok(Verdict { decisions, denied })
+        Ok(Verdict {
+            decisions,
+            denied,
+            cached,
+        })
     }
 
     /// What the over-limit cache answers for each check of `batch` (`None`: ask Redis),
@@ -436,6 +425,20 @@ impl RedisStore {
     }
 }
 
+/// Registers the store's counters at zero, so that dashboards and alerts see them before
+/// the first failure.
+fn register_metrics(on_error: OnBackendError) {
+    // The shards register theirs too: the recorder comes first.
+    let _ = crate::stats::prometheus();
+    for kind in Failure::COUNTED_KINDS {
+        metrics::counter!("rls_backend_errors_total", "kind" => kind).increment(0);
+    }
+    metrics::counter!("rls_backend_failures_total", "mode" => on_error.label()).increment(0);
+    metrics::counter!("rls_over_limit_cache_hits_total").increment(0);
+    metrics::counter!("rls_over_limit_cache_waits_total").increment(0);
+    metrics::gauge!("rls_over_limit_cache_keys").set(0.0);
+}
+
 impl BucketStore for RedisStore {
     async fn check(&self, batch: &Batch, shed: bool) -> Result<Verdict, RlsError> {
         let failure = if shed {
@@ -464,6 +467,10 @@ impl BucketStore for RedisStore {
         };
         metrics::counter!("rls_backend_errors_total", "kind" => failure.kind()).increment(1);
         self.failure_mode.answer(batch, failure)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
     }
 
     fn deadline(&self) -> Option<Duration> {

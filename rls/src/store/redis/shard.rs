@@ -133,6 +133,11 @@ impl Shard {
         answer.await.map_err(|_| self.error(Cause::Dropped))?
     }
 
+    /// The shard's name in logs and metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// An error of this shard.
     pub fn error(&self, cause: Cause) -> RedisError {
         RedisError::new(&self.name, cause)
