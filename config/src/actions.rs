@@ -1,6 +1,9 @@
 //! [`RateLimitActions`]: how a request becomes one descriptor, after Envoy's `RateLimit`
 //! and its [`Action`]s (`request_headers`, `remote_address`, `generic_key`,
-//! `header_value_match`).
+//! `header_value_match`, and `masked_remote_address` for `kind: RateLimit` rules), and the
+//! tests a [`HeaderMatcher`] makes of a value.
+
+use std::net::IpAddr;
 
 use serde_saphyr::Spanned;
 
@@ -49,6 +52,15 @@ pub enum Action {
         /// The value.
         descriptor_value: String,
     },
+    /// `("masked_remote_address", "<address>/<len>")`: the client address (the connection's
+    /// peer) masked to the prefix length of its family, as Envoy's `masked_remote_address`
+    /// writes it. Made from a `kind: RateLimit` rule's `match.sourceCIDR`.
+    MaskedRemoteAddress {
+        /// Leading bits kept of an IPv4 address, at most 32.
+        v4_prefix_mask_len: u8,
+        /// Leading bits kept of an IPv6 address, at most 128.
+        v6_prefix_mask_len: u8,
+    },
     /// `(descriptor_key, descriptor_value)` when the headers match (or, with `expect_match`
     /// false, when they do not); otherwise the descriptor is dropped.
     HeaderValueMatch {
@@ -73,6 +85,10 @@ pub struct HeaderMatcher {
     pub rule: MatchRule,
     /// Negate the result.
     pub invert_match: bool,
+    /// Test an absent header as an empty value (Envoy's `treat_missing_header_as_empty`)
+    /// rather than failing every test but `present`. Set by `kind: RateLimit` rules for an
+    /// inverted test, never by a `local` section.
+    pub treat_missing_as_empty: bool,
 }
 
 /// How a [`HeaderMatcher`] tests a header value (case-sensitive).
@@ -88,6 +104,155 @@ pub enum MatchRule {
     Contains(String),
     /// The header is present (true) or absent (false).
     Present(bool),
+    /// The whole value matches this regular expression (a `kind: RateLimit` rule's
+    /// `matchType: regex`).
+    Regex(Regex),
+    /// The value, a request's `:authority`, selects one of these virtual hosts (a `kind:
+    /// RateLimit` resource's `hosts`).
+    VirtualHost(VirtualHostMatch),
+}
+
+/// A regular expression that must match a whole value, as Envoy's `safe_regex` (RE2)
+/// matches. Compared by its pattern.
+#[derive(Clone, Debug)]
+pub struct Regex {
+    pattern: String,
+    anchored: regex::Regex,
+}
+
+impl Regex {
+    /// Compiles `pattern` (regex syntax, close to RE2's) to match whole values; the error
+    /// says why it cannot be.
+    pub fn new(pattern: &str) -> Result<Regex, String> {
+        let anchored = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|err| match err {
+            regex::Error::Syntax(message) => message,
+            regex::Error::CompiledTooBig(limit) => {
+                format!("it compiles to more than {limit} bytes")
+            }
+            other => other.to_string(),
+        })?;
+        Ok(Regex {
+            pattern: pattern.to_owned(),
+            anchored,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether the whole of `value` matches.
+    pub fn is_match(&self, value: &str) -> bool {
+        self.anchored.is_match(value)
+    }
+}
+
+impl PartialEq for Regex {
+    fn eq(&self, other: &Regex) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Eq for Regex {}
+
+/// Which virtual hosts a rule applies to, among every host of a load: a request's
+/// `:authority` selects at most one host of the load as Envoy selects a virtual host
+/// ([`VirtualHosts::select`]), and the rule applies when that host is one of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualHostMatch {
+    /// Every host of the load.
+    pub all: std::sync::Arc<VirtualHosts>,
+    /// Indices into `all` of the rule's hosts.
+    pub own: Vec<usize>,
+}
+
+impl VirtualHostMatch {
+    /// Whether `authority` selects one of the rule's hosts.
+    pub fn is_match(&self, authority: &str) -> bool {
+        self.all
+            .select(authority)
+            .is_some_and(|host| self.own.contains(&host))
+    }
+}
+
+/// The virtual hosts of a proxy, each a domain as Envoy writes them: `name` or `name:port`,
+/// `*.suffix` or `prefix*` (a `*` for at least one character), or `*` alone. Lowercase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VirtualHosts {
+    hosts: Vec<String>,
+}
+
+impl VirtualHosts {
+    /// Adds `host` (lowercased) unless it is already there; its index either way.
+    pub fn add(&mut self, host: &str) -> usize {
+        let host = host.to_ascii_lowercase();
+        match self.hosts.iter().position(|h| *h == host) {
+            Some(index) => index,
+            None => {
+                self.hosts.push(host);
+                self.hosts.len() - 1
+            }
+        }
+    }
+
+    /// The host `authority` selects, as Envoy picks a virtual host by the `:authority`
+    /// (lowercased, port included): the host equal to it, else the longest `*suffix` host
+    /// whose suffix ends it, else the longest `prefix*` host whose prefix starts it (a `*`
+    /// stands for at least one character), else `*`.
+    pub fn select(&self, authority: &str) -> Option<usize> {
+        let authority = authority.to_ascii_lowercase();
+        let best = |wildcard: fn(&str) -> Option<&str>, fits: &dyn Fn(&str) -> bool| {
+            (self.hosts.iter().enumerate())
+                .filter_map(|(i, h)| wildcard(h).map(|part| (i, part)))
+                .filter(|(_, part)| !part.is_empty() && part.len() < authority.len() && fits(part))
+                .max_by_key(|(i, part)| (part.len(), std::cmp::Reverse(*i)))
+                .map(|(i, _)| i)
+        };
+        self.hosts
+            .iter()
+            .position(|h| *h == authority)
+            .or_else(|| best(|h| h.strip_prefix('*'), &|s| authority.ends_with(s)))
+            .or_else(|| best(|h| h.strip_suffix('*'), &|p| authority.starts_with(p)))
+            .or_else(|| self.hosts.iter().position(|h| h == "*"))
+    }
+}
+
+impl Action {
+    /// The value Envoy's `masked_remote_address` writes for a client at `address`: the
+    /// address masked to its family's length, then `/` and the length (`192.0.2.0/24`).
+    pub fn masked_remote_address(
+        address: IpAddr,
+        v4_prefix_mask_len: u8,
+        v6_prefix_mask_len: u8,
+    ) -> String {
+        let len = if address.is_ipv4() {
+            v4_prefix_mask_len
+        } else {
+            v6_prefix_mask_len
+        };
+        format!("{}/{len}", mask(address, len))
+    }
+}
+
+/// `address` with every bit past the first `len` cleared.
+pub(crate) fn mask(address: IpAddr, len: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((bits & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((bits & mask).into())
+        }
+    }
 }
 
 /// Validates one `rate_limits` item at `path`.
@@ -291,6 +456,7 @@ fn matcher(
         name: header_name(file, &format!("{path}.name"), &at, name)?,
         rule: rules.remove(0).1,
         invert_match: invert_match.unwrap_or(false),
+        treat_missing_as_empty: false,
     })
 }
 

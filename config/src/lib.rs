@@ -50,7 +50,9 @@ mod xds;
 mod yaml_error;
 mod yaml_nodes;
 
-pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
+pub use actions::{
+    Action, HeaderMatcher, MatchRule, RateLimitActions, Regex, VirtualHostMatch, VirtualHosts,
+};
 pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
 pub use budget::METADATA_NESTING;
 pub use error::{ConfigError, Position};

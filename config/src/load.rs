@@ -11,6 +11,7 @@ use crate::error::{ConfigError, Position};
 use crate::file::{self, DomainFile};
 use crate::local::{self, LocalSection};
 use crate::quota::Algorithm;
+use crate::resource::{Document, LocalRules};
 use crate::tree::Domain;
 
 /// The default [`LoadOptions::max_depth`]: 32 levels, as many as the entries the RLS takes
@@ -150,10 +151,20 @@ impl QuotaSet {
         let mut assembly = Assembly::new(options);
         for (name, text) in sources {
             for document in crate::resource::documents(name, text, options)? {
-                assembly.add(name, document.into_served())?;
+                match document {
+                    Document::Quota(served) => assembly.add(name, served)?,
+                    Document::RateLimit {
+                        resource,
+                        served,
+                        places,
+                    } => {
+                        assembly.add(name, served)?;
+                        assembly.resources.add(resource, places);
+                    }
+                }
             }
         }
-        Ok(assembly.finish(files))
+        assembly.finish(files)
     }
 }
 
@@ -165,6 +176,8 @@ pub(crate) struct Assembly<'o> {
     /// Domain name -> (index in `domains`, where its first `domain:` is).
     seen: HashMap<String, (usize, Position)>,
     local: Option<(LocalSection, Position)>,
+    /// The `kind: RateLimit` resources, for their local rules.
+    resources: LocalRules,
 }
 
 impl<'o> Assembly<'o> {
@@ -174,6 +187,7 @@ impl<'o> Assembly<'o> {
             domains: Vec::new(),
             seen: HashMap::new(),
             local: None,
+            resources: LocalRules::default(),
         }
     }
 
@@ -235,8 +249,23 @@ impl<'o> Assembly<'o> {
         self.domains[index].add_descriptors(name, descriptors, self.options)
     }
 
-    /// The set of every document added; `files` names their sources.
-    pub(crate) fn finish(self, files: Vec<PathBuf>) -> QuotaSet {
+    /// The set of every document added; `files` names their sources. Its local limits
+    /// are the `local` section or the resources' local rules: a load with both is refused.
+    pub(crate) fn finish(self, files: Vec<PathBuf>) -> Result<QuotaSet, ConfigError> {
+        let local = match (self.local, self.resources.first()) {
+            (Some((_, section)), Some((path, at))) => {
+                return Err(ConfigError::Conflict {
+                    at,
+                    path,
+                    other: format!(
+                        "the local section at {section} (the embedded limiter enforces either \
+                         a local section or the local rules of RateLimit resources)"
+                    ),
+                });
+            }
+            (Some((section, _)), None) => Some(section),
+            (None, _) => self.resources.section()?,
+        };
         let mut domains = self.domains;
         domains.sort_by(|a, b| a.name().cmp(b.name()));
         let index = domains
@@ -244,12 +273,12 @@ impl<'o> Assembly<'o> {
             .enumerate()
             .map(|(i, d)| (d.name().to_owned(), i))
             .collect();
-        QuotaSet {
+        Ok(QuotaSet {
             domains,
             index,
             files,
-            local: self.local.map(|(section, _)| section),
-        }
+            local,
+        })
     }
 }
 
