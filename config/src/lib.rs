@@ -10,7 +10,8 @@
 //! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `rate_limit` (the checks that
 //! make limits), `bounds` (the largest limits the
 //! bucket maths keeps exact, [`Excess`]), `local` ([`LocalSection`], after
-//! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
+//! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `matchers` ([`Regex`],
+//! [`VirtualHosts`]: the tests `kind: RateLimit` rules add), `file` (the
 //! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
 //! mapped to a domain and descriptor rules), `xds` (the reference's `RateLimitConfig`
 //! resources, checked as quota files: [`QuotaSet::from_rate_limit_configs`]).
@@ -40,6 +41,7 @@ mod error;
 mod file;
 mod load;
 mod local;
+mod matchers;
 mod pattern;
 mod position;
 mod quota;
@@ -50,9 +52,7 @@ mod xds;
 mod yaml_error;
 mod yaml_nodes;
 
-pub use actions::{
-    Action, HeaderMatcher, MatchRule, RateLimitActions, Regex, VirtualHostMatch, VirtualHosts,
-};
+pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
 pub use budget::METADATA_NESTING;
 pub use error::{ConfigError, Position};
@@ -61,5 +61,6 @@ pub use local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
     Percent, TokenBucket,
 };
+pub use matchers::{Regex, VirtualHostMatch, VirtualHosts};
 pub use quota::{Algorithm, Limit, Rule, Unit};
 pub use tree::Domain;

@@ -9,14 +9,13 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use crate::actions::{
-    Action, HeaderMatcher, MatchRule, RateLimitActions, VirtualHostMatch, VirtualHosts,
-};
+use crate::actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 use crate::error::{ConfigError, Position};
 use crate::local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, Percent,
     TokenBucket,
 };
+use crate::matchers::{VirtualHostMatch, VirtualHosts};
 use crate::resource::descriptor::{DescriptorEntry, EntryAction};
 use crate::resource::model::{HeaderMatch, MatchType, Mode, RateLimitResource, ResourceRule};
 use crate::resource::rule::describe;
@@ -196,5 +195,175 @@ fn matcher(condition: &HeaderMatch) -> HeaderMatcher {
         rule,
         invert_match: condition.invert,
         treat_missing_as_empty: condition.invert && condition.match_type != MatchType::Present,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Action, LoadOptions, MatchRule, QuotaSet};
+
+    const HEAD: &str = "apiVersion: quota.rls.dev/v1alpha1\nkind: RateLimit\n";
+
+    fn load(sources: &[(&str, &str)]) -> Result<QuotaSet, crate::ConfigError> {
+        let options = LoadOptions {
+            merge_domains: true,
+            ..LoadOptions::default()
+        };
+        QuotaSet::from_sources(sources.iter().copied(), &options)
+    }
+
+    fn hosts(list: &[&str]) -> crate::VirtualHosts {
+        let mut hosts = crate::VirtualHosts::default();
+        for host in list {
+            hosts.add(host);
+        }
+        hosts
+    }
+
+    #[test]
+    fn a_host_is_selected_as_envoy_selects_a_virtual_host() {
+        let all = hosts(&[
+            "*.example.com",
+            "*-api.example.com",
+            "shop.example.com",
+            "api.*",
+            "*",
+        ]);
+        let select = |authority: &str| all.select(authority);
+        assert_eq!(select("shop.example.com"), Some(2));
+        assert_eq!(select("SHOP.Example.com"), Some(2));
+        // The longest suffix wildcard first, then prefixes, then `*`.
+        assert_eq!(select("eu-api.example.com"), Some(1));
+        assert_eq!(select("www.example.com"), Some(0));
+        assert_eq!(select("api.example.org"), Some(3));
+        assert_eq!(select("shop.example.com:80"), Some(4));
+        // A `*` stands for at least one character.
+        assert_eq!(select(".example.com"), Some(4));
+        assert_eq!(hosts(&["*.example.com"]).select(".example.com"), None);
+        assert_eq!(hosts(&["api.*"]).select("api."), None);
+        assert_eq!(hosts(&["a.test"]).select("b.test"), None);
+    }
+
+    #[test]
+    fn a_local_rule_becomes_a_descriptor_and_the_actions_rls_render_prints() {
+        let yaml = format!(
+            "{HEAD}metadata: {{name: page, namespace: web}}\nspec:\n  hosts: [page.test]\n  rules:\n\
+             \x20   - name: api\n      mode: local\n      match:\n        path: {{matchType: prefix, value: /api}}\n\
+             \x20       sourceCIDR: 10.0.0.0/8\n      per: {{header: x-user}}\n      quota: 10\n\
+             \x20     unit: minute\n      burst: 20\n      cost: 2\n      shadow: true\n\
+             \x20   - {{name: served, quota: 1, unit: second}}\n"
+        );
+        let set = load(&[("r.yaml", &yaml)]).unwrap();
+        let local = set.local().expect("a local rule makes a section");
+        assert_eq!(local.descriptors.len(), 1, "global rules are rls's");
+        let descriptor = &local.descriptors[0];
+        let entries: Vec<String> = descriptor.entries.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            entries,
+            [
+                "rule=web/page/api",
+                "masked_remote_address=10.0.0.0/8",
+                "x-user=*"
+            ]
+        );
+        assert_eq!(descriptor.token_bucket.max_tokens, 20);
+        assert_eq!(descriptor.token_bucket.tokens_per_fill.get(), 10);
+        assert_eq!(descriptor.token_bucket.fill_interval.as_secs(), 60);
+        assert!(descriptor.shadow_mode);
+        assert_eq!(descriptor.origin, "r.yaml:7:7");
+        assert!(local.token_bucket.is_none());
+        assert!(!local.enable_x_ratelimit_headers);
+
+        let actions = &local.rate_limits[0];
+        assert_eq!(actions.hits_addend, 2);
+        let Action::HeaderValueMatch {
+            headers,
+            descriptor_value,
+            ..
+        } = &actions.actions[0]
+        else {
+            panic!("{:?}", actions.actions[0]);
+        };
+        assert_eq!(descriptor_value, "web/page/api");
+        assert_eq!(headers[0].name, ":authority");
+        assert!(matches!(&headers[0].rule, MatchRule::VirtualHost(h) if h.is_match("page.test")));
+        assert_eq!(headers[1].rule, MatchRule::Prefix("/api".to_owned()));
+        assert_eq!(
+            actions.actions[1],
+            Action::MaskedRemoteAddress {
+                v4_prefix_mask_len: 8,
+                v6_prefix_mask_len: 128
+            }
+        );
+        assert!(
+            matches!(&actions.actions[2], Action::RequestHeaders { header_name, .. } if header_name == "x-user")
+        );
+    }
+
+    #[test]
+    fn an_inverted_test_reads_an_absent_header_as_empty_but_present_does_not() {
+        let yaml = format!(
+            "{HEAD}metadata: {{name: p}}\nspec:\n  hosts: [p.test]\n  mode: local\n  quota: 1\n  unit: hour\n\
+             \x20 match:\n    headers:\n      - {{key: x-a, value: a, invert: true}}\n\
+             \x20     - {{key: x-b, matchType: present, invert: true}}\n      - {{key: x-c, matchType: regex, value: 'c+'}}\n"
+        );
+        let set = load(&[("r.yaml", &yaml)]).unwrap();
+        let Action::HeaderValueMatch { headers, .. } =
+            &set.local().unwrap().rate_limits[0].actions[0]
+        else {
+            panic!("a header_value_match");
+        };
+        let empty: Vec<bool> = headers.iter().map(|h| h.treat_missing_as_empty).collect();
+        assert_eq!(empty, [false, true, false, false]);
+        let MatchRule::Regex(regex) = &headers[3].rule else {
+            panic!("{:?}", headers[3]);
+        };
+        assert!(regex.is_match("ccc") && !regex.is_match("ccd") && !regex.is_match("xc"));
+    }
+
+    #[test]
+    fn a_local_section_and_local_rules_in_one_load_are_refused() {
+        let resource = format!(
+            "{HEAD}metadata: {{name: p}}\nspec:\n  hosts: [p.test]\n  rules:\n    - {{name: a, quota: 1, unit: hour}}\n\
+             \x20   - {{name: b, mode: local, quota: 1, unit: hour}}\n"
+        );
+        let section = "local:\n  token_bucket: {max_tokens: 1, fill_interval: 1s}\n";
+        let err = load(&[("a.yaml", &resource), ("b.yaml", section)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a.yaml:8:23: spec.rules[1].mode: cannot be set together with the local section at \
+             b.yaml:2:3 (the embedded limiter enforces either a local section or the local rules \
+             of RateLimit resources)"
+        );
+        // Global rules beside a local section are rls's alone: no conflict.
+        let global = format!(
+            "{HEAD}metadata: {{name: g}}\nspec: {{hosts: [g.test], quota: 1, unit: hour}}\n"
+        );
+        let set = load(&[("a.yaml", &global), ("b.yaml", section)]).unwrap();
+        assert!(set.local().unwrap().token_bucket.is_some());
+    }
+
+    #[test]
+    fn two_local_rules_of_one_merged_domain_are_refused() {
+        let resource = format!(
+            "{HEAD}metadata: {{name: p}}\nspec: {{hosts: [p.test], mode: local, quota: 1, unit: hour}}\n"
+        );
+        let err = load(&[("a.yaml", &resource), ("b.yaml", &resource)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "b.yaml:4:7: spec: emits the same descriptor [rule=p/default] as the rule at a.yaml:4:7"
+        );
+    }
+
+    #[test]
+    fn a_local_rule_is_held_to_the_bucket_bounds_with_its_own_field_names() {
+        let resource = format!(
+            "{HEAD}metadata: {{name: p}}\nspec:\n  hosts: [p.test]\n  mode: local\n  quota: 1\n  unit: year\n  unitMultiplier: 200\n"
+        );
+        let err = load(&[("a.yaml", &resource)]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("a.yaml:9:19: spec.unitMultiplier: 200 is too large"),
+            "{err}"
+        );
     }
 }

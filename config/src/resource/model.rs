@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::actions::Regex;
+use crate::matchers::Regex;
 use crate::quota::Limit;
 
 /// The `apiVersion` of the resource.

@@ -6,9 +6,10 @@ use std::num::NonZeroU32;
 
 use serde_saphyr::{Location, Spanned};
 
-use crate::actions::{self, Regex};
+use crate::actions;
 use crate::error::ConfigError;
 use crate::file;
+use crate::matchers::Regex;
 use crate::quota::{Algorithm, Limit, Unit};
 use crate::resource::descriptor::DescriptorEntry;
 use crate::resource::dto::{HeaderMatchDto, MatchDto, PathMatchDto, PerDto, RuleDto};
