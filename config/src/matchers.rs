@@ -86,6 +86,11 @@ impl VirtualHosts {
         }
     }
 
+    /// The host at `index` (lowercase), as [`VirtualHosts::add`] returned it.
+    pub fn name(&self, index: usize) -> &str {
+        &self.hosts[index]
+    }
+
     /// The host `authority` selects, as Envoy picks a virtual host by the `:authority`
     /// (lowercased, port included): the host equal to it, else the longest `*suffix` host
     /// whose suffix ends it, else the longest `prefix*` host whose prefix starts it (a `*`

@@ -21,6 +21,9 @@ use crate::resource::model::{HeaderMatch, MatchType, Mode, RateLimitResource, Re
 use crate::resource::rule::describe;
 use crate::resource::validate::RulePlace;
 
+/// The key of the entry that names a local rule's virtual host (last in its descriptor).
+const VIRTUAL_HOST_KEY: &str = "virtual_host";
+
 /// Every resource of a load, kept as it is read: the local rules are enforced by virtual
 /// host, and every resource's hosts are virtual hosts of the proxy.
 #[derive(Debug, Default)]
@@ -55,27 +58,26 @@ impl LocalRules {
         let mut descriptors = Vec::new();
         let mut rate_limits = Vec::new();
         for (r, rule, place) in self.local_rules() {
-            let host = HeaderMatcher {
-                name: ":authority".to_owned(),
-                rule: MatchRule::VirtualHost(VirtualHostMatch {
-                    all: Arc::clone(&hosts),
-                    own: own[r].clone(),
-                }),
-                invert_match: false,
-                treat_missing_as_empty: false,
-            };
             let group = u32::try_from(r).unwrap_or(u32::MAX);
-            let (descriptor, actions) = local_rule(rule, host, group, place);
-            if let Some(first) = seen.insert(descriptor.entries.clone(), place.at.clone()) {
-                return Err(ConfigError::DuplicateRuleDescriptor {
-                    at: place.at.clone(),
-                    path: place.path.clone(),
-                    descriptor: describe(&rule.descriptor()),
-                    first,
-                });
+            // Envoy keeps the buckets of a virtual host's configuration: a rule has its
+            // own on each host of its resource.
+            for &host in &own[r] {
+                let host = VirtualHostMatch {
+                    all: Arc::clone(&hosts),
+                    own: vec![host],
+                };
+                let (descriptor, actions) = local_rule(rule, host, group, place);
+                if let Some(first) = seen.insert(descriptor.entries.clone(), place.at.clone()) {
+                    return Err(ConfigError::DuplicateRuleDescriptor {
+                        at: place.at.clone(),
+                        path: place.path.clone(),
+                        descriptor: describe(&rule.descriptor()),
+                        first,
+                    });
+                }
+                descriptors.push(descriptor);
+                rate_limits.push(actions);
             }
-            descriptors.push(descriptor);
-            rate_limits.push(actions);
         }
         let Some(first) = descriptors.first() else {
             return Ok(None);
@@ -112,22 +114,39 @@ impl LocalRules {
     }
 }
 
-/// A local rule's descriptor (in `group`, its resource's index) and the actions that
-/// write it, the first only on the resource's virtual hosts (`host`).
+/// A local rule's descriptor on one virtual host of its resource (`host`), in `group` (its
+/// resource's index), and the actions that write it: the rule's entries, the first only
+/// on that host, then `(virtual_host, <host>)`, which gives each host its own bucket.
 fn local_rule(
     rule: &ResourceRule,
-    host: HeaderMatcher,
+    host: VirtualHostMatch,
     group: u32,
     place: &RulePlace,
 ) -> (LocalDescriptor, RateLimitActions) {
     let entries = rule.descriptor();
     let limit = &rule.limit;
+    let host_name = host.all.name(host.own[0]).to_owned();
+    let host = HeaderMatcher {
+        name: ":authority".to_owned(),
+        rule: MatchRule::VirtualHost(host),
+        invert_match: false,
+        treat_missing_as_empty: false,
+    };
+    let mut actions: Vec<Action> = entries.iter().map(|e| action(e, &host)).collect();
+    actions.push(Action::GenericKey {
+        descriptor_key: VIRTUAL_HOST_KEY.to_owned(),
+        descriptor_value: host_name.clone(),
+    });
     let descriptor = LocalDescriptor {
         entries: (entries.iter())
             .map(|e| LocalEntry {
                 key: e.key.clone(),
                 value: e.value.clone(),
             })
+            .chain([LocalEntry {
+                key: VIRTUAL_HOST_KEY.to_owned(),
+                value: Some(host_name),
+            }])
             .collect(),
         token_bucket: TokenBucket {
             max_tokens: limit.burst,
@@ -140,7 +159,7 @@ fn local_rule(
         origin: place.at.to_string(),
     };
     let actions = RateLimitActions {
-        actions: entries.iter().map(|e| action(e, &host)).collect(),
+        actions,
         hits_addend: i64::from(rule.cost),
     };
     (descriptor, actions)
@@ -263,7 +282,8 @@ mod tests {
             [
                 "rule=web/page/api",
                 "masked_remote_address=10.0.0.0/8",
-                "x-user=*"
+                "x-user=*",
+                "virtual_host=page.test"
             ]
         );
         assert_eq!(descriptor.token_bucket.max_tokens, 20);

@@ -113,42 +113,33 @@ fn utf8(value: &http::HeaderValue) -> Option<&str> {
     std::str::from_utf8(value.as_bytes()).ok()
 }
 
-/// Envoy's header test: the value is every line of the header joined with `,`; an absent
-/// header fails every test but `present`, even inverted, unless it is tested as empty.
+/// Envoy's header test: a header sent on several lines passes when one of its lines
+/// does; an absent header fails every test but `present`, even inverted, unless it is
+/// tested as empty.
 fn matches<B>(request: &http::Request<B>, matcher: &HeaderMatcher) -> bool {
-    let value = match header_lines(request, &matcher.name) {
-        None if matcher.treat_missing_as_empty => Some(Cow::Borrowed("")),
-        value => value,
+    let passes = |value: &str| match &matcher.rule {
+        MatchRule::Exact(s) => value == s,
+        MatchRule::Prefix(s) => value.starts_with(s.as_str()),
+        MatchRule::Suffix(s) => value.ends_with(s.as_str()),
+        MatchRule::Contains(s) => value.contains(s.as_str()),
+        MatchRule::Regex(regex) => regex.is_match(value),
+        MatchRule::VirtualHost(hosts) => hosts.is_match(value),
+        MatchRule::Present(present) => *present,
     };
-    let matched = match (&matcher.rule, value.as_deref()) {
-        (MatchRule::Present(present), value) => value.is_some() == *present,
-        (_, None) => return false,
-        (MatchRule::Exact(s), Some(v)) => v == s,
-        (MatchRule::Prefix(s), Some(v)) => v.starts_with(s.as_str()),
-        (MatchRule::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
-        (MatchRule::Contains(s), Some(v)) => v.contains(s.as_str()),
-        (MatchRule::Regex(regex), Some(v)) => regex.is_match(v),
-        (MatchRule::VirtualHost(hosts), Some(v)) => hosts.is_match(v),
+    let Some(first) = header(request, &matcher.name) else {
+        return match &matcher.rule {
+            MatchRule::Present(present) => !present != matcher.invert_match,
+            _ if matcher.treat_missing_as_empty => passes("") != matcher.invert_match,
+            _ => false,
+        };
     };
+    let matched = passes(&first)
+        || (!matcher.name.starts_with(':')
+            && (request.headers().get_all(matcher.name.as_str()).iter())
+                .skip(1)
+                .filter_map(utf8)
+                .any(passes));
     matched != matcher.invert_match
-}
-
-/// A header as Envoy's matchers read it: its lines joined with `,` (a pseudo-header, or a
-/// header given once, as it is). Absent when any line is not UTF-8.
-fn header_lines<'r, B>(request: &'r http::Request<B>, name: &str) -> Option<Cow<'r, str>> {
-    let first = header(request, name)?;
-    if name.starts_with(':') {
-        return Some(first);
-    }
-    let mut lines = request.headers().get_all(name).iter();
-    lines.next();
-    let mut joined = None::<String>;
-    for line in lines {
-        let all = joined.get_or_insert_with(|| first.to_string());
-        all.push(',');
-        all.push_str(utf8(line)?);
-    }
-    Some(joined.map_or(first, Cow::Owned))
 }
 
 /// The client's address: with `trusted_hops` = N > 0, the N-th address from the right of
