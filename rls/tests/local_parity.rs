@@ -79,6 +79,17 @@ spec:
       match: {headers: [{key: x-line, matchType: regex, value: b}]}
       quota: 3
       unit: hour
+    - name: sh-strict
+      mode: local
+      match: {path: {value: /sh}}
+      quota: 1
+      unit: hour
+      shadow: true
+    - name: sh-enforced
+      mode: local
+      match: {path: {matchType: prefix, value: /sh}}
+      quota: 2
+      unit: hour
     - name: both
       mode: local
       match: {path: {matchType: prefix, value: /both/}}
@@ -177,6 +188,8 @@ fn steps() -> Vec<Step> {
     // refuses, so /both/y finds it empty.
     add(2, A, "GET", "shop.test", "/both/x", &[]);
     add(1, A, "GET", "shop.test", "/both/y", &[]);
+    // A stricter shadowed rule's refusal does not stop the enforced one from counting.
+    add(4, A, "GET", "shop.test", "/sh", &[]);
     steps
 }
 
