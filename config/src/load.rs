@@ -137,8 +137,9 @@ impl QuotaSet {
         &self.files
     }
 
-    /// The `local` section of the load: this pod's own limits, for the embedded limiter. The
-    /// RLS ignores it.
+    /// This pod's own limits, for the embedded limiter: the load's `local` section, or the
+    /// section its `kind: RateLimit` resources' `mode: local` rules make (a load may not
+    /// have both). The RLS ignores it.
     pub fn local(&self) -> Option<&LocalSection> {
         self.local.as_ref()
     }

@@ -128,7 +128,8 @@ fn matches<B>(request: &http::Request<B>, matcher: &HeaderMatcher) -> bool {
     };
     let Some(first) = header(request, &matcher.name) else {
         return match &matcher.rule {
-            MatchRule::Present(present) => !present != matcher.invert_match,
+            // Absent passes `present: false`, then the inversion: `!present != invert`.
+            MatchRule::Present(present) => *present == matcher.invert_match,
             _ if matcher.treat_missing_as_empty => passes("") != matcher.invert_match,
             _ => false,
         };
