@@ -177,6 +177,13 @@ fn steps() -> Vec<Step> {
     add(2, A, "GET", "shop.test", "/key", &[("x-key", "one")]);
     add(2, A, "GET", "shop.test", "/key", &[("x-key", "two")]);
     add(2, A, "GET", "shop.test", "/key", &[]);
+    // A `per` header on two lines: its first line keys the bucket.
+    let (one_three, four_one) = (
+        [("x-key", "one"), ("x-key", "three")],
+        [("x-key", "four"), ("x-key", "one")],
+    );
+    add(1, A, "GET", "shop.test", "/key", &one_three);
+    add(1, A, "GET", "shop.test", "/key", &four_one);
     add(2, A, "GET", "shop.test", "/client", &[]);
     add(2, B, "GET", "shop.test", "/client", &[]);
     add(2, A, "GET", "shop.test", "/range", &[]);
