@@ -187,7 +187,8 @@ pub(crate) fn check_name(
     })
 }
 
-/// `spec.hosts`: required, non-empty, each a valid virtual-host domain, none twice.
+/// `spec.hosts`: required, non-empty, each a valid virtual-host domain, none twice (in any
+/// case).
 fn hosts(
     file: &str,
     spec: &Location,
@@ -217,7 +218,8 @@ fn hosts(
         if let Some(reason) = host_problem(&host.value) {
             return Err(invalid(reason.to_owned()));
         }
-        if let Some(first) = seen.insert(host.value.clone(), at.clone()) {
+        // Envoy and the embedded limiter compare hosts without case.
+        if let Some(first) = seen.insert(host.value.to_ascii_lowercase(), at.clone()) {
             return Err(invalid(format!("listed twice (first at {first})")));
         }
         hosts.push(host.value);
