@@ -116,7 +116,7 @@ apiVersion: quota.rls.dev/v1alpha1
 kind: RateLimit
 metadata: {name: later, namespace: parity}
 spec:
-  hosts: [shop.test]
+  hosts: [SHOP.Test]    # the host of `shop`: one virtual host, whatever the case
   mode: local
   match: {path: {value: /both/x}}
   quota: 1
