@@ -103,7 +103,13 @@ impl VirtualHosts {
     /// whose suffix ends it, else the longest `prefix*` host whose prefix starts it (a `*`
     /// stands for at least one character), else `*`.
     pub fn select(&self, authority: &str) -> Option<usize> {
-        let authority = authority.to_ascii_lowercase();
+        // Checked on every request: no allocation for a host already in lowercase.
+        let authority: std::borrow::Cow<'_, str> =
+            if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+                authority.to_ascii_lowercase().into()
+            } else {
+                authority.into()
+            };
         let best = |wildcard: fn(&str) -> Option<&str>, fits: &dyn Fn(&str) -> bool| {
             (self.hosts.iter().enumerate())
                 .filter_map(|(i, h)| wildcard(h).map(|part| (i, part)))
