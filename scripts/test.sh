@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Redis tests start their own redis-server processes on free loopback ports (and a local
-# Redis Cluster with redis-cli); they need the Debian packages, not a running service.
+# Redis Cluster with redis-cli, and redis-sentinel processes for failover); they need the
+# Debian packages, not a running service.
 # The TLS test makes its certificates with openssl.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]} (Debian packages)"

@@ -13,6 +13,7 @@
 //!   [`Idle`].
 //! - [`bounded`]: [`BoundedKeyed`], per-key buckets in a map of bounded size.
 //! - [`local`]: [`LocalLimits`] and [`RateLimitLayer`].
+//! - [`lease`]: tokens taken from a bucket ahead of giving them out ([`lease::grant`]).
 //!
 //! A service adds per-pod limits in a few lines (`examples/axum_service.rs` is a whole one):
 //!
@@ -50,6 +51,7 @@ pub mod clock;
 mod error;
 pub mod gcra;
 pub mod keyed;
+pub mod lease;
 pub mod local;
 pub mod vectors;
 pub mod window;

@@ -12,6 +12,9 @@ use crate::{Decision, Nanos, Rate};
 /// The vector file as shipped in `limiter/tests/vectors/gcra.json`.
 const GCRA_JSON: &str = include_str!("../tests/vectors/gcra.json");
 
+/// The lease vectors, as shipped in `limiter/tests/vectors/lease.json`.
+const LEASE_JSON: &str = include_str!("../tests/vectors/lease.json");
+
 /// The vector file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,4 +110,55 @@ impl Expect {
 /// The shared vectors, parsed.
 pub fn gcra() -> Result<VectorFile, serde_json::Error> {
     serde_json::from_str(GCRA_JSON)
+}
+
+/// The lease vector file: scenarios mixing checks and leases on one fresh bucket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseFile {
+    /// A pointer for readers of the JSON to where the format is described.
+    pub format: String,
+    /// The vectors.
+    pub vectors: Vec<LeaseVector>,
+}
+
+/// One scenario on one fresh bucket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseVector {
+    /// The behaviour, as a sentence.
+    pub name: String,
+    /// The bucket's rate.
+    pub rate: RateSpec,
+    /// The steps, in order.
+    pub steps: Vec<LeaseStep>,
+}
+
+/// At `at_ns`: a lease of up to `lease` tokens that must take `granted` and leave the
+/// bucket's arrival time `ahead_ns` ahead of `at_ns`; or a check of `cost` that must get
+/// `expect`; or with `refund`, `cost` given back, then `expect` for a cost-0 check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseStep {
+    /// Nanoseconds since the Unix epoch.
+    pub at_ns: Nanos,
+    /// Tokens asked for by a lease.
+    pub lease: Option<u64>,
+    /// Tokens the lease takes.
+    pub granted: Option<u64>,
+    /// How far the arrival time is ahead after the lease.
+    pub ahead_ns: Option<Nanos>,
+    /// Tokens to check (or give back).
+    #[serde(default)]
+    pub cost: u32,
+    /// Give `cost` back instead of checking it.
+    #[serde(default)]
+    pub refund: bool,
+    /// The expected decision of a check.
+    pub expect: Option<Expect>,
+}
+
+/// The shared lease vectors, parsed.
+pub fn lease() -> Result<LeaseFile, serde_json::Error> {
+    serde_json::from_str(LEASE_JSON)
 }

@@ -30,9 +30,14 @@
 //! - A step with `"refund": true` gives `cost` tokens back at `at_ns` (tat moves back by
 //!   cost × T, never below now); its `expect` is what a cost-0 check at `at_ns` answers after
 //!   the refund.
+//!
+//! `tests/vectors/lease.json` has the same shape, and its steps may also be leases:
+//! `{ "at_ns": u64, "lease": u64, "granted": u64, "ahead_ns": u64 }` takes up to `lease`
+//! tokens at `at_ns` in one step ([`limiter::lease::grant`]), which must take `granted` and
+//! leave the arrival time `ahead_ns` ahead of `at_ns`. Checks and refunds read as above.
 
-use limiter::Bucket;
-use limiter::vectors::{VectorFile, gcra};
+use limiter::vectors::{VectorFile, gcra, lease};
+use limiter::{Bucket, Nanos};
 
 fn load() -> VectorFile {
     gcra().expect("tests/vectors/gcra.json parses")
@@ -69,4 +74,43 @@ fn the_shared_vectors_are_many_and_distinctly_named() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), file.vectors.len());
+}
+
+#[test]
+fn every_lease_vector_passes_on_the_rust_maths() {
+    let file = lease().expect("tests/vectors/lease.json parses");
+    assert!(file.format.contains("limiter/tests/vectors.rs"));
+    assert!(file.vectors.len() >= 6);
+    for vector in &file.vectors {
+        let rate = vector.rate.rate();
+        // The bucket's one number of state, as a store keeps it.
+        let mut tat: Nanos = 0;
+        for (i, step) in vector.steps.iter().enumerate() {
+            let at = step.at_ns;
+            if let Some(want) = step.lease {
+                let grant = limiter::lease::grant(&rate, want, tat, at);
+                tat = grant.tat;
+                let ahead = tat.saturating_sub(at);
+                assert_eq!(
+                    (Some(grant.granted), Some(ahead)),
+                    (step.granted, step.ahead_ns),
+                    "vector {:?}, step {i}",
+                    vector.name
+                );
+                continue;
+            }
+            let expected = step.expect.as_ref().expect("a check's expectation");
+            let expected = expected.decision().expect("well formed");
+            let got = if step.refund {
+                let back = u64::from(step.cost) * rate.interval();
+                tat = tat.saturating_sub(back).max(at);
+                rate.decide(0, tat, at).0
+            } else {
+                let (decision, new_tat) = rate.decide(step.cost, tat, at);
+                tat = new_tat.unwrap_or(tat);
+                decision
+            };
+            assert_eq!(got, expected, "vector {:?}, step {i}", vector.name);
+        }
+    }
 }

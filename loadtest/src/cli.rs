@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cpu::Pinning;
 use crate::spec::PhaseSpec;
 
 /// Load harness for Envoy rate limit services: throughput, latency and accuracy, as ratios
@@ -84,12 +85,31 @@ pub struct BaselineArgs {
 /// Arguments of `loadtest compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Service A, host:port.
+    /// Service A: host:port of a running service, or a store to start `rls` replicas on
+    /// here (`memory`, `redis`, `redis-cluster`, with the Redis it needs).
     #[arg(long)]
     pub a: String,
-    /// Service B, host:port.
+    /// Service B, as A.
     #[arg(long)]
     pub b: String,
+    /// `rls` replicas of each side started here.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// More `rls serve` flags for side A's replicas, space-separated (`--lease auto`).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub a_flags: String,
+    /// More `rls serve` flags for side B's replicas.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub b_flags: String,
+    /// Quota file the started replicas serve (default: `loadtest stack`'s).
+    #[arg(long, value_name = "PATH")]
+    pub quota: Option<PathBuf>,
+    /// The rls binary for started sides; default: next to this executable.
+    #[arg(long, value_name = "PATH")]
+    pub rls_bin: Option<PathBuf>,
+    /// CPU lists of the processes started and of the harness.
+    #[command(flatten)]
+    pub pinning: Pinning,
     /// Number of A-then-B pairs of rounds.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
@@ -137,6 +157,9 @@ pub struct StackArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// CPU lists of the processes started and of the harness.
+    #[command(flatten)]
+    pub pinning: Pinning,
 }
 
 #[cfg(test)]

@@ -7,12 +7,17 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::cli::CompareArgs;
+use crate::cpu::{CpuPerDecision, Processes};
 use crate::error::HarnessError;
+use crate::fleet::{Fleet, FleetPlan, Store, WorkDir};
 use crate::generator::{Plan, connect, drive};
+use crate::processes::find_rls;
 use crate::progress::{Live, ProgressDisplay};
 use crate::provenance::Provenance;
 use crate::report::{RunReport, format_us, text_table};
+use crate::scrape::metric_sum;
 use crate::spec::PhaseSpec;
+use crate::stack::STACK_QUOTA;
 use crate::workload::Workload;
 
 /// The figures of one round.
@@ -32,6 +37,14 @@ pub struct Figures {
     pub p999_us: f64,
     /// Largest, µs.
     pub max_us: f64,
+    /// CPU time of the side's `rls` processes per decision, µs (0: not started here).
+    pub rls_cpu_us: f64,
+    /// CPU time of the side's Redis processes per decision, µs (0: none started here).
+    pub redis_cpu_us: f64,
+    /// CPU time of the harness per decision, µs.
+    pub harness_cpu_us: f64,
+    /// Redis script calls per decision of the side's replicas (0: not started here).
+    pub calls_per_decision: f64,
 }
 
 impl Figures {
@@ -45,10 +58,21 @@ impl Figures {
             p99_us: run.latency.p99_us as f64,
             p999_us: run.latency.p999_us as f64,
             max_us: run.latency.max_us as f64,
+            ..Figures::default()
         }
     }
 
-    const NAMES: [&'static str; 7] = [
+    /// The figures of a run, with the CPU time its processes used.
+    pub fn with_cpu(run: &RunReport, cpu: CpuPerDecision) -> Figures {
+        Figures {
+            rls_cpu_us: cpu.rls_us.unwrap_or(0.0),
+            redis_cpu_us: cpu.redis_us.unwrap_or(0.0),
+            harness_cpu_us: cpu.harness_us,
+            ..Figures::of(run)
+        }
+    }
+
+    const NAMES: [&'static str; 11] = [
         "decisions/s",
         "errors/s",
         "latency p50",
@@ -56,9 +80,13 @@ impl Figures {
         "latency p99",
         "latency p99.9",
         "latency max",
+        "CPU rls µs/decision",
+        "CPU Redis µs/decision",
+        "CPU harness µs/decision",
+        "Redis calls/decision",
     ];
 
-    fn values(&self) -> [f64; 7] {
+    fn values(&self) -> [f64; 11] {
         [
             self.decisions_per_s,
             self.errors_per_s,
@@ -67,6 +95,10 @@ impl Figures {
             self.p99_us,
             self.p999_us,
             self.max_us,
+            self.rls_cpu_us,
+            self.redis_cpu_us,
+            self.harness_cpu_us,
+            self.calls_per_decision,
         ]
     }
 }
@@ -147,61 +179,80 @@ pub fn medians(rounds: &[Round]) -> Vec<FigureMedians> {
         .collect()
 }
 
-/// Runs `rounds` pairs of rounds, A then B, each the phase `spec` (its warm-up included).
+/// One side of a comparison: the services it loads and, for a side started here, the
+/// processes whose CPU time counts.
+pub struct Side {
+    /// What the side is, for the report: an address, or the store started.
+    pub label: String,
+    /// Its gRPC addresses (replicas).
+    pub targets: Vec<String>,
+    /// Its processes, when started here.
+    pub processes: Processes,
+    /// Its replicas' HTTP addresses, when started here (for their metrics).
+    pub http: Vec<String>,
+}
+
+impl Side {
+    /// A running service at `addr`, host:port.
+    pub fn external(addr: &str) -> Side {
+        Side {
+            label: addr.to_string(),
+            targets: vec![addr.to_string()],
+            processes: Processes::default(),
+            http: Vec::new(),
+        }
+    }
+}
+
+/// Runs `rounds` pairs of rounds, A then B, each the phase `spec` (its warm-up included),
+/// reading the CPU time of each side's processes and of the harness around each round.
 pub async fn compare(
-    a: &str,
-    b: &str,
+    a: &Side,
+    b: &Side,
     spec: &PhaseSpec,
     rounds: usize,
     progress: bool,
 ) -> Result<Comparison, HarnessError> {
-    let provenance = Provenance::now(&[a.to_string(), b.to_string()], None);
+    let provenance = Provenance::now(&[a.label.clone(), b.label.clone()], None);
     spec.validate()?;
     if rounds == 0 {
         return Err(HarnessError::Workload("--rounds must be at least 1".into()));
     }
     let workload = Arc::new(Workload::build(spec)?);
     let sides = [
-        (
-            "A",
-            a.to_string(),
-            connect(&[a.to_string()], spec.connections).await?,
-        ),
-        (
-            "B",
-            b.to_string(),
-            connect(&[b.to_string()], spec.connections).await?,
-        ),
+        ("A", a, connect(&a.targets, spec.connections).await?),
+        ("B", b, connect(&b.targets, spec.connections).await?),
     ];
     let plan = Plan::of(spec);
     let mut done = Vec::new();
     for round in 1..=rounds {
-        for (side, target, channels) in &sides {
+        for (name, side, channels) in &sides {
             let live = Arc::new(Live::default());
-            let label = format!("round {round}/{rounds} {side}");
+            let label = format!("round {round}/{rounds} {name}");
             let display =
                 ProgressDisplay::start(live.clone(), &label, spec.warmup + spec.duration, progress);
+            let calls = metric_sum(&side.http, "rls_redis_calls_total").await;
+            let mark = side.processes.mark();
             let (tally, timing) = drive(channels, workload.clone(), &plan, live).await;
+            let decisions = tally.decisions() + tally.warmup_answers;
+            let cpu = side.processes.per_decision(mark, decisions);
+            let calls = metric_sum(&side.http, "rls_redis_calls_total").await - calls;
             display.finish();
-            let run = RunReport::new(
-                &label,
-                std::slice::from_ref(target),
-                spec,
-                &tally,
-                &timing,
-                None,
-            );
+            let run = RunReport::new(&label, &side.targets, spec, &tally, &timing, None);
             done.push(Round {
                 round,
-                side,
-                figures: Figures::of(&run),
+                side: name,
+                figures: Figures {
+                    calls_per_decision: calls / decisions.max(1) as f64,
+                    ..Figures::with_cpu(&run, cpu)
+                },
             });
         }
     }
     Ok(Comparison {
         provenance,
-        a: a.to_string(),
-        b: b.to_string(),
+        a: a.label.clone(),
+        b: b.label.clone(),
         phase: spec.clone(),
         medians: medians(&done),
         rounds: done,
@@ -211,7 +262,11 @@ pub async fn compare(
 /// The table `loadtest compare` prints.
 pub fn render(comparison: &Comparison) -> String {
     let format = |figure: &str, v: f64| {
-        if figure.starts_with("latency") {
+        if figure.starts_with("Redis calls") {
+            format!("{v:.3}")
+        } else if figure.starts_with("CPU") {
+            format!("{v:.1}")
+        } else if figure.starts_with("latency") {
             format_us(v.round() as u64)
         } else {
             format!("{v:.0}")
@@ -235,6 +290,8 @@ pub fn render(comparison: &Comparison) -> String {
         "p99".into(),
         "p99.9".into(),
         "errors/s".into(),
+        "CPU µs/decision rls / Redis / harness".into(),
+        "Redis calls/decision".into(),
     ]];
     for r in &comparison.rounds {
         let f = &r.figures;
@@ -246,6 +303,11 @@ pub fn render(comparison: &Comparison) -> String {
             format_us(f.p99_us as u64),
             format_us(f.p999_us as u64),
             format!("{:.0}", f.errors_per_s),
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                f.rls_cpu_us, f.redis_cpu_us, f.harness_cpu_us
+            ),
+            format!("{:.3}", f.calls_per_decision),
         ]);
     }
     out.push_str(&text_table(&rows));
@@ -268,15 +330,55 @@ pub fn render(comparison: &Comparison) -> String {
     out
 }
 
-/// `loadtest compare`.
+/// `loadtest compare`: starts the sides named by a store (with their Redis), on the CPU
+/// lists given, then alternates them.
 pub async fn execute(args: &CompareArgs) -> Result<(), HarnessError> {
-    let comparison = compare(&args.a, &args.b, &args.phase, args.rounds, !args.quiet).await?;
+    args.pinning.pin_harness()?;
+    let dir = WorkDir::new("compare")?;
+    let quota = match &args.quota {
+        Some(path) => path.clone(),
+        None => dir.write("bench.yaml", STACK_QUOTA)?,
+    };
+    let mut fleets = Vec::new();
+    let mut sides = Vec::new();
+    for (name, spec, flags) in [("a", &args.a, &args.a_flags), ("b", &args.b, &args.b_flags)] {
+        let Ok(store) = spec.parse::<Store>() else {
+            sides.push(Side::external(spec));
+            continue;
+        };
+        let rls = find_rls(args.rls_bin.as_deref())?;
+        let extra: Vec<String> = flags.split_whitespace().map(str::to_string).collect();
+        let side_dir = dir.path().join(name);
+        std::fs::create_dir_all(&side_dir)
+            .map_err(|e| HarnessError::io(format!("creating {}", side_dir.display()), e))?;
+        let fleet = Fleet::start(&FleetPlan {
+            rls: &rls,
+            quota: &quota,
+            dir: &side_dir,
+            store,
+            replicas: args.replicas,
+            extra: &extra,
+            pinning: &args.pinning,
+        })
+        .await?;
+        sides.push(Side {
+            label: format!("{spec} ×{} {flags}", args.replicas)
+                .trim_end()
+                .to_string(),
+            targets: fleet.targets.clone(),
+            processes: fleet.pids.clone(),
+            http: fleet.http_addrs(),
+        });
+        fleets.push(fleet);
+    }
+    let comparison = compare(&sides[0], &sides[1], &args.phase, args.rounds, !args.quiet).await?;
+    drop(fleets);
     if args.json {
         let json = serde_json::to_string_pretty(&comparison)
             .map_err(|e| HarnessError::Process(format!("cannot encode the results: {e}")))?;
         println!("{json}");
     } else {
-        print!("{}", render(&comparison));
+        print!("CPUs: {}\n{}", args.pinning.describe(), render(&comparison));
     }
     Ok(())
 }

@@ -9,7 +9,9 @@
 //! hits and overshoot), [`report`] and [`chart`] (text, JSON, HTML/SVG), [`provenance`] (the
 //! date, command, targets, quota and commit every report carries), [`baseline`] (the
 //! no-op RLS), [`run`], [`compare`], [`stack`] and [`http`] (the subcommands; `http` loads
-//! an HTTP proxy such as Envoy), [`processes`] (the processes the stack starts).
+//! an HTTP proxy such as Envoy), [`processes`] (the processes the stack starts), [`cpu`]
+//! (CPU lists and CPU time per process), [`fleet`] (the `rls` replicas and Redis one
+//! measured side runs on), [`scrape`] (their metrics).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -39,7 +41,9 @@ pub mod baseline;
 pub mod chart;
 pub mod cli;
 pub mod compare;
+pub mod cpu;
 pub mod error;
+pub mod fleet;
 pub mod generator;
 pub mod http;
 pub mod processes;
@@ -48,6 +52,7 @@ pub mod provenance;
 pub mod report;
 pub mod run;
 pub mod sampler;
+pub mod scrape;
 pub mod spec;
 pub mod stack;
 pub mod stats;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cpu::CpuList;
 use crate::error::HarnessError;
 
 /// How long a started process may take to listen.
@@ -24,24 +25,34 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `command` with its output to `log`.
-    pub fn start(name: &str, command: &mut Command, log: PathBuf) -> Result<Spawned, HarnessError> {
+    /// Starts `command` with its output to `log`, on `cpus` when given.
+    pub fn start(
+        name: &str,
+        command: &mut Command,
+        log: PathBuf,
+        cpus: Option<&CpuList>,
+    ) -> Result<Spawned, HarnessError> {
         let out = File::create(&log)
             .map_err(|e| HarnessError::io(format!("creating {}", log.display()), e))?;
         let err = out
             .try_clone()
             .map_err(|e| HarnessError::io(format!("creating {}", log.display()), e))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| HarnessError::io(format!("starting {name}"), e))?;
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = match cpus {
+            Some(cpus) => cpus.spawn(command)?,
+            None => command.spawn(),
+        }
+        .map_err(|e| HarnessError::io(format!("starting {name}"), e))?;
         Ok(Spawned {
             name: name.to_string(),
             log,
             child,
         })
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Its exit status, if it has ended.
@@ -243,6 +254,8 @@ pub async fn start_rls(
     backend: &Backend,
     dir: &Path,
     index: usize,
+    extra: &[String],
+    cpus: Option<&CpuList>,
 ) -> Result<(Spawned, String), HarnessError> {
     let mut command = Command::new(rls);
     command
@@ -251,11 +264,13 @@ pub async fn start_rls(
         .arg(quota)
         .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
         .args(backend.flags())
+        .args(extra)
         // Warnings, and the server's own "serving" line with the bound addresses.
         .env("RLS_LOG_LEVEL", "warn,rls::server=info")
         .env("RLS_LOG_FORMAT", "text");
     let name = format!("rls replica {index}");
-    let mut spawned = Spawned::start(&name, &mut command, dir.join(format!("rls-{index}.log")))?;
+    let log = dir.join(format!("rls-{index}.log"));
+    let mut spawned = Spawned::start(&name, &mut command, log, cpus)?;
     let grpc = spawned.wait_for_field("grpc_addr=").await?;
     Ok((spawned, grpc))
 }
@@ -265,6 +280,7 @@ fn spawn_redis(
     redis_server: &Path,
     dir: &Path,
     cluster: bool,
+    cpus: Option<&CpuList>,
 ) -> Result<(Spawned, u16), HarnessError> {
     let mut port = free_port()?;
     // A cluster node also listens on port + 10000, so its port must be 55535 or less.
@@ -291,22 +307,24 @@ fn spawn_redis(
         ]);
     }
     let name = format!("redis-server :{port}");
-    let spawned = Spawned::start(&name, &mut command, dir.join(format!("redis-{port}.log")))?;
+    let log = dir.join(format!("redis-{port}.log"));
+    let spawned = Spawned::start(&name, &mut command, log, cpus)?;
     Ok((spawned, port))
 }
 
 /// Starts `redis-server` on a free loopback port, without persistence; with `cluster`, as a
 /// cluster node; waits until it listens. Returns it and its port. A server that exits
 /// before listening (another process took the port first) is tried again on another
-/// port, up to five times.
+/// port, up to five times. On `cpus` when given.
 pub async fn start_redis(
     redis_server: &Path,
     dir: &Path,
     cluster: bool,
+    cpus: Option<&CpuList>,
 ) -> Result<(Spawned, u16), HarnessError> {
     let mut attempt = 1;
     loop {
-        let (mut spawned, port) = spawn_redis(redis_server, dir, cluster)?;
+        let (mut spawned, port) = spawn_redis(redis_server, dir, cluster, cpus)?;
         match spawned.wait_listening(&format!("127.0.0.1:{port}")).await {
             Ok(()) => return Ok((spawned, port)),
             Err(_) if attempt < 5 && spawned.exited().is_some() => attempt += 1,

@@ -82,19 +82,28 @@ pub async fn measure(
     spec.validate()?;
     let workload = Arc::new(Workload::build(spec)?);
     let baseline = if baseline {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let server = BaselineServer::start_dedicated(threads)?;
-        let spec = PhaseSpec {
-            name: format!("{} baseline", spec.name).trim_start().to_string(),
-            ..spec.clone()
-        };
-        let targets = [server.addr.to_string()];
-        Some(run_phase(&targets, &spec, workload.clone(), None, progress).await?)
+        Some(run_baseline(spec, workload.clone(), progress).await?)
     } else {
         None
     };
     let run = run_phase(targets, spec, workload, quotas, progress).await?;
     Ok(Measured::new(run, baseline))
+}
+
+/// The phase `spec` against a no-op server of its own runtime, as a server process has.
+pub async fn run_baseline(
+    spec: &PhaseSpec,
+    workload: Arc<Workload>,
+    progress: bool,
+) -> Result<RunReport, HarnessError> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let server = BaselineServer::start_dedicated(threads)?;
+    let spec = PhaseSpec {
+        name: format!("{} baseline", spec.name).trim_start().to_string(),
+        ..spec.clone()
+    };
+    let targets = [server.addr.to_string()];
+    run_phase(&targets, &spec, workload, None, progress).await
 }
 
 /// What `loadtest run --json` prints.

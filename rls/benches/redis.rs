@@ -187,6 +187,7 @@ async fn main() {
                         pipeline_depth: NonZero::new(8).expect("nonzero"),
                     },
                     clock: clock.clone(),
+                    lease: None,
                 });
                 store.wait_connected().await;
                 let redis_decider = Arc::new(Decider::new(

@@ -144,6 +144,13 @@ impl<S: BucketStore> Decider<S> {
         self.snapshots.replace(quotas);
     }
 
+    /// A reload: serves `quotas` from now on, then hands back every lease the store holds
+    /// (a rule may have changed under them).
+    pub async fn reload(&self, quotas: QuotaSet) {
+        self.replace_quotas(quotas);
+        self.store.release().await;
+    }
+
     /// The bounds on requests: the gRPC decoder and the `/json` body are bounded by their
     /// `max_bytes` too.
     pub fn bounds(&self) -> &RequestBounds {

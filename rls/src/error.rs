@@ -118,7 +118,7 @@ pub enum SettingsError {
     },
     /// `--backend redis` without a server.
     #[error(
-        "invalid settings: --backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
+        "invalid settings: --backend redis needs --redis-url URL (repeatable), --redis-cluster NODES or --redis-sentinel NODES"
     )]
     NoRedisServer,
     /// Quota files bounded shallower than the request descriptors they must match.
@@ -148,7 +148,7 @@ pub enum SettingsError {
     /// A Redis server named for the memory backend, where it would be ignored.
     #[error(
         "invalid settings: --backend memory does not use the Redis server given \
-         (--redis-url or --redis-cluster, or REDIS_URL): drop --backend memory to use Redis, \
+         (--redis-url, --redis-cluster or --redis-sentinel, or REDIS_URL): drop --backend memory to use Redis, \
          or drop the Redis server to keep buckets in memory"
     )]
     RedisForMemory,
@@ -160,8 +160,10 @@ pub enum SettingsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Both client-side shards and a cluster.
-    #[error("invalid settings: give either --redis-url or --redis-cluster, not both")]
+    /// Two topologies at once: client-side shards, a cluster, sentinels.
+    #[error(
+        "invalid settings: give one of --redis-url, --redis-cluster or --redis-sentinel, not several"
+    )]
     TwoRedisTopologies,
     /// A setting given where it cannot take effect.
     #[error("invalid settings: {setting}: {reason}")]

@@ -195,7 +195,7 @@ async fn reload_on_change<S: BucketStore>(
                 );
                 log_ignored(&path);
                 metrics::counter!("rls_config_reloads_total", "result" => "loaded").increment(1);
-                decider.replace_quotas(quotas);
+                decider.reload(quotas).await;
                 report.send_modify(|s| s.loaded += 1);
             }
             Ok(Err(error)) => {

@@ -78,6 +78,8 @@ pub async fn serve(
     let rlqs = RlqsOptions::from_settings(&settings)?;
     match settings.backend_kind()? {
         BackendKind::Memory => {
+            // Refuses Redis-only settings that could not take effect here.
+            settings.leasing.options(false)?;
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
             let rlqs = RlqsSetup::memory(rlqs);
             serve_source(listeners, decider, rlqs, &settings, shutdown).await
@@ -225,8 +227,9 @@ pub async fn serve_store_with<S: BucketStore>(
             }
         })
     };
-    let result = run(listeners, decider, options, shutdown).await;
+    let result = run(listeners, decider.clone(), options, shutdown).await;
     sweeper.abort();
+    decider.store().release().await;
     result
 }
 

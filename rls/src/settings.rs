@@ -4,10 +4,12 @@
 //! [`reference`](mod@reference).
 
 pub mod answers;
+pub mod lease;
 pub mod metrics;
 pub mod operations;
 mod quota;
 pub mod reference;
+pub mod sentinel;
 pub mod tls;
 pub mod xds;
 
@@ -30,6 +32,8 @@ use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
 use crate::rlqs::Unmatched;
 use crate::server::Lifecycle;
+use crate::settings::lease::LeaseArgs;
+use crate::settings::sentinel::SentinelArgs;
 use crate::store::redis::{
     CONNECT_TIMEOUT, Endpoint, OnBackendError, RedisOptions, ShardOptions, TimeSource, TlsFiles,
     redis_url,
@@ -92,6 +96,10 @@ pub struct Settings {
         value_name = "NODES"
     )]
     pub redis_cluster: Vec<String>,
+
+    /// A Redis found through Sentinel.
+    #[command(flatten)]
+    pub sentinel: SentinelArgs,
 
     /// PEM file of the CA certificates that may sign the Redis server's certificate, for
     /// `rediss://` (default: the system's roots).
@@ -165,6 +173,10 @@ pub struct Settings {
     /// How long a batch waits for more checks (0: send what is queued at once).
     #[arg(long, env = "RLS_BATCH_WINDOW", value_parser = humantime::parse_duration, default_value = "0s")]
     pub batch_window: Duration,
+
+    /// Leased tokens for hot buckets.
+    #[command(flatten)]
+    pub leasing: LeaseArgs,
 
     /// Redis script calls in flight at once per shard.
     #[arg(long, env = "RLS_PIPELINE_DEPTH", default_value_t = count(8))]
@@ -368,7 +380,9 @@ impl Settings {
     /// else memory. A Redis server named for the memory backend would be ignored, and every
     /// replica would enforce the whole quota on its own: refused.
     pub fn backend_kind(&self) -> Result<BackendKind, SettingsError> {
-        let redis_named = !self.redis_urls.is_empty() || !self.redis_cluster.is_empty();
+        let redis_named = !self.redis_urls.is_empty()
+            || !self.redis_cluster.is_empty()
+            || !self.sentinel.redis_sentinel.is_empty();
         match (self.backend, redis_named) {
             (Some(BackendKind::Memory), true) => Err(SettingsError::RedisForMemory),
             (Some(kind), _) => Ok(kind),
@@ -410,18 +424,26 @@ impl Settings {
                 pipeline_depth: self.pipeline_depth,
             },
             clock,
+            lease: self.leasing.options(true)?,
         })
     }
 
-    /// The Redis servers: one shard per `--redis-url`, or one cluster; every URL parsed
-    /// now, so that a typo stops the start rather than being retried for ever.
+    /// The Redis servers: one shard per `--redis-url`, one cluster, or one primary found
+    /// through Sentinel; every URL parsed now, so that a typo stops the start rather than
+    /// being retried for ever.
     fn redis_endpoints(&self) -> Result<Vec<Endpoint>, SettingsError> {
-        let endpoints = match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
-            ([], []) => return Err(SettingsError::NoRedisServer),
-            (urls, []) => urls.iter().map(|u| Endpoint::Server(u.clone())).collect(),
-            ([], nodes) => vec![Endpoint::Cluster(
+        let sentinel = self.sentinel.sentinel()?;
+        let endpoints = match (
+            self.redis_urls.as_slice(),
+            self.redis_cluster.as_slice(),
+            sentinel,
+        ) {
+            ([], [], None) => return Err(SettingsError::NoRedisServer),
+            (urls, [], None) => urls.iter().map(|u| Endpoint::Server(u.clone())).collect(),
+            ([], nodes, None) => vec![Endpoint::Cluster(
                 nodes.iter().map(|node| redis_url(node, None)).collect(),
             )],
+            ([], [], Some(sentinel)) => vec![Endpoint::Sentinel(sentinel)],
             _ => return Err(SettingsError::TwoRedisTopologies),
         };
         for endpoint in &endpoints {
@@ -490,6 +512,11 @@ mod tests {
         assert!(s.backend_kind().is_err());
         s.backend = None;
         assert_eq!(s.backend_kind().expect("valid"), BackendKind::Redis);
+        s.redis_cluster.clear();
+        s.sentinel.redis_sentinel = vec!["redis://s1:26379".into()];
+        assert_eq!(s.backend_kind().expect("valid"), BackendKind::Redis);
+        s.backend = Some(BackendKind::Memory);
+        assert!(s.backend_kind().is_err(), "memory with sentinels");
     }
 
     // Reproduces an unparseable Redis URL accepted at start and then retried for ever.

@@ -29,6 +29,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::failover::SentinelSet;
 use common::redis::{RedisCluster, RedisServer};
 use common::{Backend, START_SECS, TestServer};
 use config::{Algorithm, LoadOptions};
@@ -289,32 +290,72 @@ async fn every_conformance_case_holds_on_the_memory_store() {
     run_suite(Backend::Memory).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_conformance_case_holds_on_one_redis() {
-    let redis = RedisServer::start();
-    run_suite(Backend::Redis(vec![Endpoint::Server(redis.url())])).await;
+/// Redis endpoints, every bucket leased or none.
+fn redis(endpoints: Vec<Endpoint>, leased: bool) -> Backend {
+    if leased {
+        Backend::RedisLeased(endpoints)
+    } else {
+        Backend::Redis(endpoints)
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_conformance_case_holds_on_three_client_side_redis_shards() {
+async fn on_one_redis(leased: bool) {
+    let redis_server = RedisServer::start();
+    run_suite(redis(vec![Endpoint::Server(redis_server.url())], leased)).await;
+}
+
+async fn on_three_shards(leased: bool) {
     let shards = [
         RedisServer::start(),
         RedisServer::start(),
         RedisServer::start(),
     ];
-    run_suite(Backend::Redis(
-        shards.iter().map(|s| Endpoint::Server(s.url())).collect(),
-    ))
-    .await;
+    let endpoints = shards.iter().map(|s| Endpoint::Server(s.url())).collect();
+    run_suite(redis(endpoints, leased)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_conformance_case_holds_on_a_redis_cluster() {
+async fn on_a_cluster(leased: bool) {
     let cluster = RedisCluster::start();
     let nodes = cluster
         .addrs()
         .iter()
         .map(|a| format!("redis://{a}"))
         .collect();
-    run_suite(Backend::Redis(vec![Endpoint::Cluster(nodes)])).await;
+    run_suite(redis(vec![Endpoint::Cluster(nodes)], leased)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_one_redis() {
+    on_one_redis(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_three_client_side_redis_shards() {
+    on_three_shards(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_a_redis_cluster() {
+    on_a_cluster(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_one_redis_with_leases() {
+    on_one_redis(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_three_client_side_redis_shards_with_leases() {
+    on_three_shards(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_on_a_redis_cluster_with_leases() {
+    on_a_cluster(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_case_holds_behind_redis_sentinel_with_leases() {
+    let set = SentinelSet::start("127.0.0.1", None, "127.0.0.1");
+    run_suite(redis(vec![Endpoint::Sentinel(set.sentinel())], true)).await;
 }

@@ -4,10 +4,11 @@
 //!
 //! Modules: [`scenarios`] (the table of scenarios and the quota), [`section`] (the Markdown).
 
+pub mod bounds;
 pub mod scenarios;
 pub mod section;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,14 +17,16 @@ pub use scenarios::{SCENARIOS, STACK_QUOTA, StackScenario, Store, skip_reason};
 pub use section::markdown;
 
 use crate::cli::StackArgs;
+use crate::cpu::CpuPerDecision;
 use crate::error::HarnessError;
-use crate::processes::{
-    Backend, RlsFeatures, Spawned, create_cluster, find_on_path, find_rls, start_redis, start_rls,
-};
+use crate::fleet::{Fleet, FleetPlan, WorkDir};
+use crate::processes::{RlsFeatures, find_on_path, find_rls};
 use crate::provenance;
 use crate::report::Measured;
-use crate::run::{load_quotas, measure};
+use crate::run::{load_quotas, run_baseline, run_phase};
 use crate::spec::PhaseSpec;
+use crate::workload::Workload;
+use bounds::{Bounds, calls_before};
 
 /// One row of the table.
 #[derive(Clone, Debug, Serialize)]
@@ -32,6 +35,10 @@ pub struct StackRow {
     pub scenario: StackScenario,
     /// Its measurement, when it ran.
     pub measured: Option<Measured>,
+    /// CPU time per decision of each kind of process, when it ran.
+    pub cpu: Option<CpuPerDecision>,
+    /// Calls per decision and the bounds of leasing, when it ran.
+    pub bounds: Option<Bounds>,
     /// Why it did not run, or how it failed.
     pub skipped: Option<String>,
 }
@@ -49,15 +56,6 @@ pub struct StackRun {
     pub command: String,
     /// The rows.
     pub rows: Vec<StackRow>,
-}
-
-/// A folder for the stack's quota file and logs, removed when dropped.
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Runs the selected scenarios one after the other.
@@ -79,12 +77,8 @@ pub async fn run_stack(args: &StackArgs) -> Result<StackRun, HarnessError> {
     let redis_server = find_on_path("redis-server");
     let redis_cli = find_on_path("redis-cli");
 
-    let dir = WorkDir(std::env::temp_dir().join(format!("loadtest-stack-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)
-        .map_err(|e| HarnessError::io(format!("creating {}", dir.0.display()), e))?;
-    let quota = dir.0.join("bench.yaml");
-    std::fs::write(&quota, STACK_QUOTA)
-        .map_err(|e| HarnessError::io(format!("writing {}", quota.display()), e))?;
+    let dir = WorkDir::new("stack")?;
+    let quota = dir.write("bench.yaml", STACK_QUOTA)?;
     let quotas = load_quotas(&quota)?;
 
     let mut rows = Vec::new();
@@ -98,25 +92,26 @@ pub async fn run_stack(args: &StackArgs) -> Result<StackRun, HarnessError> {
             rows.push(StackRow {
                 scenario,
                 measured: None,
+                cpu: None,
+                bounds: None,
                 skipped: Some(reason),
             });
             continue;
         }
-        let tools = Tools {
-            rls: &rls,
-            redis_server: redis_server.as_deref(),
-            redis_cli: redis_cli.as_deref(),
-        };
-        let outcome = run_scenario(&scenario, &tools, &quota, &dir.0, args, &quotas).await;
+        let outcome = run_scenario(&scenario, &rls, &quota, dir.path(), args, &quotas).await;
         rows.push(match outcome {
-            Ok(measured) => StackRow {
+            Ok((measured, cpu, bounds)) => StackRow {
                 scenario,
                 measured: Some(measured),
+                cpu: Some(cpu),
+                bounds: Some(bounds),
                 skipped: None,
             },
             Err(error) => StackRow {
                 scenario,
                 measured: None,
+                cpu: None,
+                bounds: None,
                 skipped: Some(format!("failed: {error}")),
             },
         });
@@ -130,53 +125,30 @@ pub async fn run_stack(args: &StackArgs) -> Result<StackRun, HarnessError> {
     })
 }
 
-struct Tools<'a> {
-    rls: &'a Path,
-    redis_server: Option<&'a Path>,
-    redis_cli: Option<&'a Path>,
-}
-
-/// Starts the scenario's processes, measures, and stops them (by dropping them) on return.
+/// Starts the scenario's processes, measures the baseline and then them (with their CPU
+/// time), and stops them (by dropping them) on return.
 async fn run_scenario(
     scenario: &StackScenario,
-    tools: &Tools<'_>,
+    rls: &Path,
     quota: &Path,
     dir: &Path,
     args: &StackArgs,
     quotas: &config::QuotaSet,
-) -> Result<Measured, HarnessError> {
-    let mut processes: Vec<Spawned> = Vec::new();
-    let missing = || HarnessError::Process("redis-server or redis-cli not found".into());
-    let backend = match scenario.store {
-        Store::Memory => Backend::Memory,
-        Store::Redis => {
-            let (redis, port) =
-                start_redis(tools.redis_server.ok_or_else(missing)?, dir, false).await?;
-            processes.push(redis);
-            Backend::Redis {
-                url: format!("redis://127.0.0.1:{port}"),
-            }
-        }
-        Store::RedisCluster => {
-            let mut ports = Vec::new();
-            for _ in 0..3 {
-                let (node, port) =
-                    start_redis(tools.redis_server.ok_or_else(missing)?, dir, true).await?;
-                processes.push(node);
-                ports.push(port);
-            }
-            create_cluster(tools.redis_cli.ok_or_else(missing)?, &ports).await?;
-            Backend::RedisCluster {
-                nodes: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
-            }
-        }
-    };
-    let mut targets = Vec::new();
-    for index in 1..=scenario.replicas {
-        let (replica, addr) = start_rls(tools.rls, quota, &backend, dir, index).await?;
-        processes.push(replica);
-        targets.push(addr);
-    }
+) -> Result<(Measured, CpuPerDecision, Bounds), HarnessError> {
+    let fleet = Fleet::start(&FleetPlan {
+        rls,
+        quota,
+        dir,
+        store: scenario.store,
+        replicas: scenario.replicas,
+        extra: &scenario
+            .flags
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>(),
+        pinning: &args.pinning,
+    })
+    .await?;
     let spec = PhaseSpec {
         name: scenario.title.to_string(),
         domain: "bench".into(),
@@ -193,13 +165,24 @@ async fn run_scenario(
         },
         ..PhaseSpec::default()
     };
-    let measured = measure(&targets, &spec, Some(quotas), true, !args.quiet).await;
-    drop(processes);
-    measured
+    spec.validate()?;
+    let workload = std::sync::Arc::new(Workload::build(&spec)?);
+    let baseline = run_baseline(&spec, workload.clone(), !args.quiet).await?;
+    let http = fleet.http_addrs();
+    let calls = calls_before(&http).await;
+    let mark = fleet.pids.mark();
+    let run = run_phase(&fleet.targets, &spec, workload, Some(quotas), !args.quiet).await?;
+    let cpu = fleet
+        .pids
+        .per_decision(mark, run.decisions + run.warmup_answers);
+    let redis = scenario.store != Store::Memory;
+    let bounds = Bounds::of(&run, &http, calls, redis, quotas).await;
+    Ok((Measured::new(run, Some(baseline)), cpu, bounds))
 }
 
 /// `loadtest stack`.
 pub async fn execute(args: &StackArgs) -> Result<(), HarnessError> {
+    args.pinning.pin_harness()?;
     if args.list {
         for s in SCENARIOS {
             println!("{:16} {}", s.id, s.title);

@@ -3,12 +3,14 @@
 
 use serde::Serialize;
 
+pub use crate::fleet::Store;
 use crate::processes::RlsFeatures;
 use crate::spec::Distribution;
 
 /// The quota every scenario's replicas serve.
 pub const STACK_QUOTA: &str = "\
-# Served by `loadtest stack`: one hot key that all traffic shares, and a bucket per user.
+# Served by `loadtest stack`: one hot key that all traffic shares, and a bucket per user;
+# and one hot key whose quota no run reaches.
 domain: bench
 descriptors:
   - key: feature
@@ -16,18 +18,10 @@ descriptors:
     rate_limit: {unit: second, requests_per_unit: 1000}
   - key: user
     rate_limit: {unit: second, requests_per_unit: 10, burst: 20}
+  - key: api
+    value: all
+    rate_limit: {unit: second, requests_per_unit: 1000000}
 ";
-
-/// Where a scenario's replicas keep their buckets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Store {
-    /// Each replica in its own memory.
-    Memory,
-    /// One shared redis-server.
-    Redis,
-    /// A Redis Cluster of three masters.
-    RedisCluster,
-}
 
 /// One standard scenario.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -51,10 +45,12 @@ pub struct StackScenario {
     pub accuracy: bool,
     /// What the row means, printed under the table.
     pub note: &'static str,
+    /// More `rls serve` flags of its replicas.
+    pub flags: &'static [&'static str],
 }
 
 /// The standard scenarios, in table order.
-pub const SCENARIOS: [StackScenario; 7] = [
+pub const SCENARIOS: [StackScenario; 10] = [
     StackScenario {
         id: "memory-hot",
         title: "memory, hot key",
@@ -65,6 +61,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "memory-100k",
@@ -76,6 +73,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "redis-hot",
@@ -87,6 +85,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "redis-zipf",
@@ -98,6 +97,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Zipf,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "redis-cluster",
@@ -109,6 +109,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Zipf,
         accuracy: false,
         note: "",
+        flags: &[],
     },
     StackScenario {
         id: "replicas-memory",
@@ -120,6 +121,7 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: true,
         note: "each memory replica keeps its own buckets, so three of them allow three times the quota (overshoot near 200 %): what the Redis backend fixes",
+        flags: &[],
     },
     StackScenario {
         id: "replicas-redis",
@@ -131,6 +133,43 @@ pub const SCENARIOS: [StackScenario; 7] = [
         distribution: Distribution::Uniform,
         accuracy: true,
         note: "the three replicas share one bucket in Redis",
+        flags: &[],
+    },
+    StackScenario {
+        id: "replicas-memory-under",
+        title: "3 replicas, memory, hot key under its limit",
+        store: Store::Memory,
+        replicas: 3,
+        descriptor: "api=all",
+        keys: 1,
+        distribution: Distribution::Uniform,
+        accuracy: false,
+        note: "",
+        flags: &[],
+    },
+    StackScenario {
+        id: "replicas-lease-under",
+        title: "3 replicas on one Redis, leases, hot key under its limit",
+        store: Store::Redis,
+        replicas: 3,
+        descriptor: "api=all",
+        keys: 1,
+        distribution: Distribution::Uniform,
+        accuracy: false,
+        note: "every replica answers the hot key from leases of about 10 ms of its traffic: Redis calls per decision is what leasing saves",
+        flags: &["--lease", "auto"],
+    },
+    StackScenario {
+        id: "replicas-lease",
+        title: "3 replicas on one quota, Redis with leases (accuracy)",
+        store: Store::Redis,
+        replicas: 3,
+        descriptor: "feature=search",
+        keys: 1,
+        distribution: Distribution::Uniform,
+        accuracy: true,
+        note: "leased tokens are taken before they are given out, so the replicas never allow more than the quota; the lease bound is what leases can park while another replica denies",
+        flags: &["--lease", "auto"],
     },
 ];
 

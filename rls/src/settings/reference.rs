@@ -232,10 +232,22 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
         },
     },
     Variables {
-        names: &["REDIS_URL", "REDIS_TYPE", "REDIS_AUTH"],
-        settings: &["redis_urls", "redis_cluster"],
-        // REDIS_URL is host:port, or a comma list of nodes with REDIS_TYPE=cluster;
-        // REDIS_AUTH a password or user:password.
+        names: &[
+            "REDIS_URL",
+            "REDIS_TYPE",
+            "REDIS_AUTH",
+            "REDIS_SENTINEL_AUTH",
+        ],
+        settings: &[
+            "redis_urls",
+            "redis_cluster",
+            "redis_sentinel",
+            "redis_sentinel_master",
+            "redis_sentinel_master_auth",
+        ],
+        // REDIS_URL is host:port; a comma list of nodes with REDIS_TYPE=cluster; with
+        // REDIS_TYPE=sentinel the primary's name, then the sentinels. REDIS_AUTH is the
+        // servers' password or user:password, REDIS_SENTINEL_AUTH the sentinels'.
         read: |s, v| {
             let Some(url) = v.text(0) else {
                 return Ok(());
@@ -245,8 +257,23 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
             match v.lowercase(1).as_deref() {
                 Some("cluster") => s.redis_cluster = url.split(',').map(with_auth).collect(),
                 None | Some("single") => s.redis_urls = vec![with_auth(&url)],
+                Some("sentinel") => {
+                    let mut parts = url.split(',');
+                    let master = parts.next().unwrap_or_default().trim();
+                    let sentinel_auth = v.text(3);
+                    let nodes: Vec<String> = parts
+                        .map(|node| redis_url(node, sentinel_auth.as_deref()))
+                        .collect();
+                    if master.is_empty() || nodes.is_empty() {
+                        let expected = "with REDIS_TYPE=sentinel: master,host:port[,host:port...]";
+                        return Err(v.invalid(0, url.clone(), expected));
+                    }
+                    s.sentinel.redis_sentinel = nodes;
+                    s.sentinel.redis_sentinel_master = Some(master.to_string());
+                    s.sentinel.redis_sentinel_master_auth = auth.clone();
+                }
                 Some(other) => {
-                    let expected = "single or cluster (sentinel is not supported)";
+                    let expected = "single, cluster or sentinel";
                     return Err(v.invalid(1, other.into(), expected));
                 }
             }

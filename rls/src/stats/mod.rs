@@ -160,7 +160,7 @@ pub const METRICS: &[Metric] = &[
         "rls_redis_calls_total",
         Kind::Counter,
         "shard",
-        "Check-script calls sent to the shard.",
+        "Script calls sent to the shard: checks, and with --lease auto lease grants and hand-backs.",
     ),
     metric(
         REDIS_CALL_DURATION,
@@ -185,6 +185,18 @@ pub const METRICS: &[Metric] = &[
         Kind::Gauge,
         "shard",
         "1 while the shard answers; 0 before its first connection and while it is down (its calls then fail at once).",
+    ),
+    metric(
+        "rls_lease_calls_total",
+        Kind::Counter,
+        "shard",
+        "Lease grants and hand-backs sent to the shard (--lease auto).",
+    ),
+    metric(
+        "rls_lease_largest_tokens",
+        Kind::Gauge,
+        "",
+        "The largest lease held so far, in tokens: summed over replicas, the most tokens leases can park while another replica denies.",
     ),
     metric(
         "rls_over_limit_cache_keys",

@@ -210,6 +210,12 @@ pub trait BucketStore: Send + Sync + 'static {
     fn sweep(&self, now: Nanos) {
         let _ = now;
     }
+
+    /// Gives back what the store holds ahead of use (leased tokens): at reload, whose new
+    /// quotas may size them otherwise, and at shutdown.
+    fn release(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// Whether a request with these decisions is denied: some enforced descriptor is over, or

@@ -110,7 +110,7 @@ impl<S: BucketStore> Client<S> {
             .into_inner();
         while let Some(response) = responses.message().await.map_err(|s| describe(&s))? {
             *answered = true;
-            let reply = self.apply(response);
+            let reply = self.apply(response).await;
             if requests.send(reply).await.is_err() {
                 return Err("the request stream closed".to_owned());
             }
@@ -131,7 +131,7 @@ impl<S: BucketStore> Client<S> {
     }
 
     /// Serves the set `response` holds, or refuses it: the ACK or NACK to send back.
-    fn apply(&self, response: DiscoveryResponse) -> DiscoveryRequest {
+    async fn apply(&self, response: DiscoveryResponse) -> DiscoveryRequest {
         let version = response.version_info.clone();
         let started = Instant::now();
         // A refusal is recorded for `/config` and the refused-reload gauge, as a quota
@@ -158,7 +158,7 @@ impl<S: BucketStore> Client<S> {
                 tracing::info!(%version, domains = quotas.domains().count(),
                     rules = quotas.rule_count(), "xDS rule set applied");
                 metrics::counter!("rls_config_reloads_total", "result" => "loaded").increment(1);
-                self.decider.replace_quotas(quotas);
+                self.decider.reload(quotas).await;
                 self.report.send_modify(|s| {
                     s.version = Some(version.clone());
                     s.applied += 1;

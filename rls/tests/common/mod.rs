@@ -5,6 +5,7 @@
 pub mod ads;
 pub mod certs;
 pub mod envoy;
+pub mod failover;
 pub mod gated;
 pub mod istio;
 pub mod manifest;
@@ -25,7 +26,7 @@ use proto::rls::rate_limit_service_client::RateLimitServiceClient;
 use rls::Listeners;
 use rls::decide::{AnswerOptions, Decider};
 use rls::store::redis::{
-    Endpoint, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
+    Endpoint, LeaseOptions, OnBackendError, RedisOptions, RedisStore, ShardOptions, TimeSource,
 };
 use rls::store::{Batch, BucketStore, Check, MemoryStore, Meter, Role};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,8 +91,15 @@ impl TestServer {
                 let decider = Decider::new(quotas, MemoryStore::new(), shared, options);
                 TestServer::serve(decider, clock).await
             }
-            Backend::Redis(endpoints) => {
-                let redis = redis_options(endpoints.clone());
+            Backend::Redis(endpoints) | Backend::RedisLeased(endpoints) => {
+                let mut redis = redis_options(endpoints.clone());
+                if let Backend::RedisLeased(_) = backend {
+                    // Every bucket hot from its first check: every path of leasing runs.
+                    redis.lease = Some(LeaseOptions {
+                        threshold: 0,
+                        span: Duration::from_millis(10),
+                    });
+                }
                 TestServer::start_redis(quotas, options, redis, start_secs).await
             }
         }
@@ -154,6 +162,8 @@ pub enum Backend {
     Memory,
     /// Redis: one server, several (client-side shards), or one cluster.
     Redis(Vec<Endpoint>),
+    /// Redis, with every bucket leased.
+    RedisLeased(Vec<Endpoint>),
 }
 
 /// A batch of one enforced check of `cost` on bucket `key` at `now`.
@@ -196,6 +206,7 @@ pub fn redis_options(endpoints: Vec<Endpoint>) -> RedisOptions {
         },
         // Tests that decide on a fake clock set it here too.
         clock: Arc::new(limiter::SystemClock::new()),
+        lease: None,
     }
 }
 

@@ -160,17 +160,7 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .unwrap_or_else(|_| missing("redis-cli"));
-        let text = String::from_utf8_lossy(&created.stdout);
-        assert!(
-            created.status.success() && text.contains("All 16384 slots covered"),
-            "cluster create failed: {text}"
-        );
+        create_cluster(&addrs, 0);
         // `--cluster create` returns once the nodes agree on the configuration; each
         // node flips to ok on its own shortly after. Each probe is a process run, bounded.
         for node in &nodes {
@@ -187,4 +177,20 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect()
     }
+}
+
+/// Joins the cluster-mode servers at `addrs` (`host:port`) into one cluster, with
+/// `replicas` replicas per primary (`redis-cli --cluster create`).
+pub fn create_cluster(addrs: &[String], replicas: usize) {
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(addrs)
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .output()
+        .unwrap_or_else(|_| missing("redis-cli"));
+    let text = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        created.status.success() && text.contains("All 16384 slots covered"),
+        "cluster create failed: {text}"
+    );
 }

@@ -166,16 +166,24 @@ pub const GATEWAY_VARIABLES: &[Variables<Settings>] = &[
         settings: &[
             "redis_urls",
             "redis_cluster",
+            "redis_sentinel",
             "redis_tls_cert",
             "redis_tls_key",
             "redis_tls_ca",
         ],
-        // After REDIS_URL's row: its redis:// URLs become rediss://.
+        // After REDIS_URL's row: its redis:// URLs become rediss:// (sentinels' too, and
+        // through them the primary's).
         read: |s, v| {
             if v.go_bool(0)? != Some(true) {
                 return Ok(());
             }
-            for url in s.redis_urls.iter_mut().chain(&mut s.redis_cluster) {
+            let sentinels = &mut s.sentinel.redis_sentinel;
+            for url in s
+                .redis_urls
+                .iter_mut()
+                .chain(&mut s.redis_cluster)
+                .chain(sentinels)
+            {
                 if let Some(rest) = url.strip_prefix("redis://") {
                     *url = format!("rediss://{rest}");
                 }

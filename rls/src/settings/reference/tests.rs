@@ -101,6 +101,50 @@ fn reference_redis_variables_select_the_redis_backend() {
 }
 
 #[test]
+fn redis_type_sentinel_names_the_primary_then_the_sentinels() {
+    let s = settings_from(
+        &["rls"],
+        &[
+            ("REDIS_TYPE", "sentinel"),
+            ("REDIS_URL", "mymaster,s1:26379,s2:26379"),
+            ("REDIS_AUTH", "primary-secret"),
+            ("REDIS_SENTINEL_AUTH", "sentinel-secret"),
+        ],
+    )
+    .expect("valid settings");
+    assert_eq!(
+        s.sentinel.redis_sentinel,
+        [
+            "redis://:sentinel-secret@s1:26379",
+            "redis://:sentinel-secret@s2:26379"
+        ]
+    );
+    assert_eq!(
+        s.sentinel.redis_sentinel_master.as_deref(),
+        Some("mymaster")
+    );
+    assert_eq!(
+        s.sentinel.redis_sentinel_master_auth.as_deref(),
+        Some("primary-secret")
+    );
+    let tls = settings_from(
+        &["rls"],
+        &[
+            ("REDIS_TYPE", "sentinel"),
+            ("REDIS_URL", "mymaster,s1:26379"),
+            ("REDIS_TLS", "true"),
+        ],
+    )
+    .expect("valid settings");
+    assert_eq!(tls.sentinel.redis_sentinel, ["rediss://s1:26379"]);
+    let lone = settings_from(&["rls"], &[("REDIS_TYPE", "sentinel"), ("REDIS_URL", "m")]);
+    assert!(
+        lone.is_err(),
+        "a sentinel URL without sentinels was accepted"
+    );
+}
+
+#[test]
 fn flags_win_over_reference_variables() {
     let s = settings_from(
         &[
@@ -166,7 +210,9 @@ fn serve_help_lists_every_reference_variable() {
             assert!(help.contains(name), "{name} missing from:\n{help}");
         }
     }
-    assert!(help.contains("REDIS_URL, REDIS_TYPE, REDIS_AUTH -> --redis-url / --redis-cluster"));
+    assert!(help.contains(
+        "REDIS_URL, REDIS_TYPE, REDIS_AUTH, REDIS_SENTINEL_AUTH -> --redis-url / --redis-cluster / --redis-sentinel"
+    ));
 }
 
 /// Splits a Markdown cell such as "`A`, `B`" or "`--a` / `--b`" into its code spans.

@@ -1,5 +1,5 @@
-//! `Connection`: how a shard reaches Redis — its [`Endpoint`] (a server or a cluster, by
-//! URL, with TLS files), opening the client (kept, and watched over, by `health.rs`), calls
+//! `Connection`: how a shard reaches Redis — its [`Endpoint`] (a server, a cluster or a
+//! primary behind sentinels, by URL, with TLS files), opening the client (kept, and watched over, by `health.rs`), calls
 //! on it ([`Link`]), and the endpoint's name in logs and errors, without credentials.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use redis::{
 };
 
 use super::health::{self, Health};
+use super::sentinel::Sentinel;
 use super::shard::ShardOptions;
 
 /// Where a shard's commands go.
@@ -24,6 +25,8 @@ pub enum Endpoint {
     Server(String),
     /// A Redis Cluster, by some of its nodes.
     Cluster(Vec<String>),
+    /// A primary found, and followed across failovers, through Redis Sentinel.
+    Sentinel(Sentinel),
 }
 
 impl Endpoint {
@@ -55,6 +58,7 @@ impl Endpoint {
         let urls = match self {
             Endpoint::Server(url) => std::slice::from_ref(url),
             Endpoint::Cluster(nodes) => nodes.as_slice(),
+            Endpoint::Sentinel(sentinel) => sentinel.nodes.as_slice(),
         };
         for url in urls {
             url.as_str()
@@ -71,6 +75,10 @@ impl Endpoint {
             Endpoint::Cluster(nodes) => {
                 let nodes: Vec<String> = nodes.iter().map(|n| redact(n)).collect();
                 format!("cluster {}", nodes.join(",")).into()
+            }
+            Endpoint::Sentinel(sentinel) => {
+                let nodes: Vec<String> = sentinel.nodes.iter().map(|n| redact(n)).collect();
+                format!("sentinel {} {}", sentinel.master, nodes.join(",")).into()
             }
         }
     }
@@ -239,11 +247,15 @@ pub async fn open(
                     })??;
             Ok(Link::Cluster(connection))
         }
+        Endpoint::Sentinel(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "a sentinel endpoint is followed, not opened",
+        ))),
     }
 }
 
 /// `url` without its password.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])

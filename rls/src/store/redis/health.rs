@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::connect::{Endpoint, Link, open};
 use super::shard::ShardOptions;
+use super::{cluster, sentinel};
 
 /// Failed calls in a row that take a shard down. One failure is not enough: a lone
 /// error says little; three in a row with none answered in between is a shard that does
@@ -112,8 +113,13 @@ impl Health {
         }
     }
 
-    /// A probe (or the first connection) was answered: up.
-    fn came_up(&self) {
+    /// The shard's name in logs.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// A probe (or the first connection, or a client of a new primary) was answered: up.
+    pub fn came_up(&self) {
         self.answered();
         if self.up.swap(true, Ordering::Relaxed) {
             return;
@@ -143,8 +149,10 @@ impl Health {
 }
 
 /// Keeps a shard's client: connects (with back-off, until it succeeds) and publishes the
-/// client in `link`; then, for as long as `health` lives, probes the shard while it is
-/// down and pings it while it is up and quiet. Ends when the shard is dropped.
+/// client in `link` — behind sentinels or in a cluster, a follower does that and swaps in
+/// a client of each new primary ([`sentinel::follow`], [`cluster::follow`]); then, for as
+/// long as `health` lives, probes the shard while it is down and pings it while it is up
+/// and quiet, on the client `link` holds at the time. Ends when the shard is dropped.
 pub async fn keep(
     endpoint: Endpoint,
     options: ShardOptions,
@@ -152,17 +160,39 @@ pub async fn keep(
     link: Arc<ArcSwapOption<Link>>,
     health: Weak<Health>,
 ) {
-    let Some(opened) = first_connection(&endpoint, &options, deadline, &health).await else {
+    let (opts, to) = (options.clone(), link.clone());
+    match endpoint {
+        Endpoint::Sentinel(sentinel) => {
+            tokio::spawn(sentinel::follow(
+                sentinel,
+                opts,
+                deadline,
+                to,
+                health.clone(),
+            ));
+        }
+        Endpoint::Cluster(nodes) => {
+            tokio::spawn(cluster::follow(nodes, opts, deadline, to, health.clone()));
+        }
+        Endpoint::Server(_) => {
+            let Some(opened) = first_connection(&endpoint, &options, deadline, &health).await
+            else {
+                return;
+            };
+            link.store(Some(Arc::new(opened)));
+            let Some(health) = health.upgrade() else {
+                return;
+            };
+            health.came_up();
+        }
+    }
+    let Some(mut state) = health.upgrade().map(|h| h.state.subscribe()) else {
         return;
     };
-    let opened = Arc::new(opened);
-    link.store(Some(opened.clone()));
-    let Some(mut state) = health.upgrade().map(|h| {
-        h.came_up();
-        h.state.subscribe()
-    }) else {
+    // A follower brings the shard up with its first client.
+    if state.wait_for(|up| *up).await.is_err() {
         return;
-    };
+    }
     loop {
         tokio::select! {
             // Err once the shard is dropped.
@@ -173,8 +203,9 @@ pub async fn keep(
             }
             () = tokio::time::sleep(HEARTBEAT) => {
                 let Some(health) = health.upgrade() else { return };
+                let Some(current) = link.load_full() else { continue };
                 if health.is_up() && health.quiet_for(HEARTBEAT) {
-                    match tokio::time::timeout(options.connect_timeout, opened.ping()).await {
+                    match tokio::time::timeout(options.connect_timeout, current.ping()).await {
                         Ok(Ok(())) => health.answered(),
                         Ok(Err(error)) => health.failed(&error, error.is_timeout()),
                         Err(_) => health.failed(&"heartbeat timed out", true),
@@ -183,7 +214,7 @@ pub async fn keep(
                 continue;
             }
         }
-        if !probe_until_answered(&opened, options.connect_timeout, &health).await {
+        if !probe_until_answered(&link, options.connect_timeout, &health).await {
             return;
         }
     }
@@ -210,16 +241,30 @@ async fn first_connection(
     }
 }
 
-/// Pings the shard after a growing back-off until it answers, then brings it up; false if
-/// the shard was dropped meanwhile.
-async fn probe_until_answered(link: &Link, timeout: Duration, health: &Weak<Health>) -> bool {
+/// Pings the shard (on the client `link` holds then) after a growing back-off until it
+/// answers, then brings it up; true at once when a follower brought it up meanwhile with
+/// a client of a new primary; false if the shard was dropped.
+async fn probe_until_answered(
+    link: &ArcSwapOption<Link>,
+    timeout: Duration,
+    health: &Weak<Health>,
+) -> bool {
     let mut wait = FIRST_PROBE_WAIT;
     loop {
         tokio::time::sleep(wait).await;
-        let answered = matches!(tokio::time::timeout(timeout, link.ping()).await, Ok(Ok(())));
+        let answered = match link.load_full() {
+            Some(current) => matches!(
+                tokio::time::timeout(timeout, current.ping()).await,
+                Ok(Ok(()))
+            ),
+            None => false,
+        };
         let Some(health) = health.upgrade() else {
             return false;
         };
+        if health.is_up() {
+            return true;
+        }
         if answered {
             health.came_up();
             return true;

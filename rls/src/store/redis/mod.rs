@@ -10,17 +10,27 @@
 //! credentials), `shard.rs` (one endpoint: its connection and its batcher), `batcher.rs`
 //! (checks of concurrent requests gathered into script calls, pipelined, late ones shed,
 //! replies delivered), `health.rs` (whether a shard answers: a circuit breaker that fails
-//! fast while a shard is down, and probes it), `script.rs` (the Lua scripts, their arguments and replies),
-//! `cache.rs` (buckets known to be empty, answered locally), `failure.rs` (why Redis gave
-//! no answer, and the failure mode that answers instead).
+//! fast while a shard is down, and probes it), `script.rs` (the Lua scripts, their
+//! arguments and replies), `cache.rs` (buckets known to be empty, answered locally),
+//! `lease.rs`, `lease_bucket.rs`, `lease_flow.rs` and `lease_script.rs` (tokens of hot
+//! buckets leased ahead), `failure.rs` (why Redis gave no answer, and the failure mode
+//! that answers instead), `sentinel.rs` (a primary followed through Redis Sentinel),
+//! `cluster.rs` (a cluster's primaries followed when one vanishes).
 
+mod asker;
 mod batcher;
 mod cache;
+mod cluster;
 mod connect;
 mod failure;
 mod health;
+mod lease;
+mod lease_bucket;
+mod lease_flow;
+mod lease_script;
 mod placement;
 mod script;
+mod sentinel;
 mod shard;
 
 use std::collections::BTreeMap;
@@ -36,11 +46,14 @@ use tokio::time::Instant;
 
 pub use connect::{CONNECT_TIMEOUT, Endpoint, TlsFiles, redis_url};
 pub use failure::{Cause, Failure, OnBackendError, RedisError};
+pub use lease::LeaseOptions;
 pub use placement::CallGroup;
+pub use sentinel::Sentinel;
 pub use shard::ShardOptions;
 
 use self::cache::{Lookup, OverLimitCache, Probe};
 use self::failure::FailureMode;
+use self::lease_flow::{Leasing, leasing_for};
 use self::placement::Placer;
 use self::script::{charge, decode, encode_request};
 use self::shard::Shard;
@@ -79,17 +92,20 @@ pub struct RedisOptions {
     /// Connection and batching.
     pub shard: ShardOptions,
     /// The clock of the batches' `now`, read when a check has waited on the over-limit
-    /// cache.
+    /// cache, and by leases.
     pub clock: Arc<dyn Clock>,
+    /// Leased tokens for hot buckets (`None`: off).
+    pub lease: Option<LeaseOptions>,
 }
 
 /// The Redis bucket store.
 pub struct RedisStore {
-    shards: Vec<Shard>,
+    shards: Arc<Vec<Shard>>,
     placer: Placer,
     timeout: Duration,
     in_flight: Arc<Semaphore>,
-    cache: OverLimitCache,
+    cache: Arc<OverLimitCache>,
+    leasing: Option<Arc<Leasing>>,
     time: TimeSource,
     failure_mode: FailureMode,
 }
@@ -118,11 +134,25 @@ impl RedisStore {
         let _ = rustls::crypto::ring::default_provider().install_default();
         register_metrics(options.on_error);
         let placer = Placer::new(options.key_prefix, &options.endpoints);
-        let shards = options
-            .endpoints
-            .into_iter()
-            .map(|endpoint| Shard::start(endpoint, options.shard.clone(), options.timeout))
-            .collect();
+        let shards: Arc<Vec<Shard>> = Arc::new(
+            options
+                .endpoints
+                .into_iter()
+                .map(|endpoint| Shard::start(endpoint, options.shard.clone(), options.timeout))
+                .collect(),
+        );
+        let cache = Arc::new(OverLimitCache::new(
+            options.over_limit_cache,
+            options.clock.clone(),
+        ));
+        let leasing = leasing_for(
+            options.lease,
+            &shards,
+            &cache,
+            options.clock,
+            options.time,
+            options.timeout,
+        );
         RedisStore {
             shards,
             placer,
@@ -131,7 +161,8 @@ impl RedisStore {
             in_flight: Arc::new(Semaphore::new(
                 options.max_in_flight.get().min(Semaphore::MAX_PERMITS),
             )),
-            cache: OverLimitCache::new(options.over_limit_cache, options.clock),
+            cache,
+            leasing,
             time: options.time,
             failure_mode: FailureMode::new(options.on_error, options.replicas),
         }
@@ -144,14 +175,9 @@ impl RedisStore {
 
     /// Resolves once every shard is up: connected, or answering again.
     pub async fn wait_connected(&self) {
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             shard.wait_up().await;
         }
-    }
-
-    /// Check-script calls sent so far over all shards (Redis round trips).
-    pub fn script_calls(&self) -> u64 {
-        self.shards.iter().map(Shard::calls).sum()
     }
 
     /// Checks sent to Redis so far over all shards (those the cache answered are not).
@@ -418,12 +444,22 @@ impl BucketStore for RedisStore {
         let failure = if shed {
             Failure::Overload
         } else {
+            // A hot request answered from leases: no Redis, no turn to wait for.
+            if let Some(verdict) = self.serve_leased(batch) {
+                return Ok(verdict);
+            }
             // No queue beyond the bound: callers past it get the failure mode at once.
             let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
                 return self.failure_mode.answer(batch, Failure::InFlight);
             };
             let deadline = Instant::now() + self.timeout;
-            match tokio::time::timeout_at(deadline, self.check_redis(batch, deadline)).await {
+            let decided = async {
+                match &self.leasing {
+                    Some(leasing) => self.check_leased(leasing, batch, deadline).await,
+                    None => self.check_redis(batch, deadline).await,
+                }
+            };
+            match tokio::time::timeout_at(deadline, decided).await {
                 Ok(Ok(verdict)) => return Ok(verdict),
                 Ok(Err(failure)) => failure,
                 Err(_) => Failure::Deadline,
@@ -452,5 +488,11 @@ impl BucketStore for RedisStore {
 
     fn sweep(&self, now: Nanos) {
         RedisStore::sweep(self, now);
+    }
+
+    async fn release(&self) {
+        if let Some(leasing) = &self.leasing {
+            leasing.release().await;
+        }
     }
 }

@@ -43,6 +43,8 @@ end
 "#
     };
 }
+/// The prelude, for the lease scripts beside these.
+pub(super) use lua_prelude;
 
 /// Checks the buckets of one or more requests, each request all-or-nothing.
 ///
@@ -236,19 +238,25 @@ return moved
 
 /// A pair as the scripts read it (`dI4`): a whole number as a double, exact below 2^53,
 /// and a u32.
-fn push_pair(out: &mut Vec<u8>, (whole, part): (u64, u32)) {
+pub(super) fn push_pair(out: &mut Vec<u8>, (whole, part): (u64, u32)) {
     out.extend_from_slice(&(whole as f64).to_be_bytes());
     out.extend_from_slice(&part.to_be_bytes());
 }
 
 /// A duration or time in nanoseconds as the scripts' (seconds, nanoseconds) pair:
 /// `u64::MAX` ns is about 2^34 seconds, exact as a double.
-fn time_pair(nanos: Nanos) -> (u64, u32) {
+pub(super) fn time_pair(nanos: Nanos) -> (u64, u32) {
     (nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
 }
 
 /// A request's header (see [`CHECK_BUCKETS`]); `now` `None` for the server's time.
-fn header(now: Option<Nanos>, fold: bool, shadow: bool, stop: bool, checks: usize) -> Vec<u8> {
+pub(super) fn header(
+    now: Option<Nanos>,
+    fold: bool,
+    shadow: bool,
+    stop: bool,
+    checks: usize,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(20);
     out.extend_from_slice(&[
         u8::from(fold),

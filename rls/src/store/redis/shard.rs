@@ -133,6 +133,11 @@ impl Shard {
         answer.await.map_err(|_| self.error(Cause::Dropped))?
     }
 
+    /// The shard's name in logs and metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// An error of this shard.
     pub fn error(&self, cause: Cause) -> RedisError {
         RedisError::new(&self.name, cause)
@@ -149,8 +154,8 @@ impl Shard {
             .map(drop)
     }
 
-    /// Runs one script call at once, outside the batcher; fails at once while the shard is
-    /// down.
+    /// Runs one script call at once, outside the batcher (leases and refunds are rare next
+    /// to checks); fails at once while the shard is down.
     pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisError> {
         if let Some(down) = self.down() {
             return Err(down);
