@@ -1,0 +1,364 @@
+//! [`Yaml`]: a tree of maps, lists and scalars, written out in block or flow style, and
+//! the proptest strategies that make random ones: free trees ([`tree`]) and trees shaped
+//! like a quota file with random values ([`quota_file`]).
+
+use proptest::prelude::*;
+
+/// A YAML node.
+#[derive(Clone, Debug)]
+pub enum Yaml {
+    /// A scalar, written as it is (`plain`) or double-quoted.
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Map(Vec<(String, Yaml)>),
+    List(Vec<Yaml>),
+}
+
+impl Yaml {
+    /// A scalar written as it is.
+    pub fn plain(text: &str) -> Yaml {
+        Yaml::Scalar {
+            text: text.to_owned(),
+            plain: true,
+        }
+    }
+
+    /// The document: collections in flow style (`{k: v}`, `[a]`) or block style.
+    pub fn render(&self, flow: bool) -> String {
+        let mut out = String::new();
+        if flow || self.is_inline() {
+            self.inline(&mut out);
+            out.push('\n');
+        } else {
+            self.block(0, &mut out);
+        }
+        out
+    }
+
+    /// Whether the node goes on its parent's line in block style: scalars and empty
+    /// collections.
+    fn is_inline(&self) -> bool {
+        match self {
+            Yaml::Scalar { .. } => true,
+            Yaml::Map(entries) => entries.is_empty(),
+            Yaml::List(items) => items.is_empty(),
+        }
+    }
+
+    fn inline(&self, out: &mut String) {
+        match self {
+            Yaml::Scalar { text, plain } => scalar(text, *plain, out),
+            Yaml::Map(entries) => {
+                out.push('{');
+                for (i, (key, value)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    scalar(key, true, out);
+                    out.push_str(": ");
+                    value.inline(out);
+                }
+                out.push('}');
+            }
+            Yaml::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.inline(out);
+                }
+                out.push(']');
+            }
+        }
+    }
+
+    /// A collection in block style at `indent` spaces (a scalar or an empty collection
+    /// inline).
+    fn block(&self, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        let child = |node: &Yaml, out: &mut String| {
+            if node.is_inline() {
+                out.push(' ');
+                node.inline(out);
+                out.push('\n');
+            } else {
+                out.push('\n');
+                node.block(indent + 2, out);
+            }
+        };
+        match self {
+            Yaml::Map(entries) if !entries.is_empty() => {
+                for (key, value) in entries {
+                    out.push_str(&pad);
+                    scalar(key, true, out);
+                    out.push(':');
+                    child(value, out);
+                }
+            }
+            Yaml::List(items) if !items.is_empty() => {
+                for item in items {
+                    out.push_str(&pad);
+                    out.push('-');
+                    child(item, out);
+                }
+            }
+            _ => {
+                out.push_str(&pad);
+                self.inline(out);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// Writes `text` plain when asked and it is a word YAML reads back as itself, else
+/// double-quoted (JSON's escapes are YAML's).
+fn scalar(text: &str, plain: bool, out: &mut String) {
+    let word = |c: char| c.is_ascii_alphanumeric() || "_/.*-+".contains(c);
+    if plain && !text.is_empty() && text.chars().all(word) && !text.starts_with(['-', '*']) {
+        out.push_str(text);
+    } else {
+        out.push_str(&serde_json::to_string(text).expect("a string encodes"));
+    }
+}
+
+/// The keys of quota files, `local` sections and `kind: RateLimit` resources.
+const KEYS: &[&str] = &[
+    "domain",
+    "descriptors",
+    "key",
+    "value",
+    "rate_limit",
+    "rate_limits",
+    "unit",
+    "requests_per_unit",
+    "unlimited",
+    "name",
+    "replaces",
+    "shadow_mode",
+    "quota_mode",
+    "detailed_metric",
+    "value_to_metric",
+    "share_threshold",
+    "metadata",
+    "algorithm",
+    "burst",
+    "unit_multiplier",
+    "local",
+    "token_bucket",
+    "max_tokens",
+    "tokens_per_fill",
+    "fill_interval",
+    "entries",
+    "filter_enabled",
+    "filter_enforced",
+    "status",
+    "kind",
+    "apiVersion",
+    "spec",
+];
+
+/// Scalars of every type the files hold, at and past their bounds, and random text.
+fn scalar_value() -> impl Strategy<Value = Yaml> {
+    let words = prop::sample::select(vec![
+        "0",
+        "1",
+        "-1",
+        "7",
+        "4294967295",
+        "4294967296",
+        "18446744073709551616",
+        "1e400",
+        "0.5",
+        ".nan",
+        "true",
+        "false",
+        "null",
+        "~",
+        "second",
+        "minute",
+        "hour",
+        "day",
+        "week",
+        "month",
+        "year",
+        "fortnight",
+        "token_bucket",
+        "fixed_window",
+        "1s",
+        "0s",
+        "100ms",
+        "10000000000000d",
+        "k",
+        "v",
+        "/api/*",
+        "*",
+        "RateLimit",
+        "quota.rls.dev/v1alpha1",
+    ]);
+    prop_oneof![
+        6 => words.prop_map(Yaml::plain),
+        1 => "\\PC{0,10}".prop_map(|text| Yaml::Scalar { text, plain: false }),
+        1 => (1usize..=3).prop_map(|k| Yaml::plain(&"z".repeat(k * 10_000))),
+    ]
+}
+
+/// A unit, sometimes one there is not, sometimes any scalar.
+fn unit() -> impl Strategy<Value = Yaml> {
+    let units = [
+        "second",
+        "minute",
+        "hour",
+        "day",
+        "week",
+        "month",
+        "year",
+        "fortnight",
+    ];
+    prop_oneof![
+        4 => prop::sample::select(units.to_vec()).prop_map(Yaml::plain),
+        1 => scalar_value(),
+    ]
+}
+
+/// A count: small, at the bounds of `u32`, past them, or any scalar.
+fn number() -> impl Strategy<Value = Yaml> {
+    prop_oneof![
+        3 => (0u64..20).prop_map(|n| Yaml::plain(&n.to_string())),
+        2 => prop::sample::select(vec![u64::from(u32::MAX), 1 << 31, 1 << 32, u64::MAX])
+            .prop_map(|n| Yaml::plain(&n.to_string())),
+        1 => scalar_value(),
+    ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::sample::select(KEYS).prop_map(str::to_owned),
+        1 => "[a-z_]{1,8}",
+    ]
+}
+
+/// Any tree: maps keyed mostly by the files' keys, lists, scalars; up to 6 levels.
+pub fn tree() -> impl Strategy<Value = Yaml> {
+    scalar_value().prop_recursive(6, 96, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec((key(), inner.clone()), 0..6).prop_map(Yaml::Map),
+            prop::collection::vec(inner, 0..6).prop_map(Yaml::List),
+        ]
+    })
+}
+
+/// A field of a map: its name, its values, the odds it is present.
+type Field = (&'static str, BoxedStrategy<Yaml>, f64);
+
+/// A map of `fields`, each present at its odds, its value of the field's kind or, 1 time
+/// in 10, any tree.
+fn fields(fields: Vec<Field>) -> impl Strategy<Value = Yaml> {
+    let each: Vec<_> = fields
+        .into_iter()
+        .map(|(name, value, odds)| {
+            let value = prop_oneof![9 => value, 1 => tree()];
+            prop::option::weighted(odds, value).prop_map(move |v| v.map(|v| (name.to_owned(), v)))
+        })
+        .collect();
+    each.prop_map(|present| Yaml::Map(present.into_iter().flatten().collect()))
+}
+
+fn limit() -> impl Strategy<Value = Yaml> {
+    let name = prop::sample::select(vec!["a", "b", "login"]).prop_map(Yaml::plain);
+    let replaces = prop::collection::vec(
+        name.clone()
+            .prop_map(|n| Yaml::Map(vec![("name".to_owned(), n)])),
+        0..3,
+    )
+    .prop_map(Yaml::List);
+    fields(vec![
+        ("unit", unit().boxed(), 0.8),
+        ("requests_per_unit", number().boxed(), 0.8),
+        ("unlimited", scalar_value().boxed(), 0.3),
+        ("name", name.boxed(), 0.3),
+        ("replaces", replaces.boxed(), 0.3),
+        ("algorithm", scalar_value().boxed(), 0.3),
+        ("burst", number().boxed(), 0.3),
+        ("unit_multiplier", number().boxed(), 0.3),
+    ])
+}
+
+fn descriptor() -> impl Strategy<Value = Yaml> {
+    let leaf = || {
+        let keys = prop::sample::select(vec!["k", "path", "user"]).prop_map(Yaml::plain);
+        vec![
+            ("key", keys.boxed(), 0.95),
+            ("value", scalar_value().boxed(), 0.3),
+            ("rate_limit", limit().boxed(), 0.6),
+            (
+                "rate_limits",
+                prop::collection::vec(limit(), 0..3)
+                    .prop_map(Yaml::List)
+                    .boxed(),
+                0.3,
+            ),
+            ("shadow_mode", scalar_value().boxed(), 0.3),
+            ("quota_mode", scalar_value().boxed(), 0.3),
+            ("share_threshold", scalar_value().boxed(), 0.3),
+            ("detailed_metric", scalar_value().boxed(), 0.3),
+        ]
+    };
+    fields(leaf()).prop_recursive(4, 48, 4, move |inner| {
+        let mut with_children = leaf();
+        let children = prop::collection::vec(inner, 0..4).prop_map(Yaml::List);
+        with_children.push(("descriptors", children.boxed(), 0.4));
+        fields(with_children)
+    })
+}
+
+fn local() -> impl Strategy<Value = Yaml> {
+    let bucket = || {
+        fields(vec![
+            ("max_tokens", scalar_value().boxed(), 0.3),
+            ("tokens_per_fill", scalar_value().boxed(), 0.3),
+            ("fill_interval", scalar_value().boxed(), 0.3),
+        ])
+    };
+    let entry = fields(vec![
+        ("key", scalar_value().boxed(), 0.95),
+        ("value", scalar_value().boxed(), 0.3),
+    ]);
+    let descriptor = fields(vec![
+        (
+            "entries",
+            prop::collection::vec(entry, 0..3)
+                .prop_map(Yaml::List)
+                .boxed(),
+            0.9,
+        ),
+        ("token_bucket", bucket().boxed(), 0.7),
+    ]);
+    fields(vec![
+        ("token_bucket", bucket().boxed(), 0.7),
+        (
+            "descriptors",
+            prop::collection::vec(descriptor, 0..3)
+                .prop_map(Yaml::List)
+                .boxed(),
+            0.9,
+        ),
+        ("filter_enabled", scalar_value().boxed(), 0.3),
+        ("status", scalar_value().boxed(), 0.3),
+    ])
+}
+
+/// A quota file's document: a domain, descriptors nested up to 5 levels, sometimes a
+/// `local` section; every field's value random, mostly of its kind.
+pub fn quota_file() -> impl Strategy<Value = Yaml> {
+    let domain = prop::sample::select(vec!["edge", "d", ""]).prop_map(Yaml::plain);
+    let descriptors = prop::collection::vec(descriptor(), 0..6).prop_map(Yaml::List);
+    fields(vec![
+        ("domain", domain.boxed(), 0.95),
+        ("descriptors", descriptors.boxed(), 0.9),
+        ("local", local().boxed(), 0.2),
+    ])
+}
