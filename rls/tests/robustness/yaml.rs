@@ -206,32 +206,48 @@ fn scalar_value() -> impl Strategy<Value = Yaml> {
     ]
 }
 
-/// A unit, sometimes one there is not, sometimes any scalar.
-fn unit() -> impl Strategy<Value = Yaml> {
-    let units = [
-        "second",
-        "minute",
-        "hour",
-        "day",
-        "week",
-        "month",
-        "year",
-        "fortnight",
-    ];
-    prop_oneof![
-        4 => prop::sample::select(units.to_vec()).prop_map(Yaml::plain),
-        1 => scalar_value(),
-    ]
+/// `valid`, or with `wild` sometimes any scalar instead.
+fn or_wild(valid: impl Strategy<Value = Yaml> + 'static, wild: bool) -> BoxedStrategy<Yaml> {
+    if wild {
+        prop_oneof![8 => valid, 1 => scalar_value()].boxed()
+    } else {
+        valid.boxed()
+    }
 }
 
-/// A count: small, at the bounds of `u32`, past them, or any scalar.
-fn number() -> impl Strategy<Value = Yaml> {
-    prop_oneof![
-        3 => (0u64..20).prop_map(|n| Yaml::plain(&n.to_string())),
-        2 => prop::sample::select(vec![u64::from(u32::MAX), 1 << 31, 1 << 32, u64::MAX])
-            .prop_map(|n| Yaml::plain(&n.to_string())),
-        1 => scalar_value(),
-    ]
+fn words(words: &[&'static str]) -> BoxedStrategy<Yaml> {
+    prop::sample::select(words.to_vec())
+        .prop_map(Yaml::plain)
+        .boxed()
+}
+
+fn unit(wild: bool) -> BoxedStrategy<Yaml> {
+    let units = ["second", "minute", "hour", "day", "week", "month", "year"];
+    or_wild(words(&units), wild)
+}
+
+/// A count from 1 to 19; with `wild`, also 0, the bounds of `u32` and past them.
+fn number(wild: bool) -> BoxedStrategy<Yaml> {
+    let small = (1u64..20).prop_map(|n| Yaml::plain(&n.to_string()));
+    if !wild {
+        return small.boxed();
+    }
+    let edges = prop::sample::select(vec![0, u64::from(u32::MAX), 1 << 31, 1 << 32, u64::MAX])
+        .prop_map(|n| Yaml::plain(&n.to_string()));
+    or_wild(prop_oneof![4 => small, 1 => edges], wild)
+}
+
+fn algorithm(wild: bool) -> BoxedStrategy<Yaml> {
+    or_wild(words(&["token_bucket", "fixed_window"]), wild)
+}
+
+fn flag(wild: bool) -> BoxedStrategy<Yaml> {
+    or_wild(words(&["true", "false"]), wild)
+}
+
+/// A descriptor's value: exact, a wildcard, empty.
+fn descriptor_value(wild: bool) -> BoxedStrategy<Yaml> {
+    or_wild(words(&["v", "w", "/api/*", "*", "x*", ""]), wild)
 }
 
 fn key() -> impl Strategy<Value = String> {
@@ -254,111 +270,137 @@ pub fn tree() -> impl Strategy<Value = Yaml> {
 /// A field of a map: its name, its values, the odds it is present.
 type Field = (&'static str, BoxedStrategy<Yaml>, f64);
 
-/// A map of `fields`, each present at its odds, its value of the field's kind or, 1 time
-/// in 10, any tree.
-fn fields(fields: Vec<Field>) -> impl Strategy<Value = Yaml> {
+/// A map of `fields`, each present at its odds, its value of the field's kind or, with
+/// `wild`, 1 time in 40 any tree.
+fn fields(fields: Vec<Field>, wild: bool) -> impl Strategy<Value = Yaml> {
     let each: Vec<_> = fields
         .into_iter()
         .map(|(name, value, odds)| {
-            let value = prop_oneof![9 => value, 1 => tree()];
-            prop::option::weighted(odds, value).prop_map(move |v| v.map(|v| (name.to_owned(), v)))
+            let value = if wild {
+                prop_oneof![39 => value, 1 => tree()].boxed()
+            } else {
+                value
+            };
+            let field = move |v: Yaml| (name.to_owned(), v);
+            if odds >= 1.0 {
+                value.prop_map(move |v| Some(field(v))).boxed()
+            } else if odds <= 0.0 {
+                Just(None).boxed()
+            } else {
+                prop::option::weighted(odds, value)
+                    .prop_map(move |v| v.map(field))
+                    .boxed()
+            }
         })
         .collect();
     each.prop_map(|present| Yaml::Map(present.into_iter().flatten().collect()))
 }
 
-fn limit() -> impl Strategy<Value = Yaml> {
-    let name = prop::sample::select(vec!["a", "b", "login"]).prop_map(Yaml::plain);
+fn limit(wild: bool) -> impl Strategy<Value = Yaml> {
+    let name = words(&["a", "b", "login"]);
     let replaces = prop::collection::vec(
         name.clone()
             .prop_map(|n| Yaml::Map(vec![("name".to_owned(), n)])),
         0..3,
     )
     .prop_map(Yaml::List);
-    fields(vec![
-        ("unit", unit().boxed(), 0.8),
-        ("requests_per_unit", number().boxed(), 0.8),
-        ("unlimited", scalar_value().boxed(), 0.3),
-        ("name", name.boxed(), 0.3),
-        ("replaces", replaces.boxed(), 0.3),
-        ("algorithm", scalar_value().boxed(), 0.3),
-        ("burst", number().boxed(), 0.3),
-        ("unit_multiplier", number().boxed(), 0.3),
-    ])
+    // Without `wild`, the fields that make a valid limit together: either a unit and a
+    // count, or `unlimited` alone.
+    let unlimited = if wild { 0.3 } else { 0.0 };
+    let extra = if wild { 0.3 } else { 0.1 };
+    fields(
+        vec![
+            ("unit", unit(wild), 1.0 - unlimited / 3.0),
+            ("requests_per_unit", number(wild), 1.0 - unlimited / 3.0),
+            ("unlimited", flag(wild), unlimited),
+            ("name", name.boxed(), extra),
+            ("replaces", replaces.boxed(), extra),
+            ("algorithm", algorithm(wild), 0.3),
+            ("burst", number(wild), extra),
+            ("unit_multiplier", number(wild), 0.3),
+        ],
+        wild,
+    )
 }
 
-fn descriptor() -> impl Strategy<Value = Yaml> {
-    let leaf = || {
-        let keys = prop::sample::select(vec!["k", "path", "user"]).prop_map(Yaml::plain);
+fn descriptor(wild: bool) -> impl Strategy<Value = Yaml> {
+    let leaf = move || {
+        let keys = (0..12u8).prop_map(|k| Yaml::plain(&format!("k{k}")));
+        let limits = prop::collection::vec(limit(wild), 1..3).prop_map(Yaml::List);
         vec![
-            ("key", keys.boxed(), 0.95),
-            ("value", scalar_value().boxed(), 0.3),
-            ("rate_limit", limit().boxed(), 0.6),
-            (
-                "rate_limits",
-                prop::collection::vec(limit(), 0..3)
-                    .prop_map(Yaml::List)
-                    .boxed(),
-                0.3,
-            ),
-            ("shadow_mode", scalar_value().boxed(), 0.3),
-            ("quota_mode", scalar_value().boxed(), 0.3),
-            ("share_threshold", scalar_value().boxed(), 0.3),
-            ("detailed_metric", scalar_value().boxed(), 0.3),
+            ("key", keys.boxed(), if wild { 0.95 } else { 1.0 }),
+            ("value", descriptor_value(wild), 0.3),
+            ("rate_limit", limit(wild).boxed(), 0.6),
+            ("rate_limits", limits.boxed(), if wild { 0.3 } else { 0.0 }),
+            ("shadow_mode", flag(wild), 0.3),
+            ("quota_mode", flag(wild), 0.3),
+            ("share_threshold", flag(wild), if wild { 0.3 } else { 0.0 }),
+            ("detailed_metric", flag(wild), 0.3),
         ]
     };
-    fields(leaf()).prop_recursive(4, 48, 4, move |inner| {
+    fields(leaf(), wild).prop_recursive(4, 48, 4, move |inner| {
         let mut with_children = leaf();
         let children = prop::collection::vec(inner, 0..4).prop_map(Yaml::List);
         with_children.push(("descriptors", children.boxed(), 0.4));
-        fields(with_children)
+        fields(with_children, wild)
     })
 }
 
-fn local() -> impl Strategy<Value = Yaml> {
-    let bucket = || {
-        fields(vec![
-            ("max_tokens", scalar_value().boxed(), 0.3),
-            ("tokens_per_fill", scalar_value().boxed(), 0.3),
-            ("fill_interval", scalar_value().boxed(), 0.3),
-        ])
+/// A `local` section; only with `wild` are its values of any kind.
+fn local(wild: bool) -> impl Strategy<Value = Yaml> {
+    let count = move || number(wild);
+    let interval = or_wild(words(&["1s", "100ms", "1m"]), wild);
+    let bucket = move || {
+        fields(
+            vec![
+                ("max_tokens", count(), 1.0),
+                ("tokens_per_fill", count(), 0.5),
+                ("fill_interval", interval.clone(), 1.0),
+            ],
+            wild,
+        )
     };
-    let entry = fields(vec![
-        ("key", scalar_value().boxed(), 0.95),
-        ("value", scalar_value().boxed(), 0.3),
-    ]);
-    let descriptor = fields(vec![
-        (
-            "entries",
-            prop::collection::vec(entry, 0..3)
-                .prop_map(Yaml::List)
-                .boxed(),
-            0.9,
-        ),
-        ("token_bucket", bucket().boxed(), 0.7),
-    ]);
-    fields(vec![
-        ("token_bucket", bucket().boxed(), 0.7),
-        (
-            "descriptors",
-            prop::collection::vec(descriptor, 0..3)
-                .prop_map(Yaml::List)
-                .boxed(),
-            0.9,
-        ),
-        ("filter_enabled", scalar_value().boxed(), 0.3),
-        ("status", scalar_value().boxed(), 0.3),
-    ])
+    let entry = fields(
+        vec![
+            ("key", or_wild(words(&["k0", "k1", "path"]), wild), 1.0),
+            ("value", descriptor_value(wild), 0.5),
+        ],
+        wild,
+    );
+    let entries = prop::collection::vec(entry, 1..3).prop_map(Yaml::List);
+    let descriptor = fields(
+        vec![
+            ("entries", entries.boxed(), 1.0),
+            ("token_bucket", bucket().boxed(), 1.0),
+        ],
+        wild,
+    );
+    let descriptors = prop::collection::vec(descriptor, 0..3).prop_map(Yaml::List);
+    fields(
+        vec![
+            ("token_bucket", bucket().boxed(), 0.9),
+            ("descriptors", descriptors.boxed(), 0.7),
+            ("filter_enabled", or_wild(words(&["100", "50"]), wild), 0.3),
+            ("status", or_wild(words(&["429", "503"]), wild), 0.3),
+        ],
+        wild,
+    )
 }
 
 /// A quota file's document: a domain, descriptors nested up to 5 levels, sometimes a
-/// `local` section; every field's value random, mostly of its kind.
+/// `local` section. Half are made only of valid values (so that loading goes past the
+/// first field and the set is served); half have values of any kind, often huge.
 pub fn quota_file() -> impl Strategy<Value = Yaml> {
-    let domain = prop::sample::select(vec!["edge", "d", ""]).prop_map(Yaml::plain);
-    let descriptors = prop::collection::vec(descriptor(), 0..6).prop_map(Yaml::List);
-    fields(vec![
-        ("domain", domain.boxed(), 0.95),
-        ("descriptors", descriptors.boxed(), 0.9),
-        ("local", local().boxed(), 0.2),
-    ])
+    any::<bool>().prop_flat_map(|wild| {
+        let domain = or_wild(words(&["edge", "d"]), wild);
+        let descriptors = prop::collection::vec(descriptor(wild), 0..6).prop_map(Yaml::List);
+        fields(
+            vec![
+                ("domain", domain, 1.0),
+                ("descriptors", descriptors.boxed(), 1.0),
+                ("local", local(wild).boxed(), 0.2),
+            ],
+            wild,
+        )
+    })
 }
