@@ -13,7 +13,8 @@
 //! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
 //! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
 //! mapped to a domain and descriptor rules), `xds` (the reference's `RateLimitConfig`
-//! resources, checked as quota files: [`QuotaSet::from_rate_limit_configs`]).
+//! resources, checked as quota files: [`QuotaSet::from_rate_limit_configs`]), `report`
+//! ([`Report`]: an error and its causes, each said once, as the binaries print errors).
 //!
 //! ```
 //! use config::{LoadOptions, QuotaSet, Unit};
@@ -44,6 +45,7 @@ mod pattern;
 mod position;
 mod quota;
 mod rate_limit;
+mod report;
 pub mod resource;
 mod tree;
 mod xds;
@@ -54,10 +56,13 @@ pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
 pub use budget::METADATA_NESTING;
 pub use error::{ConfigError, Position};
-pub use load::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, QuotaSet, is_quota_file_name};
+pub use load::{
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, MOST_MAX_DEPTH, QuotaSet, is_quota_file_name,
+};
 pub use local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
     Percent, TokenBucket,
 };
 pub use quota::{Algorithm, Limit, Rule, Unit};
+pub use report::Report;
 pub use tree::Domain;

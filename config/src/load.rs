@@ -257,6 +257,13 @@ impl<'o> Assembly<'o> {
 /// about 100 KiB a level unoptimised and 16 KiB optimised.
 const STACK_PER_LEVEL: usize = 256 << 10;
 
+/// The largest stack a load runs on.
+const MOST_STACK: usize = 1 << 30;
+
+/// The deepest [`LoadOptions::max_depth`] a load's stack covers: a larger bound would let a
+/// file deep enough overflow it.
+pub const MOST_MAX_DEPTH: usize = (MOST_STACK - (1 << 20)) / STACK_PER_LEVEL;
+
 /// Runs `load` on a thread whose stack fits [`LoadOptions::max_depth`] levels, so that a
 /// deep file cannot overflow the caller's (a tokio worker or a test has 2 MiB, which an
 /// unoptimised build spends in about 16 levels). Only the pages used are committed. Should
@@ -266,7 +273,7 @@ fn on_deep_stack<T: Send>(options: &LoadOptions, load: impl FnOnce() -> T + Send
         .max_depth
         .saturating_mul(STACK_PER_LEVEL)
         .saturating_add(1 << 20)
-        .min(1 << 30);
+        .min(MOST_STACK);
     let mut job = Some(load);
     let spawned = std::thread::scope(|scope| {
         let job = &mut job;

@@ -127,15 +127,22 @@ impl Rate {
         }
     }
 
-    /// This replica's share of the rate when `replicas` replicas split it: the emission
-    /// interval multiplied and the burst divided (rounded up, at least one token for a
-    /// non-zero rate). One replica's share is the rate itself.
+    /// This replica's share of the rate when `replicas` replicas split it, such that the
+    /// shares add up to at most the rate: the emission interval multiplied (each replica
+    /// refills at rate / replicas) and the burst divided, rounded down. The remainder of
+    /// the burst, up to `replicas − 1` tokens, goes to no replica (nothing tells one
+    /// replica from another). A burst smaller than `replicas` leaves each a share of 0:
+    /// the zero rate, which denies every positive cost. One replica's share is the rate.
     pub fn share(&self, replicas: u32) -> Rate {
         if replicas <= 1 || self.burst == 0 {
             return *self;
         }
+        let burst = self.burst / replicas;
+        if burst == 0 {
+            return Rate::new(0, Duration::ZERO, 0);
+        }
         let interval = self.interval.saturating_mul(u64::from(replicas));
-        Rate::of(interval, self.burst.div_ceil(replicas))
+        Rate::of(interval, burst)
     }
 }
 

@@ -16,7 +16,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("loadtest: {:#}", anyhow::Error::from(error));
+            eprintln!("loadtest: {}", config::Report(&error));
             std::process::ExitCode::FAILURE
         }
     }

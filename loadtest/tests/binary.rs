@@ -145,11 +145,12 @@ fn run_without_a_target_or_against_nothing_says_what_is_wrong() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("cannot connect to 127.0.0.1:"),
-        "{}",
-        text(&out.stderr)
-    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot connect to 127.0.0.1:"), "{stderr}");
+    // Regression: hyper wraps the connect error in one of the same text, and the chain
+    // read "tcp connect error: tcp connect error: Connection refused".
+    assert_eq!(stderr.matches("tcp connect error").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
 }
 
 #[test]

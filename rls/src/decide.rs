@@ -115,6 +115,12 @@ impl<S: BucketStore> Decider<S> {
         self.quotas.store(Arc::new(quotas));
     }
 
+    /// The bounds on requests: the gRPC decoder and the `/json` body are bounded by their
+    /// `max_bytes` too.
+    pub fn bounds(&self) -> &RequestBounds {
+        &self.options.bounds
+    }
+
     /// The bucket store.
     pub fn store(&self) -> &S {
         &self.store
@@ -145,6 +151,7 @@ impl<S: BucketStore> Decider<S> {
         caller_timeout: Option<Duration>,
     ) -> Result<RateLimitResponse, RlsError> {
         self.options.bounds.validate(request)?;
+        self.check_overrides(request)?;
         let (_turn, shed) = self.admit(caller_timeout).await;
         let quotas = self.quotas.load();
         let Some(domain) = quotas.domain(&request.domain) else {
@@ -290,6 +297,21 @@ impl<S: BucketStore> Decider<S> {
                 }
             })
             .collect()
+    }
+
+    /// Refuses a request's own `limit` that the bucket maths cannot keep exact (more than
+    /// one token a nanosecond), as a quota file holding it is refused.
+    fn check_overrides(&self, request: &RateLimitRequest) -> Result<(), RlsError> {
+        for (i, descriptor) in request.descriptors.iter().enumerate() {
+            let limit = descriptor.limit.as_ref().map(|l| self.override_limit(l));
+            if let Some(excess) = limit.and_then(|l| l.excess()) {
+                return Err(RlsError::InvalidRequest(format!(
+                    "descriptors[{i}].limit.{} is {}; at most {} is allowed: {}",
+                    excess.field, excess.value, excess.largest, excess.reason
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The request's own limit as a rule limit; validation has checked its unit.

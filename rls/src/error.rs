@@ -121,6 +121,45 @@ pub enum SettingsError {
         "invalid settings: --backend redis needs --redis-url URL (repeatable) or --redis-cluster NODES"
     )]
     NoRedisServer,
+    /// Quota files bounded shallower than the request descriptors they must match.
+    #[error(
+        "invalid settings: --max-quota-depth {depth} is less than --max-entries {entries}: \
+         a request descriptor of {entries} entries is matched only by a rule {entries} levels \
+         deep, which the quota files could not hold; raise --max-quota-depth to at least \
+         {entries} or lower --max-entries"
+    )]
+    DepthBelowEntries {
+        /// `--max-quota-depth`.
+        depth: usize,
+        /// `--max-entries`.
+        entries: usize,
+    },
+    /// Request descriptors longer than any quota file may nest.
+    #[error(
+        "invalid settings: --max-entries {entries} needs quota files nested {entries} levels \
+         deep, and they are read at most {most} levels deep: lower --max-entries to {most} or less"
+    )]
+    EntriesBeyondDepth {
+        /// `--max-entries`.
+        entries: usize,
+        /// The deepest a quota file may nest.
+        most: usize,
+    },
+    /// A Redis server named for the memory backend, where it would be ignored.
+    #[error(
+        "invalid settings: --backend memory does not use the Redis server given \
+         (--redis-url or --redis-cluster, or REDIS_URL): drop --backend memory to use Redis, \
+         or drop the Redis server to keep buckets in memory"
+    )]
+    RedisForMemory,
+    /// A Redis URL that does not parse; named without its password.
+    #[error("invalid settings: invalid Redis URL {url}: {reason}")]
+    RedisUrl {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Both client-side shards and a cluster.
     #[error("invalid settings: give either --redis-url or --redis-cluster, not both")]
     TwoRedisTopologies,

@@ -6,7 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +18,7 @@ use proto::rls::rate_limit_response::Code;
 use tokio::sync::watch;
 
 use crate::decide::Decider;
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, RlsError};
 use crate::outcome;
 use crate::source::SourceState;
 use crate::store::BucketStore;
@@ -82,15 +84,18 @@ pub fn router<S: BucketStore>(
         .route("/readyz", get(ready::<S>))
         // The reference service's health path, for drop-in probes.
         .route("/healthcheck", get(ready::<S>))
-        .route("/json", post(json::<S>))
+        .route(
+            "/json",
+            post(json::<S>).layer(DefaultBodyLimit::max(state.decider.bounds().max_bytes)),
+        )
         .route("/metrics", get(render_metrics::<S>))
         .route("/config", get(config::<S>))
         .with_state(state)
 }
 
 /// Ready while not draining, once the rules' source has rules (an xDS server's first
-/// set), and while the store can answer from its own state (for Redis: connected). The
-/// source's report follows, when it has one.
+/// set), and while the store can answer as configured (for Redis: some shard answers, or
+/// the failure mode answers by itself). The source's report follows, when it has one.
 async fn ready<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Response {
     let source = state.readiness.source();
     let (status, text) = if state.readiness.is_draining() {
@@ -112,19 +117,16 @@ async fn ready<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Respon
 }
 
 /// proto3 JSON in and out: 200 OK, 429 over limit, 400 for a body that is not a valid
-/// request, 503 when the backend cannot answer.
-async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Bytes) -> Response {
-    let request: RateLimitRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("invalid request: {error}\n"),
-            )
-                .into_response();
-        }
+/// request (a body over `--max-request-bytes` is refused before more of it is read), 503
+/// when the backend cannot answer. Every refusal is counted as gRPC's are.
+async fn json<S: BucketStore>(
+    State(state): State<Arc<HttpState<S>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let outcome = match read_request(body, state.decider.bounds().max_bytes) {
+        Ok(request) => state.decider.decide(&request).await,
+        Err(refused) => Err(refused),
     };
-    let outcome = state.decider.decide(&request).await;
     outcome::count(&outcome);
     match outcome {
         Ok(answer) => {
@@ -151,6 +153,21 @@ async fn json<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, body: Byte
             (status, format!("{error}\n")).into_response()
         }
     }
+}
+
+/// The request a `/json` body holds, or why it holds none.
+fn read_request(
+    body: Result<Bytes, BytesRejection>,
+    max_bytes: usize,
+) -> Result<RateLimitRequest, RlsError> {
+    let body = body.map_err(|rejection| {
+        RlsError::InvalidRequest(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("request body is over {max_bytes} bytes, the most allowed")
+        } else {
+            rejection.body_text()
+        })
+    })?;
+    serde_json::from_slice(&body).map_err(|error| RlsError::InvalidRequest(error.to_string()))
 }
 
 async fn render_metrics<S>(State(state): State<Arc<HttpState<S>>>) -> Response {

@@ -7,6 +7,7 @@
 //! - [`cli`]: the command line, `serve`, `check`, `query` and `render`.
 //! - [`server`]: serves gRPC and HTTP on bound listeners until shutdown.
 //! - [`service`]: gRPC `ShouldRateLimit`, the face of the decider.
+//! - [`refusal`]: gRPC requests the decoder refuses, answered `INVALID_ARGUMENT`.
 //! - [`rlqs`]: gRPC `StreamRateLimitQuotas`: quota shares that Envoy enforces itself.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
 //! - [`decide`]: one request to one answer: admit, plan the checks, answer.
@@ -62,6 +63,7 @@ pub mod headers;
 pub mod http;
 pub mod outcome;
 pub mod query;
+pub mod refusal;
 pub mod reload;
 pub mod render;
 pub mod request;

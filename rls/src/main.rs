@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", config::Report(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -4,7 +4,7 @@
 use proto::rls::RateLimitResponse;
 use proto::rls::rate_limit_response::Code;
 
-use crate::error::RlsError;
+use crate::error::{ErrorKind, RlsError};
 
 /// Counts one request's outcome.
 pub fn count(outcome: &Result<RateLimitResponse, RlsError>) {
@@ -17,8 +17,12 @@ pub fn count(outcome: &Result<RateLimitResponse, RlsError>) {
             };
             metrics::counter!("rls_requests_total", "code" => code).increment(1);
         }
-        Err(error) => {
-            metrics::counter!("rls_errors_total", "kind" => error.kind().label()).increment(1);
-        }
+        Err(error) => count_refusal(error.kind()),
     }
+}
+
+/// Counts one request refused as `kind`, including those refused before they reached the
+/// decider (a body or message over `--max-request-bytes`, bytes that are no request).
+pub fn count_refusal(kind: ErrorKind) {
+    metrics::counter!("rls_errors_total", "kind" => kind.label()).increment(1);
 }

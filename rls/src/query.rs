@@ -51,7 +51,7 @@ pub async fn run(args: &QueryArgs) -> anyhow::Result<String> {
     };
     let mut client = RateLimitServiceClient::connect(endpoint.clone())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot connect to {endpoint}")))?;
     let request = request_from(args);
     let answer = client
         .should_rate_limit(request.clone())

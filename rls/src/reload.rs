@@ -123,6 +123,38 @@ impl Target {
     }
 }
 
+/// Logs the entries of the quota directory `path` that the loader does not read (other
+/// files, subdirectories), when there are any, so that a file a user meant as quotas
+/// (`quotas.json`, `edge.yaml.bak`) is not ignored unseen. Hidden entries (editors' swap
+/// files, a ConfigMap's `..data`) are left out of the list.
+pub fn log_ignored(path: &Path) {
+    let ignored = ignored_entries(path);
+    if !ignored.is_empty() {
+        tracing::info!(
+            dir = %path.display(), ?ignored,
+            "ignored in the quota directory: not *.yaml or *.yml quota files"
+        );
+    }
+}
+
+/// The names of the non-hidden entries of `path`, a directory, the loader does not read
+/// (empty for a file), in name order.
+fn ignored_entries(path: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Vec::new();
+    };
+    let mut ignored: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let read = config::is_quota_file_name(&name) && entry.path().is_file();
+            (!read && !name.starts_with('.')).then_some(name)
+        })
+        .collect();
+    ignored.sort();
+    ignored
+}
+
 /// The directory whose entries change when `path` does.
 fn watched_dir(path: &Path) -> PathBuf {
     if path.is_dir() {
@@ -144,8 +176,9 @@ async fn reload_on_change<S: BucketStore>(
     while events.recv().await.is_some() {
         // Settle: wait until the burst of events is over.
         while let Ok(Some(())) = tokio::time::timeout(SETTLE, events.recv()).await {}
-        let (path, options) = (path.clone(), options.clone());
-        let loaded = tokio::task::spawn_blocking(move || QuotaSet::load(&path, &options)).await;
+        let (load_path, options) = (path.clone(), options.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || QuotaSet::load(&load_path, &options)).await;
         match loaded {
             Ok(Ok(quotas)) => {
                 tracing::info!(
@@ -153,16 +186,20 @@ async fn reload_on_change<S: BucketStore>(
                     rules = quotas.rule_count(),
                     "quota files reloaded"
                 );
+                log_ignored(&path);
                 metrics::counter!("rls_config_reloads_total", "result" => "loaded").increment(1);
                 decider.replace_quotas(quotas);
                 report.send_modify(|s| s.loaded += 1);
             }
             Ok(Err(error)) => {
+                // The error with its causes, each once ("edge.yaml: cannot read: No such
+                // file or directory (os error 2)").
+                let error = config::Report(&error).to_string();
                 tracing::error!(%error, "quota files refused; the previous ones keep serving");
                 metrics::counter!("rls_config_reloads_total", "result" => "refused").increment(1);
                 report.send_modify(|s| {
                     s.refused += 1;
-                    s.last_error = Some(error.to_string());
+                    s.last_error = Some(error);
                 });
             }
             Err(join) => tracing::error!(%join, "quota reload task failed"),
@@ -194,6 +231,27 @@ mod tests {
         assert!(!target.concerns(&paths(&[".quotas.yaml.swp"])));
         // A rename names both ends: one of them is the file.
         assert!(target.concerns(&paths(&["quotas.yaml.tmp", "quotas.yaml"])));
+    }
+
+    #[test]
+    fn the_entries_the_loader_does_not_read_are_listed_except_hidden_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in [
+            "edge.yaml",
+            "api.yml",
+            "README.md",
+            "edge.yaml.bak",
+            ".edge.swp",
+        ] {
+            std::fs::write(dir.path().join(name), "").expect("write");
+        }
+        std::fs::create_dir(dir.path().join("old.yaml")).expect("mkdir");
+        std::fs::create_dir(dir.path().join("..data")).expect("mkdir");
+        assert_eq!(
+            ignored_entries(dir.path()),
+            ["README.md", "edge.yaml.bak", "old.yaml"]
+        );
+        assert!(ignored_entries(&dir.path().join("edge.yaml")).is_empty());
     }
 
     #[test]

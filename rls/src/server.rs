@@ -18,6 +18,7 @@ use tonic_health::ServingStatus;
 use crate::decide::Decider;
 use crate::error::RlsError;
 use crate::http::{Readiness, metrics_router, router};
+use crate::refusal;
 use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup};
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
@@ -69,11 +70,13 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
+    // The recorder first: the Redis shards report their state as soon as they connect.
+    prometheus();
     let quotas = RuleSource::initial_quotas(&settings)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
     let rlqs = RlqsOptions::from_settings(&settings)?;
-    match settings.backend {
+    match settings.backend_kind()? {
         BackendKind::Memory => {
             let decider = Arc::new(Decider::new(quotas, MemoryStore::new(), clock, options));
             let rlqs = RlqsSetup::memory(rlqs);
@@ -228,11 +231,16 @@ async fn run<S: BucketStore>(
         })
     };
 
+    // The decoders refuse a message over --max-request-bytes from its length, before
+    // buffering it; the health service's messages are bounded alike.
+    let max_bytes = decider.bounds().max_bytes;
     let grpc = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(RateLimitServiceServer::new(RlsService::new(
-            decider.clone(),
-        )))
+        .layer(refusal::undecodable(max_bytes))
+        .add_service(health_service.max_decoding_message_size(max_bytes))
+        .add_service(
+            RateLimitServiceServer::new(RlsService::new(decider.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
         .add_service(RateLimitQuotaServiceServer::new(quota_service))
         .serve_with_incoming_shutdown(incoming(listeners.grpc, options.tls), stopped());
     let http = axum::serve(listeners.http, router(decider, readiness, prometheus()))
@@ -272,8 +280,9 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
 }
 
 /// The process's Prometheus recorder, installed on first use (several servers in one
-/// test process share it).
-fn prometheus() -> PrometheusHandle {
+/// test process share it). Metrics recorded before it is installed are lost: [`serve`]
+/// installs it before it builds the store, whose shards report their state at once.
+pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {

@@ -4,9 +4,12 @@
 //! [`reference`](mod@reference).
 
 pub mod metrics;
+mod quota;
 pub mod reference;
 pub mod tls;
 pub mod xds;
+
+pub use quota::{AlgorithmArg, QuotaArgs};
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -15,11 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use config::{LoadOptions, QuotaSet};
 use limiter::Clock;
 
 use crate::decide::AnswerOptions;
-use crate::error::{RlsError, SettingsError};
+use crate::error::SettingsError;
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
 use crate::rlqs::Unmatched;
@@ -27,41 +29,6 @@ use crate::store::redis::{
     CONNECT_TIMEOUT, Endpoint, OnBackendError, RedisOptions, ShardOptions, TimeSource, TlsFiles,
     redis_url,
 };
-
-/// Where the quota files are and how they are read: one group for `rls serve` and
-/// `rls check`, so that both read the same files the same way.
-#[derive(Debug, Clone, Args)]
-pub struct QuotaArgs {
-    /// Quota file, or directory of quota files (every top-level, non-hidden *.yaml / *.yml).
-    #[arg(long, env = "RLS_CONFIG", value_name = "PATH")]
-    pub config: Option<PathBuf>,
-
-    /// Let several quota documents add descriptors to one domain.
-    #[arg(long, env = "RLS_MERGE_DOMAINS", value_parser = clap::builder::BoolishValueParser::new(),
-          num_args = 0..=1, default_value = "false", default_missing_value = "true")]
-    pub merge_domains: bool,
-
-    /// Algorithm of limits whose quota file does not name one.
-    #[arg(long, env = "RLS_DEFAULT_ALGORITHM", value_enum, default_value_t = AlgorithmArg::TokenBucket)]
-    pub default_algorithm: AlgorithmArg,
-}
-
-impl QuotaArgs {
-    /// How the quota files are read.
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            merge_domains: self.merge_domains,
-            default_algorithm: self.default_algorithm.into(),
-            ..LoadOptions::default()
-        }
-    }
-
-    /// Loads the quota files.
-    pub fn load(&self) -> Result<QuotaSet, RlsError> {
-        let path = self.config.as_ref().ok_or(RlsError::NoConfigPath)?;
-        Ok(QuotaSet::load(path, &self.load_options())?)
-    }
-}
 
 /// Settings of `rls serve`. Precedence: flag, then `RLS_*` variable, then the reference
 /// service's variable (see [`Settings::apply_reference_env`]), then the default.
@@ -97,9 +64,10 @@ pub struct Settings {
     #[arg(long, env = "RLS_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
-    /// Where bucket state lives.
-    #[arg(long, env = "RLS_BACKEND", value_enum, default_value_t = BackendKind::Memory)]
-    pub backend: BackendKind,
+    /// Where bucket state lives. Unset: redis when --redis-url or --redis-cluster names a
+    /// server, else memory; memory with a Redis server named is refused.
+    #[arg(long, env = "RLS_BACKEND", value_enum)]
+    pub backend: Option<BackendKind>,
 
     /// A Redis server (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS,
     /// `redis+unix:///path`). Repeat, or separate with commas, for client-side sharding.
@@ -155,7 +123,9 @@ pub struct Settings {
     #[arg(long, env = "RLS_ON_BACKEND_ERROR", value_enum, default_value_t = OnBackendErrorArg::Error)]
     pub on_backend_error: OnBackendErrorArg,
 
-    /// How many replicas share each quota: `--on-backend-error local` keeps quota/replicas.
+    /// How many replicas share each quota: `--on-backend-error local` keeps quota/replicas,
+    /// rounded down so that the replicas never allow more than the quota (a quota smaller
+    /// than the replicas: a share of 0, which denies).
     #[arg(long, env = "RLS_REPLICAS", default_value_t = NonZeroU32::MIN)]
     pub replicas: NonZeroU32,
 
@@ -231,7 +201,8 @@ pub struct Settings {
     #[arg(long, env = "RLS_MAX_ENTRIES", default_value_t = RequestBounds::DEFAULT.max_entries)]
     pub max_entries: usize,
 
-    /// Largest encoded request in bytes; larger is INVALID_ARGUMENT.
+    /// Largest request in bytes: the protobuf message on gRPC, the body of POST /json.
+    /// Larger is INVALID_ARGUMENT (400 on /json), refused before it is read whole.
     #[arg(long, env = "RLS_MAX_REQUEST_BYTES", default_value_t = RequestBounds::DEFAULT.max_bytes)]
     pub max_request_bytes: usize,
 
@@ -270,24 +241,6 @@ const fn count(n: usize) -> NonZeroUsize {
     match NonZeroUsize::new(n) {
         Some(n) => n,
         None => panic!("a count default must be at least one"),
-    }
-}
-
-/// The `--default-algorithm` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AlgorithmArg {
-    /// GCRA token bucket (exact, no window-edge bursts).
-    TokenBucket,
-    /// Epoch-aligned fixed windows, exactly like the reference service.
-    FixedWindow,
-}
-
-impl From<AlgorithmArg> for config::Algorithm {
-    fn from(value: AlgorithmArg) -> Self {
-        match value {
-            AlgorithmArg::TokenBucket => config::Algorithm::TokenBucket,
-            AlgorithmArg::FixedWindow => config::Algorithm::FixedWindow,
-        }
     }
 }
 
@@ -386,8 +339,22 @@ impl Settings {
         }
     }
 
+    /// Where bucket state lives: `--backend` when given, else Redis when a Redis server is
+    /// named (as the reference service, whose default backend is Redis, reads `REDIS_URL`),
+    /// else memory. A Redis server named for the memory backend would be ignored, and every
+    /// replica would enforce the whole quota on its own: refused.
+    pub fn backend_kind(&self) -> Result<BackendKind, SettingsError> {
+        let redis_named = !self.redis_urls.is_empty() || !self.redis_cluster.is_empty();
+        match (self.backend, redis_named) {
+            (Some(BackendKind::Memory), true) => Err(SettingsError::RedisForMemory),
+            (Some(kind), _) => Ok(kind),
+            (None, true) => Ok(BackendKind::Redis),
+            (None, false) => Ok(BackendKind::Memory),
+        }
+    }
+
     /// The Redis store's settings, deciding on `clock`; refuses a Redis backend without
-    /// (or with two kinds of) servers.
+    /// (or with two kinds of) servers, and a server URL that does not parse.
     pub fn redis_options(&self, clock: Arc<dyn Clock>) -> Result<RedisOptions, SettingsError> {
         let read = |path: &PathBuf| {
             std::fs::read(path).map_err(|source| SettingsError::Unreadable {
@@ -422,16 +389,23 @@ impl Settings {
         })
     }
 
-    /// The Redis servers: one shard per `--redis-url`, or one cluster.
+    /// The Redis servers: one shard per `--redis-url`, or one cluster; every URL parsed
+    /// now, so that a typo stops the start rather than being retried for ever.
     fn redis_endpoints(&self) -> Result<Vec<Endpoint>, SettingsError> {
-        match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
-            ([], []) => Err(SettingsError::NoRedisServer),
-            (urls, []) => Ok(urls.iter().map(|u| Endpoint::Server(u.clone())).collect()),
-            ([], nodes) => Ok(vec![Endpoint::Cluster(
+        let endpoints = match (self.redis_urls.as_slice(), self.redis_cluster.as_slice()) {
+            ([], []) => return Err(SettingsError::NoRedisServer),
+            (urls, []) => urls.iter().map(|u| Endpoint::Server(u.clone())).collect(),
+            ([], nodes) => vec![Endpoint::Cluster(
                 nodes.iter().map(|node| redis_url(node, None)).collect(),
-            )]),
-            _ => Err(SettingsError::TwoRedisTopologies),
+            )],
+            _ => return Err(SettingsError::TwoRedisTopologies),
+        };
+        for endpoint in &endpoints {
+            endpoint
+                .check()
+                .map_err(|(url, reason)| SettingsError::RedisUrl { url, reason })?;
         }
+        Ok(endpoints)
     }
 }
 
@@ -470,6 +444,57 @@ mod tests {
         match options.endpoints.as_slice() {
             [Endpoint::Cluster(nodes)] => assert_eq!(nodes, &["redis://a:7000", "rediss://b:7001"]),
             other => panic!("not one cluster: {other:?}"),
+        }
+    }
+
+    // Reproduces --redis-url without --backend redis being ignored: every replica then
+    // enforced the whole quota on its own.
+    #[test]
+    fn a_redis_server_without_a_backend_means_redis_and_with_memory_is_refused() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.backend_kind().expect("valid"), BackendKind::Memory);
+        s.redis_urls = vec!["redis://127.0.0.1:6380".into()];
+        assert_eq!(s.backend_kind().expect("valid"), BackendKind::Redis);
+        s.backend = Some(BackendKind::Memory);
+        let refused = s.backend_kind().expect_err("memory with a Redis server");
+        assert!(
+            refused.to_string().contains("--backend memory"),
+            "{refused}"
+        );
+        s.redis_urls.clear();
+        s.redis_cluster = vec!["a:7000".into()];
+        assert!(s.backend_kind().is_err());
+        s.backend = None;
+        assert_eq!(s.backend_kind().expect("valid"), BackendKind::Redis);
+    }
+
+    // Reproduces an unparseable Redis URL accepted at start and then retried for ever.
+    #[test]
+    fn a_redis_url_that_does_not_parse_is_refused_naming_it_without_its_password() {
+        let clock: Arc<dyn Clock> = Arc::new(limiter::SystemClock::new());
+        for (urls, cluster, named) in [
+            (
+                vec!["redis://:s3cret@10.0.0.5:99999"],
+                vec![],
+                "redis://***@10.0.0.5:99999",
+            ),
+            (
+                vec!["redis://a:6379", "http://b:6379"],
+                vec![],
+                "http://b:6379",
+            ),
+            (vec![], vec!["a:7000", "b:port"], "redis://b:port"),
+        ] {
+            let mut s = Settings::defaults();
+            s.redis_urls = urls.into_iter().map(String::from).collect();
+            s.redis_cluster = cluster.into_iter().map(String::from).collect();
+            let refused = s.redis_options(clock.clone()).err().expect("refused");
+            let text = refused.to_string();
+            assert!(
+                text.contains(&format!("invalid Redis URL {named}")),
+                "{text}"
+            );
+            assert!(!text.contains("s3cret"), "{text}");
         }
     }
 

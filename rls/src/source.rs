@@ -53,13 +53,17 @@ impl RuleSource {
     /// The rules to start with: the quota files, or none until the xDS server sends some.
     /// Refuses quota files together with the xDS source.
     pub fn initial_quotas(settings: &Settings) -> Result<QuotaSet, RlsError> {
+        let options = settings.quota_options()?;
         if settings.xds.options()?.is_none() {
-            let quotas = settings.quotas.load()?;
+            let quotas = settings.quotas.load_as(&options)?;
             tracing::info!(
                 domains = quotas.domains().count(),
                 rules = quotas.rule_count(),
                 "quota files loaded"
             );
+            if let Some(path) = &settings.quotas.config {
+                crate::reload::log_ignored(path);
+            }
             return Ok(quotas);
         }
         if settings.quotas.config.is_some() {
@@ -78,7 +82,7 @@ impl RuleSource {
         decider: Arc<Decider<S>>,
         settings: &Settings,
     ) -> Result<RuleSource, RlsError> {
-        let load = settings.quotas.load_options();
+        let load = settings.quota_options()?;
         if let Some(options) = settings.xds.options()? {
             let (client, status) = xds::start(decider, options.clone(), load);
             let (report, state) = watch::channel(SourceState::of_xds(&status.borrow(), &options));

@@ -2,9 +2,7 @@
 
 mod common;
 
-use common::{START_SECS, TestServer, http};
-use config::LoadOptions;
-use rls::decide::AnswerOptions;
+use common::{TestServer, http};
 use serde_json::{Value, json};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -18,13 +16,7 @@ descriptors:
 ";
 
 async fn server() -> TestServer {
-    TestServer::start(
-        QUOTAS,
-        &LoadOptions::default(),
-        AnswerOptions::default(),
-        START_SECS,
-    )
-    .await
+    TestServer::start_default(QUOTAS).await
 }
 
 #[tokio::test]

@@ -139,3 +139,24 @@ async fn a_reload_can_be_asked_for_without_a_change() {
     until(&mut status, |s| s.loaded >= 1).await;
     assert_eq!(limit(&decider).await, 4);
 }
+
+// Reproduces a refused reload said without its cause ("edge.yaml: cannot read", not why).
+#[tokio::test]
+async fn a_refused_reload_says_each_cause_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("edge.yaml");
+    std::fs::write(&file, quota(6)).expect("write");
+    let decider = decider(&file);
+    let reloader =
+        Reloader::start(decider.clone(), file.clone(), LoadOptions::default()).expect("watch");
+    let mut status = reloader.status();
+
+    std::fs::remove_file(&file).expect("remove");
+    let refused = until(&mut status, |s| s.refused >= 1).await;
+    let os = std::fs::read(&file).expect_err("removed").to_string();
+    assert_eq!(
+        refused.last_error.expect("the refusal says why"),
+        format!("{}: cannot read: {os}", file.display())
+    );
+    assert_eq!(limit(&decider).await, 6);
+}

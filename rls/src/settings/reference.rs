@@ -204,8 +204,8 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
         // The reference's backend is Redis unless told otherwise: a REDIS_URL alone
         // (Envoy Gateway's Deployment sets no BACKEND_TYPE) means Redis too.
         read: |s, v| match v.lowercase(0).as_deref() {
-            Some("redis") => set(&mut s.backend, Some(BackendKind::Redis)),
-            None if v.text(1).is_some() => set(&mut s.backend, Some(BackendKind::Redis)),
+            Some("redis") => set(&mut s.backend, Some(Some(BackendKind::Redis))),
+            None if v.text(1).is_some() => set(&mut s.backend, Some(Some(BackendKind::Redis))),
             None => Ok(()),
             Some(other) => Err(v.invalid(0, other.into(), "redis (memcache is not supported)")),
         },

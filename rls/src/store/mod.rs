@@ -184,8 +184,8 @@ pub trait BucketStore: Send + Sync + 'static {
         None
     }
 
-    /// Whether the store can answer from its own state now (readiness); the failure mode
-    /// answers otherwise.
+    /// Whether the store can answer as configured now (readiness): for Redis, while some
+    /// shard answers or the failure mode answers by itself.
     fn is_ready(&self) -> bool {
         true
     }

@@ -133,7 +133,8 @@ impl<S: BucketStore> Client<S> {
     fn apply(&self, response: DiscoveryResponse) -> DiscoveryRequest {
         let version = response.version_info.clone();
         let applied = decode(&response).and_then(|configs| {
-            QuotaSet::from_rate_limit_configs(&configs, &self.load).map_err(|e| e.to_string())
+            QuotaSet::from_rate_limit_configs(&configs, &self.load)
+                .map_err(|e| config::Report(&e).to_string())
         });
         let mut reply = DiscoveryRequest {
             response_nonce: response.nonce,

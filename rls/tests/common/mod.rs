@@ -56,6 +56,13 @@ impl TestServer {
         TestServer::start_with(quotas, options, start_secs).await
     }
 
+    /// Serves `yaml` (one quota file) with default options on the memory store, time
+    /// starting at [`START_SECS`].
+    pub async fn start_default(yaml: &str) -> TestServer {
+        let load = LoadOptions::default();
+        TestServer::start(yaml, &load, AnswerOptions::default(), START_SECS).await
+    }
+
     /// Serves `quotas` with `options` on the memory store, time starting at `start_secs`.
     pub async fn start_with(
         quotas: QuotaSet,
@@ -82,13 +89,29 @@ impl TestServer {
                 TestServer::serve(decider, clock).await
             }
             Backend::Redis(endpoints) => {
-                let mut redis = redis_options(endpoints.clone());
-                redis.clock = shared.clone();
-                let store = RedisStore::new(redis);
-                store.wait_connected().await;
-                TestServer::serve(Decider::new(quotas, store, shared, options), clock).await
+                let redis = redis_options(endpoints.clone());
+                TestServer::start_redis(quotas, options, redis, start_secs).await
             }
         }
+    }
+
+    /// Serves `quotas` with `options` on a Redis store with `redis` options, deciding on a
+    /// fake clock starting at `start_secs` (the store reads it too); returns once every
+    /// shard is connected.
+    pub async fn start_redis(
+        quotas: QuotaSet,
+        options: AnswerOptions,
+        mut redis: RedisOptions,
+        start_secs: u64,
+    ) -> TestServer {
+        let clock = FakeClock::new(start_secs * 1_000_000_000);
+        let shared: Arc<dyn limiter::Clock> = Arc::new(clock.clone());
+        redis.clock = shared.clone();
+        // The shards report their state when they connect: the recorder must be there.
+        rls::server::prometheus();
+        let store = RedisStore::new(redis);
+        store.wait_connected().await;
+        TestServer::serve(Decider::new(quotas, store, shared, options), clock).await
     }
 
     async fn serve<S: BucketStore>(decider: Decider<S>, clock: FakeClock) -> TestServer {
@@ -194,4 +217,15 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
         .and_then(|s| s.parse().ok())
         .expect("status line");
     (status, body.to_string())
+}
+
+/// The value of the series `series` (name and labels as Prometheus prints them, e.g.
+/// `rls_errors_total{kind="invalid_request"}`) on the `/metrics` of the server at `addr`;
+/// 0 when it is not there yet. Servers of one test process share one recorder: compare
+/// values before and after, not with zero.
+pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let (_, text) = http(addr, "GET", "/metrics", "").await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().expect("a number"))
 }

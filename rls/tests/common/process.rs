@@ -2,12 +2,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A running `rls serve`, killed when dropped.
 pub struct RlsProcess {
     pub grpc: u16,
     pub http: u16,
     pub child: Child,
+    /// Every line it has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// The `rls` binary.
@@ -43,22 +46,37 @@ impl RlsProcess {
         let mut lines = BufReader::new(stdout).lines();
         let mut waiting: Vec<&str> = wait_for.to_vec();
         let (mut grpc, mut http) = (None, None);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = |line: String| log.lock().expect("log").push(line);
         while !waiting.is_empty() || grpc.is_none() || http.is_none() {
             match lines.next() {
                 Some(Ok(line)) => {
                     waiting.retain(|w| !line.contains(w));
                     grpc = grpc.or_else(|| port_of(&line, "grpc_addr="));
                     http = http.or_else(|| port_of(&line, "http_addr="));
+                    keep(line);
                 }
                 other => panic!("rls serve ended while waiting for {waiting:?}: {other:?}"),
             }
         }
-        std::thread::spawn(move || lines.for_each(drop));
+        let rest = log.clone();
+        std::thread::spawn(move || {
+            lines
+                .map_while(Result::ok)
+                .for_each(|line| rest.lock().expect("log").push(line))
+        });
         RlsProcess {
             grpc: grpc.unwrap_or_default(),
             http: http.unwrap_or_default(),
             child,
+            log,
         }
+    }
+
+    /// The lines logged so far that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        let log = self.log.lock().expect("log");
+        log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
     /// `http://127.0.0.1:GRPC`.

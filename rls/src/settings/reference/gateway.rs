@@ -275,7 +275,7 @@ mod tests {
             grpc.client_ca, None,
             "GRPC_SERVER_TLS_CA_CERT is not the reference's"
         );
-        assert_eq!(s.backend, BackendKind::Redis);
+        assert_eq!(s.backend_kind().expect("valid"), BackendKind::Redis);
         let url = "rediss://redis.redis-system.svc.cluster.local:6379";
         assert_eq!(s.redis_urls, [url]);
         assert_eq!(s.redis_tls_cert, Some("/redis-certs/tls.crt".into()));

@@ -85,9 +85,13 @@ fn reference_redis_variables_select_the_redis_backend() {
         ],
     )
     .expect("valid settings");
-    assert_eq!(s.backend, BackendKind::Redis);
+    assert_eq!(s.backend, Some(BackendKind::Redis));
     assert_eq!(s.redis_urls, ["redis://:s3cret@redis.default.svc:6379"]);
     assert_eq!(s.key_prefix, "rl_");
+    // The reference's default backend is Redis: REDIS_URL alone means Redis here too.
+    let s = settings_from(&["rls"], &[("REDIS_URL", "redis.default.svc:6379")])
+        .expect("valid settings");
+    assert_eq!(s.backend_kind().expect("valid"), BackendKind::Redis);
     let s = settings_from(
         &["rls"],
         &[("REDIS_TYPE", "cluster"), ("REDIS_URL", "a:7000,b:7001")],

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::connect::{Connection, Link};
 use super::failure::{Cause, Failure, RedisError, client_failure};
+use super::health::Health;
 use super::script::{CHECK_BUCKETS, check_call, reply_integers};
 use super::shard::ShardOptions;
 
@@ -106,8 +107,13 @@ impl Batcher {
                 .fetch_add(groups.len() as u64, Ordering::Relaxed);
             counters.checks.fetch_add(checks as u64, Ordering::Relaxed);
             let link = connection.link();
+            let shard = Target {
+                script: &script,
+                name: &name,
+                health: connection.health(),
+            };
             for jobs in groups {
-                in_flight.push(send(&script, link.clone(), &name, jobs, now));
+                in_flight.push(send(shard, link.clone(), jobs, now));
             }
         }
         while in_flight.next().await.is_some() {}
@@ -154,12 +160,23 @@ async fn gather(
     (jobs, checks)
 }
 
-/// Sends one script call for `jobs` and hands each its reply; yields the round trip if
-/// the call succeeded.
+/// Where a batcher's calls go: the script, and the shard's name and health.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    script: &'a Script,
+    name: &'a Arc<str>,
+    health: &'a Health,
+}
+
+/// Sends one script call for `jobs`, hands each its reply, and tells the shard's health
+/// whether Redis answered; yields the round trip if the call succeeded.
 async fn send(
-    script: &Script,
+    Target {
+        script,
+        name,
+        health,
+    }: Target<'_>,
     link: Option<Arc<Link>>,
-    name: &Arc<str>,
     jobs: Vec<Job>,
     now: Instant,
 ) -> Option<Duration> {
@@ -176,6 +193,17 @@ async fn send(
             .unwrap_or(Err(Failure::Deadline)),
         None => Err(RedisError::new(name, Cause::NotConnected).into()),
     };
+    match &result {
+        // A malformed reply is still an answer: the shard is reachable.
+        Ok(_)
+        | Err(Failure::Redis(RedisError {
+            cause: Cause::Reply(_),
+            ..
+        })) => health.answered(),
+        Err(failure @ Failure::Deadline) => health.failed(failure, true),
+        Err(failure @ Failure::Redis(_)) => health.failed(failure, false),
+        Err(Failure::Overload | Failure::InFlight) => {}
+    }
     let took = result.is_ok().then(|| started.elapsed());
     deliver(jobs, result, name);
     took

@@ -1,6 +1,6 @@
 //! `Connection`: how a shard reaches Redis — its [`Endpoint`] (a server or a cluster, by
-//! URL, with TLS files), opening the client and keeping it, with backoff, in the
-//! background, and the endpoint's name in logs and errors, without credentials.
+//! URL, with TLS files), opening the client (kept, and watched over, by `health.rs`), calls
+//! on it ([`Link`]), and the endpoint's name in logs and errors, without credentials.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +13,8 @@ use redis::io::tcp::TcpSettings;
 use redis::{
     ClientTlsConfig, IntoConnectionInfo, RedisResult, ScriptInvocation, TlsCertificates, Value,
 };
-use tokio::sync::watch;
 
+use super::health::{self, Health};
 use super::shard::ShardOptions;
 
 /// Where a shard's commands go.
@@ -49,6 +49,21 @@ pub fn redis_url(node: &str, auth: Option<&str>) -> String {
 }
 
 impl Endpoint {
+    /// Parses every URL of the endpoint as the client will: the first that does not
+    /// parse, without its password, and why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let urls = match self {
+            Endpoint::Server(url) => std::slice::from_ref(url),
+            Endpoint::Cluster(nodes) => nodes.as_slice(),
+        };
+        for url in urls {
+            url.as_str()
+                .into_connection_info()
+                .map_err(|error| (redact(url), error.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// The endpoint as logs and errors name it: its URLs without passwords.
     pub fn name(&self) -> Arc<str> {
         match self {
@@ -95,24 +110,53 @@ pub enum Link {
 }
 
 impl Link {
-    /// Runs a script call.
+    /// Runs a script call. On one server, a call whose connection turned out dropped
+    /// (Redis restarted, the connection was reset) is sent once more: the client reconnects
+    /// on that error, and the second goes out on the new connection within the caller's
+    /// deadline, so that the first request after a restart is answered, not failed with
+    /// `broken pipe`. A call that ran before its connection dropped then counts twice,
+    /// which errs towards denying. A cluster client retries by itself.
     pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> RedisResult<Value> {
         match self.clone() {
-            Link::Server(mut c) => invocation.invoke_async(&mut c).await,
+            Link::Server(mut c) => {
+                let first = invocation.invoke_async(&mut c).await;
+                match first {
+                    Err(error) if error.is_connection_dropped() => {
+                        invocation.invoke_async(&mut c).await
+                    }
+                    other => other,
+                }
+            }
             Link::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        }
+    }
+
+    /// `PING`: whether the shard answers (for a cluster, as the client routes it); on one
+    /// server sent once more when its connection turned out dropped, as calls are.
+    pub async fn ping(&self) -> RedisResult<()> {
+        let ping = redis::cmd("PING");
+        match self.clone() {
+            Link::Server(mut c) => match ping.query_async(&mut c).await {
+                Err(error) if error.is_connection_dropped() => ping.query_async(&mut c).await,
+                other => other,
+            },
+            Link::Cluster(mut c) => ping.query_async(&mut c).await,
         }
     }
 }
 
-/// A shard's client, opened in the background: empty until the first connection is made.
+/// A shard's client, opened in the background: empty until the first connection is made,
+/// and its [`Health`].
 #[derive(Clone)]
 pub struct Connection {
     link: Arc<ArcSwapOption<Link>>,
-    connected: watch::Receiver<bool>,
+    health: Arc<Health>,
 }
 
 impl Connection {
-    /// Starts connecting to `endpoint` in the background (with backoff, for ever).
+    /// Starts connecting to `endpoint` in the background (with backoff, until it
+    /// succeeds), then keeps watch over it ([`health::keep`]) until the connection is
+    /// dropped.
     ///
     /// `deadline` is the client's response timeout: the client parks commands while it
     /// reconnects, and one parked past its caller's deadline would run on the reconnected
@@ -124,16 +168,15 @@ impl Connection {
         name: Arc<str>,
     ) -> Connection {
         let link = Arc::new(ArcSwapOption::empty());
-        let (signal, connected) = watch::channel(false);
-        tokio::spawn(connect(
+        let health = Arc::new(Health::new(name));
+        tokio::spawn(health::keep(
             endpoint,
             options,
             deadline,
             link.clone(),
-            name,
-            signal,
+            Arc::downgrade(&health),
         ));
-        Connection { link, connected }
+        Connection { link, health }
     }
 
     /// The client, once connected (it reconnects by itself afterwards).
@@ -141,46 +184,19 @@ impl Connection {
         self.link.load_full()
     }
 
-    /// True once connected.
-    pub fn is_connected(&self) -> bool {
-        self.link.load().is_some()
+    /// Whether the shard answers.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
-    /// Resolves once the first connection is made.
-    pub async fn wait_connected(&self) {
-        let mut connected = self.connected.clone();
-        let _ = connected.wait_for(|c| *c).await;
-    }
-}
-
-/// Connects with exponential backoff until it succeeds, then publishes the connection.
-async fn connect(
-    endpoint: Endpoint,
-    options: ShardOptions,
-    deadline: Duration,
-    link: Arc<ArcSwapOption<Link>>,
-    name: Arc<str>,
-    signal: watch::Sender<bool>,
-) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match open(&endpoint, &options, deadline).await {
-            Ok(opened) => {
-                link.store(Some(Arc::new(opened)));
-                let _ = signal.send(true);
-                tracing::info!(redis = %name, "connected");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(redis = %name, %error, retry_in = ?backoff, "cannot connect");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
+    /// Resolves once the shard is up (connected, or answering again).
+    pub async fn wait_up(&self) {
+        self.health.wait_up().await;
     }
 }
 
-async fn open(
+/// Opens a client of `endpoint`.
+pub async fn open(
     endpoint: &Endpoint,
     options: &ShardOptions,
     deadline: Duration,

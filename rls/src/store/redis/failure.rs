@@ -55,6 +55,12 @@ impl FailureMode {
         }
     }
 
+    /// True when the mode answers by itself (`allow`, `deny`, `local`) rather than telling
+    /// the caller that the backend is unavailable.
+    pub fn answers_alone(&self) -> bool {
+        self.on_error != OnBackendError::Error
+    }
+
     /// The answer for `batch`, which Redis could not answer because of `failure`.
     pub fn answer(&self, batch: &Batch, failure: Failure) -> Result<Verdict, RlsError> {
         metrics::counter!("rls_backend_failures_total", "mode" => self.on_error.label())
@@ -90,7 +96,11 @@ impl FailureMode {
         Ok(Verdict::of(batch, decisions))
     }
 
-    /// `batch` with this replica's share of each quota.
+    /// `batch` with this replica's share of each quota: the quota divided by the replicas,
+    /// rounded down, so that the shares add up to at most the quota (the remainder, up to
+    /// `replicas − 1` per window or of a bucket's burst, goes to no replica, since nothing
+    /// numbers them); a quota smaller than the replicas leaves each a share of 0, which
+    /// denies.
     fn share(&self, batch: &Batch) -> Batch {
         let replicas = self.replicas.get();
         let mut share = batch.clone();
@@ -99,7 +109,7 @@ impl FailureMode {
                 Meter::TokenBucket(rate) => Meter::TokenBucket(rate.share(replicas)),
                 Meter::FixedWindow { period_secs, limit } => Meter::FixedWindow {
                     period_secs,
-                    limit: limit.div_ceil(replicas),
+                    limit: limit / replicas,
                 },
             };
         }
@@ -136,6 +146,10 @@ impl Failure {
     /// the bound answers before any backend work).
     pub fn kind(&self) -> &'static str {
         match self {
+            Failure::Redis(RedisError {
+                cause: Cause::NotConnected | Cause::Down,
+                ..
+            }) => "shard_down",
             Failure::Redis(_) => "redis",
             Failure::Deadline => "deadline",
             Failure::Overload => "overload",
@@ -170,6 +184,9 @@ pub enum Cause {
     /// Not connected (yet): the first connection is still being made.
     #[error("not connected")]
     NotConnected,
+    /// Down: its last calls failed, and calls fail at once until a probe is answered.
+    #[error("down: failing fast until it answers again")]
+    Down,
     /// The shard's batcher has stopped.
     #[error("batcher stopped")]
     Stopped,
@@ -196,7 +213,7 @@ impl RedisError {
     /// True when the same call may succeed later with nothing changed.
     pub fn is_transient(&self) -> bool {
         match &self.cause {
-            Cause::NotConnected | Cause::Dropped => true,
+            Cause::NotConnected | Cause::Down | Cause::Dropped => true,
             Cause::Stopped | Cause::Reply(_) => false,
             Cause::Client(error) => !matches!(error.retry_method(), RetryMethod::NoRetry),
         }
@@ -219,6 +236,59 @@ pub fn client_failure(shard: &Arc<str>, error: redis::RedisError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Check, Role};
+
+    /// A batch of one check of `meter` at `now`.
+    fn one(meter: Meter, now: Nanos) -> Batch {
+        Batch {
+            now,
+            keys: b"k".to_vec(),
+            checks: vec![Check {
+                key: 0..1,
+                identity: 1,
+                meter,
+                cost: 1,
+                descriptor: 0,
+                role: Role::Enforced,
+            }],
+            ..Batch::default()
+        }
+    }
+
+    // Reproduces 5 a minute over 2 replicas allowing 6 while Redis was down: each
+    // replica's share was rounded up.
+    #[test]
+    fn local_shares_of_the_replicas_add_up_to_at_most_the_quota() {
+        let now = 1_700_000_000_000_000_000;
+        let minute = std::time::Duration::from_secs(60);
+        let meters = [
+            Meter::TokenBucket(limiter::Rate::new(5, minute, 5)),
+            Meter::FixedWindow {
+                period_secs: 60,
+                limit: 5,
+            },
+        ];
+        for meter in meters {
+            for (replicas, most) in [(2, 4), (3, 3), (5, 5), (6, 0)] {
+                let replicas = NonZeroU32::new(replicas).expect("nonzero");
+                let fleet: Vec<FailureMode> = (0..replicas.get())
+                    .map(|_| FailureMode::new(OnBackendError::Local, replicas))
+                    .collect();
+                let allowed: usize = fleet
+                    .iter()
+                    .map(|replica| {
+                        (0..10)
+                            .filter(|_| {
+                                let verdict = replica.answer(&one(meter, now), Failure::Deadline);
+                                !verdict.expect("local answers").denied
+                            })
+                            .count()
+                    })
+                    .sum();
+                assert_eq!(allowed, most, "{meter:?} over {replicas} replicas");
+            }
+        }
+    }
 
     #[test]
     fn the_clients_own_timeout_is_a_deadline_and_other_errors_are_redis_failures() {

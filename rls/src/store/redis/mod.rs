@@ -9,7 +9,8 @@
 //! `connect.rs` (endpoints, TLS, opening and keeping the client, names without
 //! credentials), `shard.rs` (one endpoint: its connection and its batcher), `batcher.rs`
 //! (checks of concurrent requests gathered into script calls, pipelined, late ones shed,
-//! replies delivered), `script.rs` (the Lua scripts, their arguments and replies),
+//! replies delivered), `health.rs` (whether a shard answers: a circuit breaker that fails
+//! fast while a shard is down, and probes it), `script.rs` (the Lua scripts, their arguments and replies),
 //! `cache.rs` (buckets known to be empty, answered locally), `failure.rs` (why Redis gave
 //! no answer, and the failure mode that answers instead).
 
@@ -17,6 +18,7 @@ mod batcher;
 mod cache;
 mod connect;
 mod failure;
+mod health;
 mod placement;
 mod script;
 mod shard;
@@ -134,15 +136,15 @@ impl RedisStore {
         }
     }
 
-    /// True when every shard is connected.
+    /// True when every shard answers (none is down).
     pub fn is_connected(&self) -> bool {
-        self.shards.iter().all(Shard::is_connected)
+        self.shards.iter().all(Shard::is_up)
     }
 
-    /// Resolves once every shard has connected for the first time.
+    /// Resolves once every shard is up: connected, or answering again.
     pub async fn wait_connected(&self) {
         for shard in &self.shards {
-            shard.wait_connected().await;
+            shard.wait_up().await;
         }
     }
 
@@ -412,8 +414,13 @@ impl BucketStore for RedisStore {
         Some(self.timeout)
     }
 
+    /// Ready while some shard answers, or, with a failure mode that answers by itself
+    /// (`allow`, `deny`, `local`), always: the replica then answers every request as
+    /// configured, and taking it out of service would hand the decision to the proxy's
+    /// own failure mode instead. With some shards down a replica stays ready: requests for
+    /// the others are answered, and every replica shares the same shards.
     fn is_ready(&self) -> bool {
-        self.is_connected()
+        self.failure_mode.answers_alone() || self.shards.iter().any(Shard::is_up)
     }
 
     fn sweep(&self, now: Nanos) {

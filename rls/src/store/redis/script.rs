@@ -54,14 +54,16 @@ end
 ///   `>BBBBI4dI4`: `fold` 1 to charge its token buckets only if the request passes as a
 ///   whole, 0 for each check on its own; the global shadow and stop-increment flags;
 ///   whether the time is its own; the number of checks; the time), then one argument per
-///   check (`>BBI4I4dI4dI4`): kind `t` token bucket, `f` fixed window, `x` known over
-///   without a look; role `e` enforced, `s` shadow, `q` quota; the descriptor's index;
-///   the cost; for `t` the charge `cost × T` and the tolerance `τ`, for `f` the period in
-///   seconds and the limit (nanoseconds 0), for `x` zeros.
+///   check (`>BBI4I4dI4dI4`): kind `t` token bucket, `f` fixed window, `x` a token
+///   bucket and `y` a window known over without a look (in stop-increment mode a `y`
+///   holds the request's other windows as an `f` going over does); role `e` enforced,
+///   `s` shadow, `q` quota; the descriptor's index; the cost; for `t` the charge
+///   `cost × T` and the tolerance `τ`, for `f` the period in seconds and the limit
+///   (nanoseconds 0), for `x` and `y` zeros.
 /// - Returns three integers per check, over all requests in order: for `t` the seconds
 ///   and nanoseconds the stored tat was ahead of now (0 0 when full) and 1 if it charged;
 ///   for `f` the count after, and the seconds and nanoseconds to the window's end; for
-///   `x` 0 0 0.
+///   `x` and `y` 0 0 0.
 ///
 /// Every bucket key is read with one `MGET`; a bucket several requests of the call share
 /// is read once and written once, at the end, with its last tat. Token-bucket keys hold
@@ -115,8 +117,9 @@ for _ = 1, tonumber(ARGV[1]) do
       d1[i], d2[i], d3[i] = window_key, start + as, after
       over[i] = after > bs
       any_window_over = any_window_over or over[i]
-    else -- x
+    else -- x, y
       over[i] = true
+      any_window_over = any_window_over or kind == 121
     end
     k = k + 1
   end
@@ -328,7 +331,8 @@ pub fn encode_request(
         };
         // For `t` the charge and the tolerance; for `f` the period and the limit.
         let (kind, first, second) = match (over, check.meter) {
-            (true, _) => (b'x', (0, 0), (0, 0)),
+            (true, Meter::TokenBucket(_)) => (b'x', (0, 0), (0, 0)),
+            (true, Meter::FixedWindow { .. }) => (b'y', (0, 0), (0, 0)),
             (false, Meter::TokenBucket(rate)) => (
                 b't',
                 time_pair(charge(rate, check.cost)),

@@ -45,8 +45,9 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Starts connecting to `endpoint` in the background (with backoff, for ever) and
-    /// starts the batcher. Calls made before the first connection fail at once.
+    /// Starts connecting to `endpoint` in the background (with backoff, until it
+    /// succeeds) and starts the batcher. Calls made before the first connection, or while
+    /// the shard is down, fail at once.
     /// `deadline` is the backend deadline, which is also the client's response timeout
     /// ([`Connection::start`]).
     pub fn start(endpoint: Endpoint, options: ShardOptions, deadline: Duration) -> Shard {
@@ -74,14 +75,24 @@ impl Shard {
         }
     }
 
-    /// True once connected (the client reconnects by itself afterwards).
-    pub fn is_connected(&self) -> bool {
-        self.connection.is_connected()
+    /// True while the shard answers (its circuit is closed): calls are sent.
+    pub fn is_up(&self) -> bool {
+        self.connection.health().is_up()
     }
 
-    /// Resolves once the first connection is made.
-    pub async fn wait_connected(&self) {
-        self.connection.wait_connected().await;
+    /// Resolves once the shard is up: connected, or answering again.
+    pub async fn wait_up(&self) {
+        self.connection.wait_up().await;
+    }
+
+    /// Why a call is not sent to this shard, when it is not up.
+    fn down(&self) -> Option<RedisError> {
+        let health = self.connection.health();
+        match (health.is_up(), health.connected_once()) {
+            (true, _) => None,
+            (false, false) => Some(self.error(Cause::NotConnected)),
+            (false, true) => Some(self.error(Cause::Down)),
+        }
     }
 
     /// Check-script calls sent so far: Redis round trips, for measuring batching.
@@ -104,8 +115,8 @@ impl Shard {
         slot: Option<u64>,
         deadline: Instant,
     ) -> Result<Vec<i64>, Failure> {
-        if !self.is_connected() {
-            return Err(self.error(Cause::NotConnected).into());
+        if let Some(down) = self.down() {
+            return Err(down.into());
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -138,8 +149,12 @@ impl Shard {
             .map(drop)
     }
 
-    /// Runs one script call at once, outside the batcher.
+    /// Runs one script call at once, outside the batcher; fails at once while the shard is
+    /// down.
     pub async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, RedisError> {
+        if let Some(down) = self.down() {
+            return Err(down);
+        }
         let link = self
             .connection
             .link()
