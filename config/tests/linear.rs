@@ -26,6 +26,9 @@ fn work(text: &str) -> (usize, usize) {
     )
 }
 
+/// A file of some shape, larger as `n` grows.
+type Shape = fn(usize) -> String;
+
 /// `n` sibling descriptors, each with a limit.
 fn siblings(n: usize) -> String {
     let mut text = String::from("domain: d\ndescriptors:\n");
@@ -91,7 +94,7 @@ fn broken(text: String) -> String {
 
 #[test]
 fn loading_costs_the_same_per_byte_in_a_file_eight_times_larger() {
-    let shapes: [(&str, fn(usize) -> String); 5] = [
+    let shapes: [(&str, Shape); 5] = [
         ("siblings", siblings),
         ("nested", nested),
         ("documents", documents),

@@ -30,9 +30,12 @@ use rls::headers::HeaderNames;
 use rls::request::RequestBounds;
 use rls::store::MemoryStore;
 
+/// A target's entry point: the fuzzer's bytes in, a panic on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz_targets/<name>.rs` and of its directories under
 /// `fuzz/corpus/` and `fuzz/artifacts/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("quota_file", quota_file),
     ("xds_config", xds_config),
     ("request_json", request_json),
