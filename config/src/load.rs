@@ -239,6 +239,9 @@ impl<'o> Assembly<'o> {
     pub(crate) fn finish(self, files: Vec<PathBuf>) -> QuotaSet {
         let mut domains = self.domains;
         domains.sort_by(|a, b| a.name().cmp(b.name()));
+        domains
+            .iter_mut()
+            .fold(0, |first, domain| domain.number_rules(first));
         let index = domains
             .iter()
             .enumerate()

@@ -203,6 +203,10 @@ pub struct Rule {
     pub stats_key: String,
     /// Where this rule was defined: `file:line:column`.
     pub origin: String,
+    /// Its position among every rule of its [`QuotaSet`](crate::QuotaSet), from 0 to
+    /// `rule_count() - 1`: domains in name order, each domain's rules in file order (as
+    /// `domains()` and `rules()` list them). Callers index their own per-rule state by it.
+    pub index: usize,
     /// Length of the domain prefix of `stats_key` (domains may contain dots).
     pub(crate) domain_len: usize,
     pub(crate) steps: Vec<Step>,
@@ -256,8 +260,42 @@ impl Rule {
     }
 
     /// The stats key for a request that resolved to this rule, with the reference's
-    /// `detailed_metric` / `value_to_metric` rules. `entries` are the request's (key, value)
-    /// pairs, one per depth. Sanitising `:`, `|` and IPv4 dots is the stats sink's job.
+    /// `detailed_metric` / `value_to_metric` rules: the domain, then each of
+    /// [`Rule::stats_key_parts_for`] as `.key` or `.key_suffix`. Sanitising `:`, `|` and
+    /// IPv4 dots is the stats sink's job.
+    pub fn stats_key_for(&self, entries: &[(&str, &str)]) -> String {
+        if !self.stats_key_depends_on_values() {
+            return self.stats_key.clone();
+        }
+        let mut key = String::with_capacity(self.stats_key.len() + 32);
+        key.push_str(&self.stats_key[..self.domain_len]);
+        self.stats_key_parts_for(entries, |entry_key, suffix| {
+            key.push('.');
+            key.push_str(entry_key);
+            if let Some(suffix) = suffix {
+                key.push('_');
+                key.push_str(suffix);
+            }
+        });
+        key
+    }
+
+    /// The parts of [`Rule::stats_key`] after the domain, one per depth: the rule's own
+    /// composite keys, handed to `part` as the key and its value or pattern, if any.
+    pub fn stats_key_parts(&self, mut part: impl FnMut(&str, Option<&str>)) {
+        for step in &self.steps {
+            match &step.value {
+                StepValue::Exact(v) | StepValue::Wildcard(v) => part(&step.key, Some(v)),
+                StepValue::Default => part(&step.key, None),
+            }
+        }
+    }
+
+    /// The parts of the stats key after the domain, one per depth, handed to `part` as the
+    /// entry's key and the suffix the stats key gives it (`key_suffix`), if any. Without
+    /// `detailed_metric` or `value_to_metric` the parts are the rule's own composite keys
+    /// and `entries` are not read; else `entries` are the request's (key, value) pairs, one
+    /// per depth, and:
     ///
     /// - `detailed_metric`: every entry as `key_value` (the request's value), except entries
     ///   at `share_threshold` depths, which use the pattern (`key_pattern`).
@@ -265,16 +303,16 @@ impl Rule {
     ///   `key_pattern` unless the node has `value_to_metric` (then `key_value`) and not
     ///   `share_threshold`; a default match gives `key`, or `key_value` with
     ///   `value_to_metric`.
-    pub fn stats_key_for(&self, entries: &[(&str, &str)]) -> String {
+    pub fn stats_key_parts_for(
+        &self,
+        entries: &[(&str, &str)],
+        mut part: impl FnMut(&str, Option<&str>),
+    ) {
         if !self.stats_key_depends_on_values() {
-            return self.stats_key.clone();
+            return self.stats_key_parts(part);
         }
-        let mut key = String::with_capacity(self.stats_key.len() + 32);
-        key.push_str(&self.stats_key[..self.domain_len]);
         let shared = self.shared_values.iter().any(Option::is_some);
         for (i, &(entry_key, value)) in entries.iter().enumerate() {
-            key.push('.');
-            key.push_str(entry_key);
             let step = self.steps.get(i);
             let pattern = self.shared_values.get(i).and_then(Option::as_deref);
             let suffix = if self.detailed_metric {
@@ -294,11 +332,7 @@ impl Rule {
                     | Some((StepValue::Default, true)) => (!value.is_empty()).then_some(value),
                 }
             };
-            if let Some(suffix) = suffix {
-                key.push('_');
-                key.push_str(suffix);
-            }
+            part(entry_key, suffix);
         }
-        key
     }
 }

@@ -129,6 +129,15 @@ impl Domain {
         self.rules.len()
     }
 
+    /// Numbers the domain's rules from `first` in file order ([`Rule::index`]); returns
+    /// the next free number.
+    pub(crate) fn number_rules(&mut self, first: usize) -> usize {
+        for (i, rule) in self.rules.iter_mut().enumerate() {
+            rule.index = first + i;
+        }
+        first + self.rules.len()
+    }
+
     /// Adds one document's top-level descriptors; with domain merging a later document
     /// adds to the same root, and a repeated composite key there still fails.
     pub(crate) fn add_descriptors(
@@ -250,6 +259,7 @@ impl Builder<'_, '_> {
             shared_values: self.steps.iter().map(shared_value).collect(),
             stats_key: self.stats_key(None),
             origin: at.to_string(),
+            index: 0,
             domain_len: self.domain.name.len(),
             steps: self.steps.clone(),
             replaces: limits.replaces,

@@ -9,10 +9,42 @@ fn quotas(yaml: &str) -> QuotaSet {
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-/// (static stats key, key for these entries) of the rule `entries` resolve to.
+/// (static stats key, key for these entries) of the rule `entries` resolve to; the key's
+/// parts, joined, must be the key itself.
 fn keys(set: &QuotaSet, entries: &[(&str, &str)]) -> (String, String) {
     let rule = set.domain("test-domain").unwrap().resolve(entries).unwrap();
+    let mut joined = String::from("test-domain");
+    rule.stats_key_parts_for(entries, |key, suffix| {
+        joined.push('.');
+        joined.push_str(key);
+        if let Some(suffix) = suffix {
+            joined.push('_');
+            joined.push_str(suffix);
+        }
+    });
+    assert_eq!(joined, rule.stats_key_for(entries), "parts of {entries:?}");
     (rule.stats_key.clone(), rule.stats_key_for(entries))
+}
+
+#[test]
+fn every_rule_is_numbered_by_its_place_in_the_set() {
+    let yaml = "
+domain: b
+descriptors:
+  - {key: k1, rate_limit: {unit: second, requests_per_unit: 1}}
+  - {key: k2, rate_limit: {unit: second, requests_per_unit: 1}}
+---
+domain: a
+descriptors:
+  - {key: k3, rate_limit: {unit: second, requests_per_unit: 1}}
+";
+    let set = quotas(yaml);
+    let order: Vec<(usize, &str)> = set
+        .domains()
+        .flat_map(|d| d.rules())
+        .map(|r| (r.index, r.stats_key.as_str()))
+        .collect();
+    assert_eq!(order, [(0, "a.k3"), (1, "b.k1"), (2, "b.k2")]);
 }
 
 #[test]

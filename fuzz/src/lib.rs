@@ -28,6 +28,7 @@ use rls::decide::{AnswerOptions, Decider};
 use rls::error::{ErrorKind, RlsError};
 use rls::headers::HeaderNames;
 use rls::request::RequestBounds;
+use rls::snapshot::StatsOptions;
 use rls::store::MemoryStore;
 
 /// A target's entry point: the fuzzer's bytes in, a panic on a finding.
@@ -108,7 +109,7 @@ pub fn request_json(data: &[u8]) {
     let json = serde_json::to_vec(&request).expect("a decoded request encodes");
     let again: RateLimitRequest = serde_json::from_slice(&json).expect("and decodes again");
     assert_eq!(again, request, "proto3 JSON round trip");
-    for flags in [0, 0b1111] {
+    for flags in [0, 0x7f] {
         let (decider, _clock) = decider(flags);
         for _ in 0..2 {
             if let Some(answer) = decide(&decider, &request) {
@@ -120,7 +121,8 @@ pub fn request_json(data: &[u8]) {
 
 /// Decides a run of protobuf requests on one decider. The first byte picks the answer
 /// options (bit 0 global shadow mode, 1 response headers, 2 stop-increment, 3 fixed
-/// windows for request overrides); then each frame is a clock step (one byte, see
+/// windows for request overrides, 4 global quota mode, 5 dynamic metadata, 6 per-rule
+/// counters keeping two values each, with every hit near the limit); then each frame is a clock step (one byte, see
 /// [`step`]), a length (two bytes, little-endian) and that many bytes of an encoded
 /// request (fewer when the input ends).
 pub fn request_path(data: &[u8]) {
@@ -162,6 +164,16 @@ fn decider(flags: u8) -> (Decider<MemoryStore>, FakeClock) {
         .expect("the request targets' quota set loads");
     let options = AnswerOptions {
         global_shadow: flags & 1 != 0,
+        global_quota: flags & 16 != 0,
+        dynamic_metadata: flags & 32 != 0,
+        stats: if flags & 64 != 0 {
+            StatsOptions {
+                near_limit_ratio: 0.0,
+                max_values: 2,
+            }
+        } else {
+            StatsOptions::default()
+        },
         headers: (flags & 2 != 0).then(HeaderNames::default),
         stop_increment: flags & 4 != 0,
         default_algorithm: if flags & 8 != 0 {

@@ -89,6 +89,9 @@ impl Drop for Waiting<'_> {
 impl Admission {
     /// `turns` requests decided at once, timed by `clock`.
     pub fn new(turns: NonZeroUsize, clock: Arc<dyn Clock>) -> Admission {
+        // At zero from the start, for dashboards and alerts.
+        metrics::counter!("rls_requests_queued_total").increment(0);
+        metrics::counter!("rls_requests_gave_up_waiting_total").increment(0);
         Admission {
             line: Mutex::new(Line {
                 free: turns.get(),

@@ -1,33 +1,42 @@
 //! `Decider`: turns one `RateLimitRequest` into its `RateLimitResponse`, in three steps:
 //! admit (wait for a turn, `admission.rs`), plan (resolve each descriptor against the
 //! quota snapshot into one [`Batch`] of checks), answer (the store's [`Verdict`] folded
-//! into statuses and headers). Shared by gRPC and `POST /json`.
+//! into statuses, headers and dynamic metadata, and counted per rule). Shared by gRPC and
+//! `POST /json`; the answer's parts are in `decide/answer.rs`.
+
+mod answer;
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use config::{Algorithm, Limit, QuotaSet, Rule, Unit};
-use limiter::{Clock, Decision, Nanos};
+use config::{Algorithm, Domain, Limit, QuotaSet, Rule, Unit};
+use limiter::Clock;
 use proto::common::RateLimitDescriptor;
 use proto::common::rate_limit_descriptor::RateLimitOverride;
-use proto::rls::rate_limit_response::rate_limit::Unit as ProtoUnit;
-use proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
+use proto::rls::rate_limit_response::DescriptorStatus;
 use proto::rls::{RateLimitRequest, RateLimitResponse};
 use proto::types::RateLimitUnit;
 
+use self::answer::ok_statuses;
 use crate::admission::{Admission, Turn};
 use crate::error::RlsError;
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
-use crate::store::{Batch, BucketKey, BucketStore, Meter, Owner, Role, Verdict};
+use crate::snapshot::{Snapshots, StatsOptions};
+use crate::store::{Batch, BucketKey, BucketStore, Meter, Owner, Role};
 
 /// How answers are shaped, beyond the quota files.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AnswerOptions {
     /// Global shadow mode: `overall_code` is always OK.
     pub global_shadow: bool,
+    /// Global quota mode: every descriptor counts as `quota_mode`.
+    pub global_quota: bool,
+    /// Answers carry `dynamic_metadata` as the reference builds it.
+    pub dynamic_metadata: bool,
+    /// How per-rule counters are kept.
+    pub stats: StatsOptions,
     /// RateLimit-* response headers, when enabled.
     pub headers: Option<HeaderNames>,
     /// Fixed windows: increment only the counters that go over.
@@ -46,7 +55,7 @@ pub struct AnswerOptions {
 
 /// Answers rate limit requests from a quota snapshot and a bucket store.
 pub struct Decider<S> {
-    quotas: ArcSwap<QuotaSet>,
+    snapshots: Snapshots,
     store: S,
     clock: Arc<dyn Clock>,
     options: AnswerOptions,
@@ -63,8 +72,21 @@ enum Target<'a> {
     Unlimited(&'a Rule),
     /// A configured rule.
     Rule(&'a Rule),
-    /// The request's own `limit`, replacing any configured rule.
-    Override(Limit),
+    /// The request's own `limit`, replacing the configured rule its entries match, if
+    /// any (which names its counters).
+    Override(Limit, Option<&'a Rule>),
+}
+
+impl Target<'_> {
+    /// The rule the descriptor matched, if any.
+    fn rule(&self) -> Option<&Rule> {
+        match self {
+            Target::Unlimited(rule) | Target::Rule(rule) | Target::Override(_, Some(rule)) => {
+                Some(rule)
+            }
+            Target::None | Target::Override(_, None) => None,
+        }
+    }
 }
 
 /// What a request asks of the store: its checks, the limit behind each (which its
@@ -91,11 +113,13 @@ impl<'a> Plan<'a> {
 impl<S: BucketStore> Decider<S> {
     /// A decider serving `quotas` from `store`, reading time from `clock`.
     pub fn new(quotas: QuotaSet, store: S, clock: Arc<dyn Clock>, options: AnswerOptions) -> Self {
+        // Metrics registered before the recorder is installed would go nowhere.
+        let _ = crate::stats::prometheus();
         let turns = options
             .max_concurrent
             .map(|turns| Admission::new(turns, clock.clone()));
         Decider {
-            quotas: ArcSwap::from_pointee(quotas),
+            snapshots: Snapshots::new(quotas, options.stats),
             store,
             clock,
             options,
@@ -103,16 +127,21 @@ impl<S: BucketStore> Decider<S> {
         }
     }
 
-    /// The quota snapshot now serving.
+    /// The quota files serving now.
     pub fn quotas(&self) -> Arc<QuotaSet> {
-        self.quotas.load_full()
+        self.snapshots.load().quotas.clone()
+    }
+
+    /// The quota snapshots: the one serving now, and the last refused reload.
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
     }
 
     /// Serves `quotas` from now on. Requests in flight finish on the snapshot they
     /// started with; buckets are keyed by descriptor, not by quota, so they keep their
     /// state across the swap.
     pub fn replace_quotas(&self, quotas: QuotaSet) {
-        self.quotas.store(Arc::new(quotas));
+        self.snapshots.replace(quotas);
     }
 
     /// The bounds on requests: the gRPC decoder and the `/json` body are bounded by their
@@ -153,17 +182,16 @@ impl<S: BucketStore> Decider<S> {
         self.options.bounds.validate(request)?;
         self.check_overrides(request)?;
         let (_turn, shed) = self.admit(caller_timeout).await;
-        let quotas = self.quotas.load();
-        let Some(domain) = quotas.domain(&request.domain) else {
-            return Ok(response(Code::Ok, ok_statuses(request)));
-        };
+        let snapshot = self.snapshots.load();
+        let domain = snapshot.quotas.domain(&request.domain);
         let targets = self.resolve(domain, &request.descriptors);
         let plan = self.plan(request, &targets);
-        if plan.batch.checks.is_empty() {
-            return Ok(response(Code::Ok, plan.statuses));
-        }
-        let verdict = self.store.check(&plan.batch, shed).await?;
-        Ok(self.answer(plan, &verdict))
+        let verdict = if plan.batch.checks.is_empty() {
+            None
+        } else {
+            Some(self.store.check(&plan.batch, shed).await?)
+        };
+        Ok(self.answer(request, &snapshot, &targets, plan, verdict.as_ref()))
     }
 
     /// Waits for the request's turn, when turns are bounded: the turn, held while the
@@ -188,6 +216,7 @@ impl<S: BucketStore> Decider<S> {
     /// The checks of `request`, whose descriptors resolved to `targets`.
     fn plan<'a>(&self, request: &RateLimitRequest, targets: &'a [Target<'a>]) -> Plan<'a> {
         let replaced = replaced_names(targets);
+        let quota_passes = self.quota_passes(targets, &replaced);
         let mut plan = Plan {
             batch: Batch {
                 now: self.clock.now(),
@@ -205,7 +234,7 @@ impl<S: BucketStore> Decider<S> {
             match target {
                 Target::None => {}
                 Target::Unlimited(_) => plan.statuses[i].limit_remaining = u32::MAX,
-                Target::Override(limit) => {
+                Target::Override(limit, _) => {
                     let entries = entries.map(|e| (e.key.as_str(), e.value.as_str()));
                     let key = BucketKey {
                         domain,
@@ -214,20 +243,16 @@ impl<S: BucketStore> Decider<S> {
                     };
                     let owner = Owner {
                         descriptor: i,
-                        role: Role::Enforced,
+                        role: role(false, self.options.global_quota, quota_passes),
                         cost,
                     };
                     plan.push(limit, key, owner);
                 }
                 Target::Rule(rule) => {
-                    let role = match (rule.shadow_mode, rule.quota_mode) {
-                        (true, _) => Role::Shadow,
-                        (false, true) => Role::Quota,
-                        (false, false) => Role::Enforced,
-                    };
+                    let quota = self.options.global_quota || rule.quota_mode;
                     let owner = Owner {
                         descriptor: i,
-                        role,
+                        role: role(rule.shadow_mode, quota, quota_passes),
                         cost,
                     };
                     for (index, limit) in rule.limits.iter().enumerate() {
@@ -252,37 +277,36 @@ impl<S: BucketStore> Decider<S> {
         plan
     }
 
-    /// The answer to the request `plan` came from, on the store's `verdict`.
-    fn answer(&self, plan: Plan<'_>, verdict: &Verdict) -> RateLimitResponse {
-        let Plan {
-            batch,
-            limits,
-            mut statuses,
-        } = plan;
-        fill_statuses(&mut statuses, &batch, &verdict.decisions, &limits);
-        let code = if verdict.denied {
-            Code::OverLimit
-        } else {
-            Code::Ok
-        };
-        let mut answer = response(code, statuses);
-        if let Some(names) = &self.options.headers {
-            answer.response_headers_to_add = names.headers_for(&answer.statuses);
-        }
-        answer
+    /// Whether some quota-mode descriptor of the request passes whatever its buckets say:
+    /// one in shadow mode, or one with nothing to check (no rule, or its limits replaced;
+    /// with global quota mode every descriptor is a quota one). Then not every quota
+    /// descriptor can be over, and none of them denies the request, as the reference
+    /// folds them (unlimited descriptors do not take part).
+    fn quota_passes(&self, targets: &[Target<'_>], replaced: &[&str]) -> bool {
+        let global = self.options.global_quota;
+        targets.iter().any(|target| match target {
+            Target::None => global,
+            Target::Unlimited(_) | Target::Override(..) => false,
+            Target::Rule(rule) => {
+                (global || rule.quota_mode)
+                    && (rule.shadow_mode || rule.limits.iter().all(|l| is_replaced(l, replaced)))
+            }
+        })
     }
+
+    /// What each descriptor resolves to in `domain` (nothing, when the domain is unknown).
     fn resolve<'a>(
         &self,
-        domain: &'a config::Domain,
+        domain: Option<&'a Domain>,
         descriptors: &[RateLimitDescriptor],
     ) -> Vec<Target<'a>> {
         let mut entries: Vec<(&str, &str)> = Vec::new();
         descriptors
             .iter()
             .map(|descriptor| {
-                if let Some(limit) = &descriptor.limit {
-                    return Target::Override(self.override_limit(limit));
-                }
+                let Some(domain) = domain else {
+                    return Target::None;
+                };
                 entries.clear();
                 entries.extend(
                     descriptor
@@ -290,10 +314,12 @@ impl<S: BucketStore> Decider<S> {
                         .iter()
                         .map(|e| (e.key.as_str(), e.value.as_str())),
                 );
-                match domain.resolve(&entries) {
-                    None => Target::None,
-                    Some(rule) if rule.unlimited => Target::Unlimited(rule),
-                    Some(rule) => Target::Rule(rule),
+                let rule = domain.resolve(&entries);
+                match (&descriptor.limit, rule) {
+                    (Some(limit), rule) => Target::Override(self.override_limit(limit), rule),
+                    (None, None) => Target::None,
+                    (None, Some(rule)) if rule.unlimited => Target::Unlimited(rule),
+                    (None, Some(rule)) => Target::Rule(rule),
                 }
             })
             .collect()
@@ -365,83 +391,15 @@ fn is_replaced(limit: &Limit, replaced: &[&str]) -> bool {
         .is_some_and(|name| replaced.contains(&name))
 }
 
-/// Writes each checked descriptor's status from its deciding limit: the first one over,
-/// else the one with the fewest tokens left.
-fn fill_statuses(
-    statuses: &mut [DescriptorStatus],
-    batch: &Batch,
-    decisions: &[Decision],
-    limits: &[&Limit],
-) {
-    for run in batch.descriptor_runs() {
-        let (descriptor, role) = (
-            batch.checks[run.start].descriptor,
-            batch.checks[run.start].role,
-        );
-        let mut deciding = run.start;
-        for i in run {
-            let (best, this) = (&decisions[deciding], &decisions[i]);
-            let better = match (best.is_allowed(), this.is_allowed()) {
-                (true, false) => true,
-                (true, true) => this.remaining() < best.remaining(),
-                _ => false,
-            };
-            if better {
-                deciding = i;
-            }
-        }
-        let decision = &decisions[deciding];
-        let over = !decision.is_allowed() && role != Role::Shadow;
-        let limit = limits[deciding];
-        statuses[descriptor] = DescriptorStatus {
-            code: if over { Code::OverLimit } else { Code::Ok } as i32,
-            current_limit: Some(RateLimit {
-                requests_per_unit: limit.requests_per_unit,
-                unit: proto_unit(limit.unit) as i32,
-                name: limit.name.clone().unwrap_or_default(),
-            }),
-            limit_remaining: decision.remaining(),
-            duration_until_reset: Some(duration(decision.reset_after())),
-            quota: None,
-        };
-    }
-}
-
-/// One OK status per descriptor of `request`, without a limit.
-fn ok_statuses(request: &RateLimitRequest) -> Vec<DescriptorStatus> {
-    vec![
-        DescriptorStatus {
-            code: Code::Ok as i32,
-            ..DescriptorStatus::default()
-        };
-        request.descriptors.len()
-    ]
-}
-
-fn response(code: Code, statuses: Vec<DescriptorStatus>) -> RateLimitResponse {
-    RateLimitResponse {
-        overall_code: code as i32,
-        statuses,
-        ..RateLimitResponse::default()
-    }
-}
-
-fn proto_unit(unit: Unit) -> ProtoUnit {
-    match unit {
-        Unit::Second => ProtoUnit::Second,
-        Unit::Minute => ProtoUnit::Minute,
-        Unit::Hour => ProtoUnit::Hour,
-        Unit::Day => ProtoUnit::Day,
-        Unit::Week => ProtoUnit::Week,
-        Unit::Month => ProtoUnit::Month,
-        Unit::Year => ProtoUnit::Year,
-    }
-}
-
-fn duration(nanos: Nanos) -> proto::wkt::Duration {
-    proto::wkt::Duration {
-        seconds: (nanos / 1_000_000_000) as i64,
-        nanos: (nanos % 1_000_000_000) as i32,
+/// How a descriptor's outcome counts towards the request's answer: `quota_passes` when
+/// some quota-mode descriptor of the request passes whatever happens
+/// ([`Decider::quota_passes`]).
+fn role(shadow: bool, quota: bool, quota_passes: bool) -> Role {
+    match (shadow, quota) {
+        (true, _) => Role::Shadow,
+        (false, true) if quota_passes => Role::Reported,
+        (false, true) => Role::Quota,
+        (false, false) => Role::Enforced,
     }
 }
 

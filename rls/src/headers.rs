@@ -33,12 +33,24 @@ impl HeaderNames {
     /// The default reset header.
     pub const RESET: &'static str = "RateLimit-Reset";
 
-    /// The headers for an answer: those of the last descriptor over its limit if any,
-    /// else of the one with the fewest tokens left; none when no descriptor has a limit.
-    pub fn headers_for(&self, statuses: &[DescriptorStatus]) -> Vec<HeaderValue> {
-        let limited = statuses.iter().filter(|s| s.current_limit.is_some());
-        let over = limited.clone().rfind(|s| s.code == Code::OverLimit as i32);
-        let Some(status) = over.or_else(|| limited.min_by_key(|s| s.limit_remaining)) else {
+    /// The headers for an answer: those of the last descriptor over its limit that is not
+    /// in quota mode (`is_quota(i)` for descriptor `i`) if any, else of the first with the
+    /// fewest tokens left; none when no descriptor has a limit.
+    pub fn headers_for(
+        &self,
+        statuses: &[DescriptorStatus],
+        is_quota: impl Fn(usize) -> bool,
+    ) -> Vec<HeaderValue> {
+        let limited = statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.current_limit.is_some());
+        let over = limited
+            .clone()
+            .filter(|&(i, s)| s.code == Code::OverLimit as i32 && !is_quota(i))
+            .last();
+        let least = || limited.min_by_key(|(_, s)| s.limit_remaining);
+        let Some((_, status)) = over.or_else(least) else {
             return Vec::new();
         };
         let limit = status

@@ -1,5 +1,7 @@
 //! The HTTP port: `/healthz` (alive), `/readyz` and `/healthcheck` (serving, not draining),
-//! `POST /json` (proto3-JSON `ShouldRateLimit`), `/metrics` (Prometheus), `/config`.
+//! `POST /json` (proto3-JSON `ShouldRateLimit`), `/metrics` (Prometheus), `/config` (the
+//! quota files serving, `?format=json` as JSON). It answers until the process exits:
+//! while gRPC drains, readiness says 503.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -17,12 +19,12 @@ use proto::rls::RateLimitRequest;
 use proto::rls::rate_limit_response::Code;
 use tokio::sync::watch;
 
+use crate::config_view;
 use crate::decide::Decider;
 use crate::error::{ErrorKind, RlsError};
-use crate::outcome;
+use crate::outcome::Outcomes;
 use crate::source::SourceState;
 use crate::store::BucketStore;
-use crate::summary::describe;
 
 /// Whether the server is draining (shutdown started): readiness turns false at once; and
 /// what the rules' source says (an xDS source is not ready before its first rule set).
@@ -66,6 +68,7 @@ struct HttpState<S> {
     decider: Arc<Decider<S>>,
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
+    outcomes: Outcomes,
 }
 
 /// The HTTP routes.
@@ -74,10 +77,12 @@ pub fn router<S: BucketStore>(
     readiness: Arc<Readiness>,
     metrics: PrometheusHandle,
 ) -> Router {
+    let outcomes = Outcomes::new(decider.store().kind());
     let state = Arc::new(HttpState {
         decider,
         readiness,
         metrics,
+        outcomes,
     });
     Router::new()
         .route("/healthz", get(|| async { "OK\n" }))
@@ -123,11 +128,12 @@ async fn json<S: BucketStore>(
     State(state): State<Arc<HttpState<S>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let in_flight = state.outcomes.start();
     let outcome = match read_request(body, state.decider.bounds().max_bytes) {
         Ok(request) => state.decider.decide(&request).await,
         Err(refused) => Err(refused),
     };
-    outcome::count(&outcome);
+    in_flight.finish(&outcome);
     match outcome {
         Ok(answer) => {
             let status = if answer.overall_code == Code::OverLimit as i32 {
@@ -188,11 +194,27 @@ pub fn metrics_router(path: &str, metrics: PrometheusHandle) -> Router {
     Router::new().route(path, get(move || async move { prometheus_page(&metrics) }))
 }
 
-/// The rules serving, after a `#` line on their source when it has something to say.
-async fn config<S: BucketStore>(State(state): State<Arc<HttpState<S>>>) -> Response {
-    let rules = describe(&state.decider.quotas());
-    match state.readiness.source().report {
-        Some(report) => format!("# {report}\n{rules}").into_response(),
-        None => rules.into_response(),
+/// The rules serving, as text (after a `#` line on their source when it has something to
+/// say), or as JSON with `?format=json`.
+async fn config<S: BucketStore>(State(state): State<Arc<HttpState<S>>>, uri: Uri) -> Response {
+    let snapshots = state.decider.snapshots();
+    let (snapshot, refusal) = (snapshots.current(), snapshots.refusal());
+    let source = state.readiness.source().report;
+    let as_json = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "format=json"));
+    if as_json {
+        let body = config_view::json(&snapshot, refusal.as_deref(), source.as_deref());
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    } else {
+        let page = config_view::text(&snapshot, refusal.as_deref());
+        match source {
+            Some(report) => format!("# {report}\n{page}").into_response(),
+            None => page.into_response(),
+        }
     }
 }

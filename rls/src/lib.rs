@@ -10,11 +10,17 @@
 //! - [`refusal`]: gRPC requests the decoder refuses, answered `INVALID_ARGUMENT`.
 //! - [`rlqs`]: gRPC `StreamRateLimitQuotas`: quota shares that Envoy enforces itself.
 //! - [`http`]: health, readiness, `POST /json`, `/metrics` and `/config`.
+//! - [`connections`]: the gRPC port's connections: maximum age, GOAWAY, draining.
+//! - [`config_view`]: what `GET /config` shows, as text or JSON.
 //! - [`decide`]: one request to one answer: admit, plan the checks, answer.
 //! - [`admission`]: the line of requests waiting for a turn to be decided.
 //! - [`request`]: what a well-formed request is.
 //! - [`headers`]: the RateLimit-* response headers.
+//! - [`health`]: `grpc.health.v1`, in step with readiness.
 //! - [`outcome`]: answers and refusals counted, for gRPC and `/json` alike.
+//! - [`stats`]: every metric exported, the Prometheus recorder, per-rule counters.
+//! - [`snapshot`]: the quota files serving, their per-rule counters, and reloads.
+//! - [`metadata`]: the answer's `dynamic_metadata`, as the reference builds it.
 //! - [`store`]: where bucket state lives: in memory, in Redis; bucket keys.
 //! - [`reload`]: quota files reloaded when they change.
 //! - [`source`]: where the rules come from, quota files or xDS, and their readiness.
@@ -57,10 +63,14 @@
 
 pub mod admission;
 pub mod cli;
+pub mod config_view;
+pub mod connections;
 pub mod decide;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod http;
+pub mod metadata;
 pub mod outcome;
 pub mod query;
 pub mod refusal;
@@ -71,7 +81,9 @@ pub mod rlqs;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod snapshot;
 pub mod source;
+pub mod stats;
 pub mod store;
 pub mod summary;
 pub mod tls;

@@ -57,8 +57,9 @@ fn run_serve(settings: Settings) -> anyhow::Result<()> {
     init_tracing(&settings)?;
     rls::settings::reference::unread::warn_unread(|name| std::env::var(name).ok());
     runtime()?.block_on(async {
+        let shutdown = shutdown_signal()?;
         let listeners = Listeners::bind(&settings).await?;
-        rls::serve(listeners, settings, shutdown_signal()).await?;
+        rls::serve(listeners, settings, shutdown).await?;
         Ok(())
     })
 }
@@ -91,23 +92,26 @@ fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or SIGINT. The handlers are installed now, before anything is
+/// served: a SIGTERM that comes before the future is first polled drains the server too,
+/// instead of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+        })
     }
     #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[cfg(test)]

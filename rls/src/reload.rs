@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use config::{LoadOptions, QuotaSet};
 use notify::{RecursiveMode, Watcher};
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::decide::Decider;
 use crate::error::RlsError;
+use crate::snapshot::record_load_duration;
 use crate::store::BucketStore;
 
 /// Changes often come in bursts (an editor's write and rename, a ConfigMap's several
@@ -67,6 +68,10 @@ impl Reloader {
                 path: watched.clone(),
                 source,
             })?;
+        // Both results from the start, at zero.
+        for result in ["loaded", "refused"] {
+            metrics::counter!("rls_config_reloads_total", "result" => result).increment(0);
+        }
         let (report, status) = watch::channel(ReloadStatus::default());
         tokio::spawn(reload_on_change(events, decider, path, options, report));
         Ok(Reloader {
@@ -177,8 +182,10 @@ async fn reload_on_change<S: BucketStore>(
         // Settle: wait until the burst of events is over.
         while let Ok(Some(())) = tokio::time::timeout(SETTLE, events.recv()).await {}
         let (load_path, options) = (path.clone(), options.clone());
+        let started = Instant::now();
         let loaded =
             tokio::task::spawn_blocking(move || QuotaSet::load(&load_path, &options)).await;
+        record_load_duration(started.elapsed());
         match loaded {
             Ok(Ok(quotas)) => {
                 tracing::info!(
@@ -192,6 +199,7 @@ async fn reload_on_change<S: BucketStore>(
                 report.send_modify(|s| s.loaded += 1);
             }
             Ok(Err(error)) => {
+                decider.snapshots().refuse(&error);
                 // The error with its causes, each once ("edge.yaml: cannot read: No such
                 // file or directory (os error 2)").
                 let error = config::Report(&error).to_string();

@@ -1,43 +1,40 @@
 //! `serve`: takes its two listeners bound, starts the rules' source (quota files or xDS),
 //! and runs the gRPC (plain or TLS), HTTP and metrics servers until `shutdown` resolves;
-//! then it stops accepting, finishes the calls in flight, and returns.
+//! then it drains ([`Lifecycle`]: unready at once, serving for the drain delay, then no
+//! new connections and the calls in flight finished) and returns.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use limiter::{Clock, SystemClock};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use proto::rlqs::rate_limit_quota_service_server::RateLimitQuotaServiceServer;
 use proto::rls::rate_limit_service_server::RateLimitServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic_health::ServingStatus;
+use tonic::service::Routes;
+use tonic_health::pb::health_server::HealthServer;
+use tower::Layer;
 
+use crate::connections::{ConnectionOptions, GrpcService, serve_grpc};
 use crate::decide::Decider;
 use crate::error::RlsError;
+use crate::health::Health;
 use crate::http::{Readiness, metrics_router, router};
 use crate::refusal;
-use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup};
+use crate::rlqs::{RlqsOptions, RlqsService, RlqsSetup, ShareBackend};
 use crate::service::RlsService;
 use crate::settings::{BackendKind, Settings};
+use crate::snapshot::record_load_duration;
 use crate::source::{RuleSource, SourceState};
+use crate::stats::{DRAINING, prometheus};
 use crate::store::redis::RedisStore;
 use crate::store::{BucketStore, MemoryStore};
 use crate::tls::{ServerTls, incoming};
 
 /// How often full buckets and ended windows are dropped from the memory store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Names under which `grpc.health.v1` reports: the default, each service's full name,
-/// and the reference service's `ratelimit`.
-const HEALTH_NAMES: [&str; 4] = [
-    "",
-    "envoy.service.ratelimit.v3.RateLimitService",
-    "envoy.service.rate_limit_quota.v3.RateLimitQuotaService",
-    "ratelimit",
-];
 
 /// The two bound listeners.
 pub struct Listeners {
@@ -70,9 +67,12 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
-    // The recorder first: the Redis shards report their state as soon as they connect.
+    // The recorder first: the load's duration is recorded at once, and the Redis shards
+    // report their state as soon as they connect.
     prometheus();
+    let started = Instant::now();
     let quotas = RuleSource::initial_quotas(&settings)?;
+    record_load_duration(started.elapsed());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let options = settings.answer_options();
     let rlqs = RlqsOptions::from_settings(&settings)?;
@@ -121,12 +121,13 @@ async fn serve_source<S: BucketStore>(
         metrics,
         source: Some(source.state()),
         rlqs: Some(rlqs),
+        lifecycle: settings.lifecycle(),
     };
     serve_store_with(listeners, decider, options, shutdown).await
 }
 
-/// What a server has beyond its two listeners.
-#[derive(Default)]
+/// What a server has beyond its two listeners; by default none of it, and
+/// [`Lifecycle::IMMEDIATE`].
 pub struct ServeOptions {
     /// TLS on the gRPC listener.
     pub tls: Option<Arc<ServerTls>>,
@@ -137,11 +138,46 @@ pub struct ServeOptions {
     /// The RLQS service's options and where its weights meet (default: in this process,
     /// with the default options).
     pub rlqs: Option<RlqsSetup>,
+    /// How the server drains and its gRPC connections live.
+    pub lifecycle: Lifecycle,
 }
 
-/// Serves `decider` on `listeners` until `shutdown` resolves: gRPC (the rate limit service
-/// and `grpc.health.v1`) and HTTP. On shutdown, readiness and gRPC health turn to not
-/// serving, both listeners stop accepting, and calls in flight finish.
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            tls: None,
+            metrics: None,
+            source: None,
+            rlqs: None,
+            lifecycle: Lifecycle::IMMEDIATE,
+        }
+    }
+}
+
+/// How the server drains and ends once shutdown begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// How long to keep serving, unready, before refusing new connections.
+    pub drain_delay: Duration,
+    /// How gRPC connections live, and how long their calls may take to finish at the end.
+    pub connections: ConnectionOptions,
+}
+
+impl Lifecycle {
+    /// No drain delay, no maximum connection age, ten seconds for the calls in flight:
+    /// what an embedded or test server wants.
+    pub const IMMEDIATE: Lifecycle = Lifecycle {
+        drain_delay: Duration::ZERO,
+        connections: ConnectionOptions {
+            max_age: None,
+            age_grace: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(10),
+        },
+    };
+}
+
+/// Serves `decider` on `listeners` until `shutdown` resolves, with
+/// the RLQS service on memory and [`Lifecycle::IMMEDIATE`]: see [`serve_with`].
 pub async fn serve_store<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
@@ -150,21 +186,29 @@ pub async fn serve_store<S: BucketStore>(
     serve_store_with(listeners, decider, ServeOptions::default(), shutdown).await
 }
 
-/// [`serve_store`] with the RLQS service set up as `rlqs` says.
+/// [`serve_store_with`] with the RLQS service set up as `rlqs` says and `lifecycle`.
 pub async fn serve_with<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
     rlqs: RlqsSetup,
+    lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RlsError> {
     let options = ServeOptions {
         rlqs: Some(rlqs),
+        lifecycle,
         ..ServeOptions::default()
     };
     serve_store_with(listeners, decider, options, shutdown).await
 }
 
-/// [`serve_store`] with TLS, a metrics listener, a rule source's readiness and RLQS set up.
+/// Serves `decider` on `listeners` until `shutdown` resolves, as `options` say: gRPC (the
+/// rate limit service, RLQS and `grpc.health.v1`, plain or TLS), HTTP, and metrics on a
+/// listener of their own if given. When `shutdown` resolves, readiness and gRPC health
+/// turn to not serving at once and everything keeps serving for the drain delay; then
+/// the gRPC listener closes, RLQS streams end, every connection is told to go away, and
+/// the calls in flight finish (within the shutdown timeout). The HTTP ports answer,
+/// unready, until then.
 pub async fn serve_store_with<S: BucketStore>(
     listeners: Listeners,
     decider: Arc<Decider<S>>,
@@ -194,67 +238,95 @@ async fn run<S: BucketStore>(
 ) -> Result<(), RlsError> {
     let grpc_addr = local_addr(&listeners.grpc);
     let http_addr = local_addr(&listeners.http);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in HEALTH_NAMES {
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
+    let (reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::default());
-    if let Some(source) = options.source {
-        readiness.follow(source);
-    }
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let health = Health::new(reporter, readiness.clone());
+    let following = options.source.map(|source| {
+        readiness.follow(source.clone());
+        health.follow(source)
+    });
+    health.report().await;
+    let lifecycle = options.lifecycle;
+    let draining = metrics::gauge!(DRAINING);
+    draining.set(0.0);
+    let (stop_grpc, grpc_stopped) = watch::channel(false);
+    let (stop_http, http_stopped) = watch::channel(false);
     let rlqs = options
         .rlqs
         .unwrap_or_else(|| RlqsSetup::memory(RlqsOptions::default()));
-    let quota_service =
-        RlqsService::new(decider.clone(), rlqs.shares, rlqs.options, stop_rx.clone());
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+    // RLQS streams never end by themselves: they end when the gRPC port stops.
+    let quota_service = RlqsService::new(
+        decider.clone(),
+        rlqs.shares,
+        rlqs.options,
+        grpc_stopped.clone(),
+    );
     let drain = {
         let readiness = readiness.clone();
-        tokio::spawn(async move {
+        async move {
             shutdown.await;
-            tracing::info!("shutting down: draining in-flight calls");
             readiness.drain();
-            for name in HEALTH_NAMES {
-                health
-                    .set_service_status(name, ServingStatus::NotServing)
-                    .await;
-            }
-            let _ = stop_tx.send(true);
-        })
+            draining.set(1.0);
+            health.report().await;
+            tracing::info!(
+                delay = ?lifecycle.drain_delay,
+                "shutting down: unready, serving until the drain delay ends"
+            );
+            tokio::time::sleep(lifecycle.drain_delay).await;
+            tracing::info!("drain delay over: refusing new connections, finishing calls in flight");
+            let _ = stop_grpc.send(true);
+        }
     };
-
-    // The decoders refuse a message over --max-request-bytes from its length, before
-    // buffering it; the health service's messages are bounded alike.
-    let max_bytes = decider.bounds().max_bytes;
-    let grpc = tonic::transport::Server::builder()
-        .layer(refusal::undecodable(max_bytes))
-        .add_service(health_service.max_decoding_message_size(max_bytes))
-        .add_service(
-            RateLimitServiceServer::new(RlsService::new(decider.clone()))
-                .max_decoding_message_size(max_bytes),
-        )
-        .add_service(RateLimitQuotaServiceServer::new(quota_service))
-        .serve_with_incoming_shutdown(incoming(listeners.grpc, options.tls), stopped());
+    let service = grpc_service(&decider, health_service, quota_service);
+    let grpc = async {
+        let serving = serve_grpc(
+            incoming(listeners.grpc, options.tls),
+            service,
+            lifecycle.connections,
+            stopped(grpc_stopped),
+        );
+        tokio::join!(serving, drain);
+        // gRPC is done: the HTTP ports may close too, and the process exit.
+        let _ = stop_http.send(true);
+    };
     let http = axum::serve(listeners.http, router(decider, readiness, prometheus()))
-        .with_graceful_shutdown(stopped());
-    let metrics = serve_metrics(options.metrics, stopped());
+        .with_graceful_shutdown(stopped(http_stopped.clone()));
+    let metrics = serve_metrics(options.metrics, stopped(http_stopped));
     tracing::info!(%grpc_addr, %http_addr, "serving");
-    let (grpc, http, metrics) = tokio::join!(grpc, http, metrics);
-    drain.abort();
-    grpc?;
+    let ((), http, metrics) = tokio::join!(grpc, http, metrics);
+    if let Some(following) = following {
+        following.abort();
+    }
     metrics?;
     http.map_err(|source| RlsError::Listen {
         addr: http_addr,
         source,
     })
+}
+
+/// The gRPC services: the rate limit service, RLQS and health. Their decoders refuse a
+/// message over --max-request-bytes from its length, before buffering it (the health
+/// service's messages are bounded alike), and the refusal is answered `INVALID_ARGUMENT`.
+fn grpc_service<S: BucketStore, H: tonic_health::pb::health_server::Health>(
+    decider: &Arc<Decider<S>>,
+    health: HealthServer<H>,
+    quotas: RlqsService<impl ShareBackend>,
+) -> impl GrpcService {
+    let max_bytes = decider.bounds().max_bytes;
+    let mut routes = Routes::builder();
+    routes
+        .add_service(health.max_decoding_message_size(max_bytes))
+        .add_service(
+            RateLimitServiceServer::new(RlsService::new(decider.clone()))
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(RateLimitQuotaServiceServer::new(quotas));
+    refusal::undecodable(max_bytes).layer(routes.routes().prepare())
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Serves the metrics page on a listener of its own, when there is one, until `stopped`.
@@ -277,20 +349,4 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-/// The process's Prometheus recorder, installed on first use (several servers in one
-/// test process share it). Metrics recorded before it is installed are lost: [`serve`]
-/// installs it before it builds the store, whose shards report their state at once.
-pub fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first; metrics then go there.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
 }

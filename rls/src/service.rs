@@ -9,18 +9,20 @@ use proto::rls::{RateLimitRequest, RateLimitResponse};
 use tonic::{Request, Response, Status};
 
 use crate::decide::Decider;
-use crate::outcome;
+use crate::outcome::Outcomes;
 use crate::store::BucketStore;
 
 /// The gRPC rate limit service.
 pub struct RlsService<S> {
     decider: Arc<Decider<S>>,
+    outcomes: Outcomes,
 }
 
-impl<S> RlsService<S> {
+impl<S: BucketStore> RlsService<S> {
     /// A service answering with `decider`.
     pub fn new(decider: Arc<Decider<S>>) -> Self {
-        RlsService { decider }
+        let outcomes = Outcomes::new(decider.store().kind());
+        RlsService { decider, outcomes }
     }
 }
 
@@ -36,8 +38,9 @@ impl<S: BucketStore> RateLimitService for RlsService<S> {
             .and_then(|value| value.to_str().ok())
             .and_then(grpc_timeout);
         let request = request.into_inner();
+        let in_flight = self.outcomes.start();
         let outcome = self.decider.decide_within(&request, caller_timeout).await;
-        outcome::count(&outcome);
+        in_flight.finish(&outcome);
         outcome.map(Response::new).map_err(|error| {
             tracing::debug!(domain = %request.domain, %error, "request refused");
             error.to_status()

@@ -3,7 +3,9 @@
 //! `rls check` shares. The reference service's variables are one table:
 //! [`reference`](mod@reference).
 
+pub mod answers;
 pub mod metrics;
+pub mod operations;
 mod quota;
 pub mod reference;
 pub mod tls;
@@ -20,11 +22,14 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use limiter::Clock;
 
+use self::answers::AnswerArgs;
+use self::operations::OperationsArgs;
 use crate::decide::AnswerOptions;
 use crate::error::SettingsError;
 use crate::headers::HeaderNames;
 use crate::request::RequestBounds;
 use crate::rlqs::Unmatched;
+use crate::server::Lifecycle;
 use crate::store::redis::{
     CONNECT_TIMEOUT, Endpoint, OnBackendError, RedisOptions, ShardOptions, TimeSource, TlsFiles,
     redis_url,
@@ -234,6 +239,14 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "RLS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Global quota mode and dynamic metadata.
+    #[command(flatten)]
+    pub answers: AnswerArgs,
+
+    /// Per-rule metrics, draining and connection ages.
+    #[command(flatten)]
+    pub operations: OperationsArgs,
 }
 
 /// A count default that is at least one, checked when compiled.
@@ -323,6 +336,9 @@ impl Settings {
     pub fn answer_options(&self) -> AnswerOptions {
         AnswerOptions {
             global_shadow: self.shadow_mode,
+            global_quota: self.answers.quota_mode,
+            dynamic_metadata: self.answers.response_dynamic_metadata,
+            stats: self.operations.stats(),
             headers: self.response_headers.then(|| HeaderNames {
                 limit: self.limit_header.clone(),
                 remaining: self.remaining_header.clone(),
@@ -336,6 +352,14 @@ impl Settings {
                 max_bytes: self.max_request_bytes,
             },
             max_concurrent: NonZeroUsize::new(self.max_concurrent_requests),
+        }
+    }
+
+    /// How the server drains on SIGTERM and how long its gRPC connections live.
+    pub fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            drain_delay: self.operations.drain_delay,
+            connections: self.operations.connections(),
         }
     }
 

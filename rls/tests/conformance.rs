@@ -6,8 +6,9 @@
 //! ```yaml
 //! - name: within limit reports the remaining tokens   # a sentence
 //!   algorithms: [token_bucket, fixed_window]          # default algorithm(s) to run with
-//!   settings: {shadow_mode: false, response_headers: false, stop_increment: false,
-//!              merge_domains: false, max_descriptors: 64}
+//!   settings: {shadow_mode: false, quota_mode: false, dynamic_metadata: false,
+//!              response_headers: false, stop_increment: false, merge_domains: false,
+//!              max_descriptors: 64}
 //!   start: 1700000000                                  # fake clock, Unix seconds
 //!   quotas: |                                          # one quota file (several `---` docs ok)
 //!     domain: edge ...
@@ -73,6 +74,10 @@ fn start() -> u64 {
 struct CaseSettings {
     #[serde(default)]
     shadow_mode: bool,
+    #[serde(default)]
+    quota_mode: bool,
+    #[serde(default)]
+    dynamic_metadata: bool,
     #[serde(default)]
     response_headers: bool,
     #[serde(default)]
@@ -166,6 +171,8 @@ async fn run_case(
     let defaults = RequestBounds::default();
     let options = AnswerOptions {
         global_shadow: case.settings.shadow_mode,
+        global_quota: case.settings.quota_mode,
+        dynamic_metadata: case.settings.dynamic_metadata,
         headers: case.settings.response_headers.then(HeaderNames::default),
         stop_increment: case.settings.stop_increment,
         default_algorithm,
@@ -178,6 +185,7 @@ async fn run_case(
             max_bytes: case.settings.max_bytes.unwrap_or(defaults.max_bytes),
         },
         max_concurrent: None,
+        stats: Default::default(),
     };
     let quotas = config::QuotaSet::from_sources([("quotas.yaml", case.quotas.as_str())], &load)
         .map_err(|e| format!("{file}: {}: quotas: {e}", case.name))?;

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::manifest::{self, of_kind};
+use common::manifest::{self, of_kind, validate_custom_resources};
 use common::process::{RlsProcess, rls};
 use common::tools::{self, workspace};
 use serde_json::{Value, json};
@@ -173,30 +173,6 @@ fn every_built_object_validates_against_the_kubernetes_openapi_schemas() {
     }
 }
 
-/// Runs `rls/tests/kubernetes/crds.mjs` on `objects`: (success, its report).
-fn validate_custom_resources(objects: &[&Value]) -> (bool, String) {
-    let script = workspace().join("rls/tests/kubernetes/crds.mjs");
-    let mut child = Command::new(tools::program("node"))
-        .arg(script)
-        .arg(tools::node_modules())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    let input = serde_json::to_vec(objects).expect("json");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&input)
-        .expect("write");
-    let output = child.wait_with_output().expect("node ends");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn istio_envoy_filters_and_the_service_monitor_validate_against_their_crd_schemas() {
     let mut objects = Vec::new();
@@ -299,6 +275,40 @@ fn address(container: &Value, variable: &str, default: SocketAddr) -> SocketAddr
         .get(variable)
         .map(|v| v.parse().unwrap_or_else(|e| panic!("{variable}={v}: {e}")))
         .unwrap_or(default)
+}
+
+#[test]
+fn a_terminating_pod_drains_and_exits_within_its_grace_period() {
+    let defaults = rls::Settings::defaults().operations;
+    for name in OVERLAYS {
+        let objects = overlay(name);
+        let pod = &the(&objects, "Deployment", "rls")["spec"]["template"]["spec"];
+        let container = container(&objects);
+        let duration = |variable: &str, default| {
+            env(container).get(variable).map_or(default, |v| {
+                humantime::parse_duration(v).unwrap_or_else(|e| panic!("{variable}={v}: {e}"))
+            })
+        };
+        let drain = duration("RLS_DRAIN_DELAY", defaults.drain_delay);
+        let finish = duration("RLS_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout);
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace period");
+        // A second to spare for the process to exit after the calls have finished.
+        assert!(
+            (drain + finish).as_secs() < grace,
+            "{name}: drain {drain:?} + shutdown {finish:?} does not fit in {grace} s"
+        );
+        assert!(
+            drain.as_secs() >= 5,
+            "{name}: proxies need time to move away"
+        );
+        // The delay is rls's own: a preStop hook would add to it unseen.
+        assert!(
+            container["lifecycle"]["preStop"].is_null(),
+            "{name}: a preStop hook"
+        );
+    }
 }
 
 #[tokio::test]

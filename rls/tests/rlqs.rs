@@ -107,6 +107,7 @@ impl Server {
             listeners,
             decider,
             setup,
+            rls::server::Lifecycle::IMMEDIATE,
             async move {
                 let _ = stopped.await;
             },

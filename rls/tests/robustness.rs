@@ -65,6 +65,8 @@ const KEYS: &[&str] = &[
     "internal",
     "closed",
     "k",
+    "tracked",
+    "sub",
     "nobody",
 ];
 
@@ -163,7 +165,7 @@ proptest! {
     /// overrides and values), over gRPC's encoding and `/json`'s, with every answer option.
     #[test]
     fn random_descriptor_sets_are_answered_or_refused_as_invalid(
-        flags in 0u8..16,
+        flags in 0u8..128,
         run in prop::collection::vec((any::<u8>(), request()), 1..6),
     ) {
         entries::request_path(&frames(flags, &run));

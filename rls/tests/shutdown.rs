@@ -1,44 +1,25 @@
-//! Shutdown finishes the calls in flight: a store that holds a call open shows it.
+//! Shutdown finishes the calls in flight, and the HTTP port answers, unready, until then:
+//! a store that holds a call open shows it.
 
 mod common;
 
 use std::sync::Arc;
 
+use common::gated::GatedStore;
 use config::{LoadOptions, QuotaSet};
 use limiter::FakeClock;
 use proto::rls::rate_limit_response::Code;
+use rls::Listeners;
 use rls::decide::{AnswerOptions, Decider};
-use rls::store::{Batch, BucketStore, MemoryStore, Verdict};
-use rls::{Listeners, RlsError};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, oneshot};
-
-/// A memory store whose every check waits until the test opens the gate.
-struct GatedStore {
-    inner: MemoryStore,
-    entered: Arc<Notify>,
-    gate: Arc<Notify>,
-}
-
-impl BucketStore for GatedStore {
-    async fn check(&self, batch: &Batch, shed: bool) -> Result<Verdict, RlsError> {
-        self.entered.notify_one();
-        self.gate.notified().await;
-        self.inner.check(batch, shed).await
-    }
-}
+use tokio::sync::oneshot;
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_finishes_calls_in_flight() {
     let yaml = "domain: edge\ndescriptors:\n  - key: path\n    rate_limit: {unit: minute, requests_per_unit: 5}\n";
     let quotas =
         QuotaSet::from_sources([("q.yaml", yaml)], &LoadOptions::default()).expect("valid");
-    let (entered, gate) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let store = GatedStore {
-        inner: MemoryStore::new(),
-        entered: entered.clone(),
-        gate: gate.clone(),
-    };
+    let (store, entered, gate) = GatedStore::new();
     let clock = Arc::new(FakeClock::new(common::START_SECS * 1_000_000_000));
     let decider = Arc::new(Decider::new(quotas, store, clock, AnswerOptions::default()));
     let listeners = Listeners {
@@ -46,6 +27,7 @@ async fn shutdown_stops_accepting_and_finishes_calls_in_flight() {
         http: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
     };
     let grpc = listeners.grpc.local_addr().expect("addr");
+    let http = listeners.http.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(rls::server::serve_store(listeners, decider, async move {
         let _ = stopped.await;
@@ -87,6 +69,13 @@ async fn shutdown_stops_accepting_and_finishes_calls_in_flight() {
         !server.is_finished(),
         "the server ended with a call in flight"
     );
+    // Regression (probes saw connection refused while calls drained): the HTTP port
+    // keeps answering, unready, until the server ends.
+    assert_eq!(
+        common::http(http, "GET", "/readyz", "").await,
+        (503, "draining\n".into())
+    );
+    assert_eq!(common::http(http, "GET", "/healthz", "").await.0, 200);
 
     gate.notify_one();
     let answer = call

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::ads::AdsServer;
-use common::serve::{Served, descriptor, request};
+use common::serve::{Served, descriptor, eventually, request};
 use proto::rls::rate_limit_response::Code;
 use proto::rls::rate_limit_service_client::RateLimitServiceClient;
 use proto::rls::{RateLimitRequest, RateLimitResponse};
@@ -16,6 +16,8 @@ use proto::rls_config::{RateLimitConfig, RateLimitDescriptor, RateLimitPolicy, R
 use rls::Settings;
 use rls::settings::xds::ConfigSource;
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 fn rule(key: &str, value: &str, per_hour: u32) -> RateLimitDescriptor {
     RateLimitDescriptor {
@@ -66,6 +68,29 @@ async fn ask(
         .into_inner()
 }
 
+/// What `grpc.health.v1` says of the rate limit service under the reference's name.
+async fn health(served: &Served) -> ServingStatus {
+    let channel = Channel::from_shared(format!("http://{}", served.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "ratelimit".into(),
+        })
+        .await
+        .expect("health answers");
+    answer.into_inner().status()
+}
+
+/// `/config?format=json`.
+async fn config_json(served: &Served) -> serde_json::Value {
+    let (status, body) = served.get("/config?format=json").await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
 /// (overall code, remaining) of one request for `path` in domain `edge`.
 async fn path(client: &mut RateLimitServiceClient<Channel>, path: &str) -> (Code, u32) {
     let answer = ask(client, request("edge", &[("path", path)])).await;
@@ -95,6 +120,8 @@ async fn a_first_set_is_served_once_acked_and_readiness_waits_for_it() {
         body.starts_with("waiting for the first rule set\n"),
         "{body}"
     );
+    // gRPC health says the same, for Envoy's health checks.
+    assert_eq!(health(&served).await, ServingStatus::NotServing);
     // Meanwhile requests are answered, with no limits.
     let mut client = client(&served).await;
     assert_eq!(path(&mut client, "/a").await, (Code::Ok, 0));
@@ -109,6 +136,7 @@ async fn a_first_set_is_served_once_acked_and_readiness_waits_for_it() {
         body.contains("serving version \"v1\", connected; 1 applied, 0 refused"),
         "{body}"
     );
+    assert_eq!(health(&served).await, ServingStatus::Serving);
     let (_, config) = served.get("/config").await;
     assert!(config.contains("edge.path_/a: 2/hour"), "{config}");
     assert!(config.contains("(resource \"edge\")"), "{config}");
@@ -199,9 +227,22 @@ async fn an_invalid_set_is_nacked_with_its_error_and_the_previous_set_keeps_serv
         "{body}"
     );
 
+    // /config shows the refusal as it shows a refused quota file's, and the feed.
+    let config = config_json(&served).await;
+    let refused = &config["last_reload_error"];
+    assert_eq!(refused["message"], detail.message, "{config:#}");
+    let source = config["source"].as_str().expect("the feed's line");
+    assert!(source.contains("1 refused"), "{source}");
+
     ads.push("3", edge(vec![rule("path", "/a", 5)]));
     let ack = ads.next_request().await;
     assert_eq!((ack.version_info.as_str(), ack.error_detail), ("3", None));
+    let config = eventually("the refusal cleared", || async {
+        let config = config_json(&served).await;
+        config["last_reload_error"].is_null().then_some(config)
+    })
+    .await;
+    assert_eq!(config["domains"][0]["rules"][0]["key"], "edge.path_/a");
     served.stop().await;
 }
 

@@ -63,6 +63,27 @@ impl Values<'_> {
         }
     }
 
+    /// Variable `i` as a Go duration (`24h`, `1m30s`, `500ms`), when set to something.
+    fn duration(&self, i: usize) -> Result<Option<std::time::Duration>, SettingsError> {
+        let Some(value) = self.text(i) else {
+            return Ok(None);
+        };
+        humantime::parse_duration(&value)
+            .map(Some)
+            .map_err(|_| self.invalid(i, value, "a duration such as 10s, 1m30s or 24h"))
+    }
+
+    /// Variable `i` as a ratio from 0 to 1, when set to something.
+    fn ratio(&self, i: usize) -> Result<Option<f32>, SettingsError> {
+        let Some(value) = self.text(i) else {
+            return Ok(None);
+        };
+        match super::operations::parse_ratio(&value) {
+            Ok(ratio) => Ok(Some(ratio)),
+            Err(_) => Err(self.invalid(i, value, "a number from 0 to 1")),
+        }
+    }
+
     /// Variable `i`, lowercase, when set to something.
     fn lowercase(&self, i: usize) -> Option<String> {
         self.text(i).map(|v| v.to_ascii_lowercase())
@@ -237,6 +258,32 @@ pub const SERVE_VARIABLES: &[Variables<Settings>] = &[
         settings: &["key_prefix"],
         read: |s, v| set(&mut s.key_prefix, v.raw(0)),
     },
+    // Answer modes, metrics and connections (settings/answers.rs, settings/operations.rs).
+    Variables {
+        names: &["QUOTA_MODE"],
+        settings: &["quota_mode"],
+        read: |s, v| set(&mut s.answers.quota_mode, v.go_bool(0)?),
+    },
+    Variables {
+        names: &["RESPONSE_DYNAMIC_METADATA"],
+        settings: &["response_dynamic_metadata"],
+        read: |s, v| set(&mut s.answers.response_dynamic_metadata, v.go_bool(0)?),
+    },
+    Variables {
+        names: &["NEAR_LIMIT_RATIO"],
+        settings: &["near_limit_ratio"],
+        read: |s, v| set(&mut s.operations.near_limit_ratio, v.ratio(0)?),
+    },
+    Variables {
+        names: &["GRPC_MAX_CONNECTION_AGE"],
+        settings: &["max_connection_age"],
+        read: |s, v| set(&mut s.operations.max_connection_age, v.duration(0)?),
+    },
+    Variables {
+        names: &["GRPC_MAX_CONNECTION_AGE_GRACE"],
+        settings: &["max_connection_age_grace"],
+        read: |s, v| set(&mut s.operations.max_connection_age_grace, v.duration(0)?),
+    },
 ];
 
 /// Every row of the table, as (variables, settings).
@@ -275,15 +322,43 @@ fn apply<T>(
 
 impl QuotaArgs {
     /// Fills every quota setting still at its default from the reference service's
-    /// variables ([`QUOTA_VARIABLES`]). `matches` tells which settings came from a flag or
-    /// an `RLS_*` variable; `env` reads the environment.
+    /// variables ([`QUOTA_VARIABLES`]), as `rls serve` does. `matches` tells which
+    /// settings came from a flag or an `RLS_*` variable; `env` reads the environment.
+    /// Where `rls serve` would take its rules from an xDS server (`RLS_CONFIG_SOURCE=xds`
+    /// or `CONFIG_TYPE=GRPC_XDS_SOTW`) and so read no quota files, whatever `RUNTIME_ROOT`
+    /// says, `--config` (or `RLS_CONFIG`) must name the files: `rls check` then refuses
+    /// rather than check files `serve` would not load.
     pub fn apply_reference_env(
         &mut self,
         matches: &ArgMatches,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(), SettingsError> {
+        if rules_from_xds(&env) && !config_given(matches) {
+            return Err(SettingsError::Conflict {
+                setting: "CONFIG_TYPE",
+                reason: "the environment takes the rules from an xDS server, and rls serve \
+                         reads no quota files with it: pass --config to check some",
+            });
+        }
         apply(QUOTA_VARIABLES, self, matches, &env)
     }
+}
+
+/// Whether `rls serve`, given the environment `env` and no `--config-source` flag, takes
+/// its rules from an xDS server: `RLS_CONFIG_SOURCE`, else `CONFIG_TYPE`.
+fn rules_from_xds(env: &impl Fn(&str) -> Option<String>) -> bool {
+    match env("RLS_CONFIG_SOURCE") {
+        Some(source) => source.eq_ignore_ascii_case("xds"),
+        None => env("CONFIG_TYPE").is_some_and(|t| t.eq_ignore_ascii_case("GRPC_XDS_SOTW")),
+    }
+}
+
+/// Whether `--config` came from the command line or `RLS_CONFIG`.
+fn config_given(matches: &ArgMatches) -> bool {
+    matches!(
+        matches.value_source("config"),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
 }
 
 impl Settings {
@@ -300,11 +375,7 @@ impl Settings {
         apply(GATEWAY_VARIABLES, self, matches, &env)?;
         // The reference reads no quota files with CONFIG_TYPE=GRPC_XDS_SOTW, whatever
         // RUNTIME_ROOT says (Envoy Gateway sets both); a --config given is refused later.
-        let config_given = matches!(
-            matches.value_source("config"),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
-        if self.xds.config_source == ConfigSource::Xds && !config_given {
+        if self.xds.config_source == ConfigSource::Xds && !config_given(matches) {
             self.quotas.config = None;
         }
         Ok(())

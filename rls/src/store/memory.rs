@@ -64,7 +64,11 @@ impl MemoryStore {
         if denied {
             self.refund(batch, &mut decisions);
         }
-        Verdict { decisions, denied }
+        Verdict {
+            decisions,
+            denied,
+            cached: Vec::new(),
+        }
     }
 
     /// Which fixed-window checks would push their counter over the limit.
@@ -110,6 +114,10 @@ impl BucketStore for MemoryStore {
     /// Answers at once from process memory: nothing to shed.
     async fn check(&self, batch: &Batch, _shed: bool) -> Result<Verdict, RlsError> {
         Ok(self.check_now(batch))
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
     }
 
     fn sweep(&self, now: Nanos) {

@@ -28,6 +28,10 @@ pub enum Role {
     Shadow,
     /// Denies only when every quota-mode descriptor of the request is over.
     Quota,
+    /// Quota mode in a request where some quota-mode descriptor passes whatever happens
+    /// (in shadow mode, or with nothing to check): reported over in its status, it never
+    /// denies the request.
+    Reported,
 }
 
 /// What a check counts with.
@@ -156,13 +160,20 @@ pub struct Verdict {
     pub decisions: Vec<Decision>,
     /// The request is over its limits: its answer's `overall_code` is `OVER_LIMIT`.
     pub denied: bool,
+    /// The checks answered from a local cache of buckets known to be empty, without the
+    /// backend (indices into the batch's checks; usually none).
+    pub cached: Vec<usize>,
 }
 
 impl Verdict {
     /// The verdict on `batch` of `decisions`, for a store that charged nothing else.
     pub fn of(batch: &Batch, decisions: Vec<Decision>) -> Verdict {
         let denied = request_denied(batch, &decisions);
-        Verdict { decisions, denied }
+        Verdict {
+            decisions,
+            denied,
+            cached: Vec::new(),
+        }
     }
 }
 
@@ -176,6 +187,11 @@ pub trait BucketStore: Send + Sync + 'static {
         batch: &Batch,
         shed: bool,
     ) -> impl Future<Output = Result<Verdict, RlsError>> + Send;
+
+    /// The store's name in metrics (`backend` label): `memory`, `redis`.
+    fn kind(&self) -> &'static str {
+        "other"
+    }
 
     /// How long a check may take at most, when the store bounds it (`--backend-timeout`):
     /// a request waiting for its turn is shed in time for the store to answer before its
@@ -276,6 +292,12 @@ mod tests {
     fn a_descriptor_is_over_when_any_of_its_limits_is_over() {
         let b = batch(&[(0, Role::Enforced), (0, Role::Enforced)]);
         assert!(request_denied(&b, &[OK, OVER]));
+    }
+
+    #[test]
+    fn a_reported_quota_descriptor_never_denies_the_request() {
+        let b = batch(&[(0, Role::Reported), (1, Role::Reported)]);
+        assert!(!request_denied(&b, &[OVER, OVER]));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::error::Error;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use config::{LoadOptions, QuotaSet};
 use prost::Message;
@@ -22,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{XdsOptions, XdsStatus};
 use crate::decide::Decider;
+use crate::snapshot::record_load_duration;
 use crate::store::BucketStore;
 
 /// Longest wait for a connection to the server.
@@ -132,10 +133,21 @@ impl<S: BucketStore> Client<S> {
     /// Serves the set `response` holds, or refuses it: the ACK or NACK to send back.
     fn apply(&self, response: DiscoveryResponse) -> DiscoveryRequest {
         let version = response.version_info.clone();
-        let applied = decode(&response).and_then(|configs| {
-            QuotaSet::from_rate_limit_configs(&configs, &self.load)
-                .map_err(|e| config::Report(&e).to_string())
-        });
+        let started = Instant::now();
+        // A refusal is recorded for `/config` and the refused-reload gauge, as a quota
+        // file's is.
+        let snapshots = self.decider.snapshots();
+        let applied = match decode(&response) {
+            Ok(configs) => QuotaSet::from_rate_limit_configs(&configs, &self.load).map_err(|e| {
+                snapshots.refuse(&e);
+                config::Report(&e).to_string()
+            }),
+            Err(error) => {
+                snapshots.refuse_because(error.clone());
+                Err(error)
+            }
+        };
+        record_load_duration(started.elapsed());
         let mut reply = DiscoveryRequest {
             response_nonce: response.nonce,
             type_url: RATE_LIMIT_CONFIG_TYPE_URL.to_owned(),

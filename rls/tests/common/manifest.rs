@@ -1,8 +1,9 @@
 //! Kubernetes and Istio manifests as JSON values: YAML documents read from a file or built
 //! with `kubectl kustomize`.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -48,4 +49,28 @@ pub fn name(object: &Value) -> String {
 /// The objects of `kind`.
 pub fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// Runs `rls/tests/kubernetes/crds.mjs` on `objects`: (success, its report).
+pub fn validate_custom_resources(objects: &[&Value]) -> (bool, String) {
+    let script = tools::workspace().join("rls/tests/kubernetes/crds.mjs");
+    let mut child = Command::new(tools::program("node"))
+        .arg(script)
+        .arg(tools::node_modules())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let input = serde_json::to_vec(objects).expect("json");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("write");
+    let output = child.wait_with_output().expect("node ends");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }

@@ -5,10 +5,12 @@
 pub mod ads;
 pub mod certs;
 pub mod envoy;
+pub mod gated;
 pub mod istio;
 pub mod manifest;
 pub mod process;
 pub mod redis;
+pub mod scrape;
 pub mod serve;
 pub mod tls;
 pub mod tools;
@@ -108,7 +110,7 @@ impl TestServer {
         let shared: Arc<dyn limiter::Clock> = Arc::new(clock.clone());
         redis.clock = shared.clone();
         // The shards report their state when they connect: the recorder must be there.
-        rls::server::prometheus();
+        rls::stats::prometheus();
         let store = RedisStore::new(redis);
         store.wait_connected().await;
         TestServer::serve(Decider::new(quotas, store, shared, options), clock).await
@@ -225,7 +227,17 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
 /// values before and after, not with zero.
 pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
     let (_, text) = http(addr, "GET", "/metrics", "").await;
+    // A bare name stands for the sum of its series, whatever their labels.
+    let bare = !series.contains('{');
     text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().expect("a number"))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(series)?;
+            match rest.strip_prefix(' ') {
+                Some(value) => Some(value),
+                None if bare && rest.starts_with('{') => rest.rsplit_once("} ").map(|(_, v)| v),
+                None => None,
+            }
+        })
+        .map(|value| value.trim().parse::<f64>().expect("a number"))
+        .sum()
 }

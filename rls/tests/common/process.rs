@@ -79,6 +79,12 @@ impl RlsProcess {
         log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
+    /// Its log so far, one line after another.
+    pub fn log(&self) -> String {
+        let log = self.log.lock().expect("log");
+        log.iter().map(|l| format!("{l}\n")).collect()
+    }
+
     /// `http://127.0.0.1:GRPC`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc)

@@ -1,7 +1,8 @@
 // Validates objects of custom resource kinds against their CRDs' own OpenAPI schemas, as
 // the @kubernetes-models npm packages compile them (Istio's EnvoyFilter, the
-// prometheus-operator's ServiceMonitor). Reads a JSON array of objects on stdin, prints a
-// line per object, and exits 1 if any is invalid or of a kind it has no schema for.
+// prometheus-operator's ServiceMonitor and PrometheusRule). Reads a JSON array of
+// objects on stdin, prints a line per object, and exits 1 if any is invalid or of a kind
+// it has no schema for.
 //
 //     node crds.mjs <node_modules folder> < objects.json
 import { join } from "node:path";
@@ -12,6 +13,8 @@ const models = {
     "@kubernetes-models/istio/networking.istio.io/v1alpha3/EnvoyFilter.js",
   "monitoring.coreos.com/v1 ServiceMonitor":
     "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor.js",
+  "monitoring.coreos.com/v1 PrometheusRule":
+    "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule.js",
 };
 
 const modules = process.argv[2];

@@ -5,8 +5,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use super::{Values, Variables, set};
-use crate::error::SettingsError;
+use super::{Variables, set};
 use crate::settings::Settings;
 use crate::settings::xds::ConfigSource;
 
@@ -194,19 +193,6 @@ pub const GATEWAY_VARIABLES: &[Variables<Settings>] = &[
 /// given as flags, and a Deployment for the reference must not stop on them.
 fn from_xds(s: &Settings) -> bool {
     s.xds.config_source == ConfigSource::Xds
-}
-
-impl Values<'_> {
-    /// Variable `i` as a Go duration (`10s`, `1m30s`, `500ms`), when set to something.
-    fn duration(&self, i: usize) -> Result<Option<std::time::Duration>, SettingsError> {
-        let Some(text) = self.text(i) else {
-            return Ok(None);
-        };
-        match humantime::parse_duration(&text) {
-            Ok(duration) => Ok(Some(duration)),
-            Err(_) => Err(self.invalid(i, text, "a duration such as 10s or 1m30s")),
-        }
-    }
 }
 
 /// A listening address as Go writes it: `:port` (every interface) or `host:port`.

@@ -242,3 +242,42 @@ fn check_reads_the_quota_variables_as_serve_does() {
     assert!(help.contains("RUNTIME_ROOT") && help.contains("MERGE_DOMAIN_CONFIG"));
     assert!(!help.contains("SHADOW_MODE"), "{help}");
 }
+
+#[test]
+fn check_refuses_where_serve_would_take_the_rules_from_xds_and_read_no_files() {
+    let check = crate::cli::command()
+        .find_subcommand("check")
+        .expect("a check subcommand")
+        .clone();
+    let check_with = |args: &[&str], vars: &[(&str, &str)]| {
+        let matches = check
+            .clone()
+            .try_get_matches_from(args)
+            .expect("arguments parse");
+        let mut quotas = QuotaArgs::from_arg_matches(&matches).expect("matches convert");
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        quotas
+            .apply_reference_env(&matches, |name| vars.get(name).map(|v| v.to_string()))
+            .map(|()| quotas.config)
+    };
+    // Envoy Gateway's Deployment sets both; serve reads no files then.
+    let gateway = [
+        ("CONFIG_TYPE", "grpc_xds_sotw"),
+        ("RUNTIME_ROOT", "/data"),
+        ("RUNTIME_SUBDIRECTORY", "ratelimit"),
+    ];
+    let error = check_with(&["check"], &gateway).expect_err("refused");
+    assert!(error.to_string().contains("CONFIG_TYPE"), "{error}");
+    assert_eq!(
+        check_with(&["check", "--config", "/srv/q"], &gateway).expect("files named"),
+        Some(PathBuf::from("/srv/q"))
+    );
+    // RLS_CONFIG_SOURCE outranks CONFIG_TYPE, for serve as for check.
+    let files = [gateway.as_slice(), &[("RLS_CONFIG_SOURCE", "files")]].concat();
+    assert_eq!(
+        check_with(&["check"], &files).expect("files"),
+        Some(PathBuf::from("/data/ratelimit/config"))
+    );
+    let xds = [("RLS_CONFIG_SOURCE", "xds"), ("RUNTIME_ROOT", "/data")];
+    assert!(check_with(&["check"], &xds).is_err());
+}

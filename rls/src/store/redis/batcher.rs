@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use metrics::{Counter, Histogram};
 use redis::Script;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -17,6 +18,7 @@ use super::failure::{Cause, Failure, RedisError, client_failure};
 use super::health::Health;
 use super::script::{CHECK_BUCKETS, check_call, reply_integers};
 use super::shard::ShardOptions;
+use crate::stats::{REDIS_BATCH_CHECKS, REDIS_CALL_DURATION, REDIS_CALL_ERRORS};
 
 /// One request's part of a script call, waiting in the batcher's queue.
 pub struct Job {
@@ -40,6 +42,26 @@ pub struct Counters {
     pub calls: Arc<AtomicU64>,
     /// Checks sent in those calls.
     pub checks: Arc<AtomicU64>,
+}
+
+/// A shard's call metrics, labelled with its name once.
+struct CallMetrics {
+    calls: Counter,
+    errors: Counter,
+    duration: Histogram,
+    checks: Histogram,
+}
+
+impl CallMetrics {
+    fn new(shard: &str) -> CallMetrics {
+        let label = || [("shard", shard.to_owned())];
+        CallMetrics {
+            calls: metrics::counter!("rls_redis_calls_total", &label()),
+            errors: metrics::counter!(REDIS_CALL_ERRORS, &label()),
+            duration: metrics::histogram!(REDIS_CALL_DURATION, &label()),
+            checks: metrics::histogram!(REDIS_BATCH_CHECKS, &label()),
+        }
+    }
 }
 
 /// A shard's batcher, before it runs.
@@ -79,6 +101,7 @@ impl Batcher {
             counters,
         } = self;
         let script = Script::new(CHECK_BUCKETS);
+        let metrics = CallMetrics::new(&name);
         let depth = options.pipeline_depth.get();
         let mut round_trip = RoundTrip::new(deadline);
         // The calls in flight are driven here rather than spawned: no task per batch, and
@@ -111,6 +134,7 @@ impl Batcher {
                 script: &script,
                 name: &name,
                 health: connection.health(),
+                metrics: &metrics,
             };
             for jobs in groups {
                 in_flight.push(send(shard, link.clone(), jobs, now));
@@ -160,12 +184,13 @@ async fn gather(
     (jobs, checks)
 }
 
-/// Where a batcher's calls go: the script, and the shard's name and health.
+/// Where a batcher's calls go: the script, and the shard's name, health and metrics.
 #[derive(Clone, Copy)]
 struct Target<'a> {
     script: &'a Script,
     name: &'a Arc<str>,
     health: &'a Health,
+    metrics: &'a CallMetrics,
 }
 
 /// Sends one script call for `jobs`, hands each its reply, and tells the shard's health
@@ -175,14 +200,15 @@ async fn send(
         script,
         name,
         health,
+        metrics,
     }: Target<'_>,
     link: Option<Arc<Link>>,
     jobs: Vec<Job>,
     now: Instant,
 ) -> Option<Duration> {
     let checks: usize = jobs.iter().map(|j| j.keys.len()).sum();
-    metrics::histogram!("rls_redis_batch_checks").record(checks as f64);
-    metrics::counter!("rls_redis_calls_total").increment(1);
+    metrics.checks.record(checks as f64);
+    metrics.calls.increment(1);
     // Dropped when its last caller stops waiting: a command the client parked for a
     // reconnect is cancelled instead of running later on the reconnected server.
     let latest = jobs.iter().map(|j| j.deadline).max().unwrap_or(now);
@@ -205,6 +231,10 @@ async fn send(
         Err(Failure::Overload | Failure::InFlight) => {}
     }
     let took = result.is_ok().then(|| started.elapsed());
+    match took {
+        Some(took) => metrics.duration.record(took.as_secs_f64()),
+        None => metrics.errors.increment(1),
+    }
     deliver(jobs, result, name);
     took
 }

@@ -142,6 +142,9 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The `kind` labels `rls_backend_errors_total` counts.
+    pub const COUNTED_KINDS: [&'static str; 4] = ["redis", "deadline", "overload", "shard_down"];
+
     /// Its `kind` label in `rls_backend_errors_total` (which does not count `InFlight`:
     /// the bound answers before any backend work).
     pub fn kind(&self) -> &'static str {

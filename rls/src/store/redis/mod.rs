@@ -116,6 +116,7 @@ impl RedisStore {
         // rustls needs a process-wide crypto provider for rediss://; installing it twice
         // (several stores in one process) fails harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        register_metrics(options.on_error);
         let placer = Placer::new(options.key_prefix, &options.endpoints);
         let shards = options
             .endpoints
@@ -246,6 +247,9 @@ impl RedisStore {
     /// The verdict from Redis for a batch whose stop-increment needs no peek.
     async fn check_parts(&self, batch: &Batch, deadline: Instant) -> Result<Verdict, Failure> {
         let (mut decisions, probes) = self.consult_cache(batch).await;
+        let cached: Vec<usize> = (decisions.iter().enumerate())
+            .filter_map(|(i, known)| known.is_some().then_some(i))
+            .collect();
         // One script call per shard; in a cluster per slot (descriptor), the keys one
         // script may touch.
         let mut parts: BTreeMap<CallGroup, Part> = BTreeMap::new();
@@ -258,10 +262,11 @@ impl RedisStore {
         }
         // Answered entirely from the cache: no Redis call at all.
         if decisions.iter().all(Option::is_some) {
-            return Ok(Verdict::of(
-                batch,
-                decisions.into_iter().flatten().collect(),
-            ));
+            let decisions = decisions.into_iter().flatten().collect();
+            return Ok(Verdict {
+                cached,
+                ..Verdict::of(batch, decisions)
+            });
         }
         let fold = parts.len() == 1;
         let now = self.now_arg(batch);
@@ -308,7 +313,11 @@ impl RedisStore {
         if !fold && denied && !charged.is_empty() {
             self.refund(batch, &charged, &mut decisions).await?;
         }
-        Ok(Verdict { decisions, denied })
+        Ok(Verdict {
+            decisions,
+            denied,
+            cached,
+        })
     }
 
     /// What the over-limit cache answers for each check of `batch` (`None`: ask Redis),
@@ -390,6 +399,20 @@ impl RedisStore {
     }
 }
 
+/// Registers the store's counters at zero, so that dashboards and alerts see them before
+/// the first failure.
+fn register_metrics(on_error: OnBackendError) {
+    // The shards register theirs too: the recorder comes first.
+    let _ = crate::stats::prometheus();
+    for kind in Failure::COUNTED_KINDS {
+        metrics::counter!("rls_backend_errors_total", "kind" => kind).increment(0);
+    }
+    metrics::counter!("rls_backend_failures_total", "mode" => on_error.label()).increment(0);
+    metrics::counter!("rls_over_limit_cache_hits_total").increment(0);
+    metrics::counter!("rls_over_limit_cache_waits_total").increment(0);
+    metrics::gauge!("rls_over_limit_cache_keys").set(0.0);
+}
+
 impl BucketStore for RedisStore {
     async fn check(&self, batch: &Batch, shed: bool) -> Result<Verdict, RlsError> {
         let failure = if shed {
@@ -408,6 +431,10 @@ impl BucketStore for RedisStore {
         };
         metrics::counter!("rls_backend_errors_total", "kind" => failure.kind()).increment(1);
         self.failure_mode.answer(batch, failure)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
     }
 
     fn deadline(&self) -> Option<Duration> {

@@ -326,7 +326,8 @@ pub fn encode_request(
         let check = &batch.checks[i];
         let role = match check.role {
             Role::Enforced => b'e',
-            Role::Shadow => b's',
+            // Neither denies the request; the status reads the role on this side.
+            Role::Shadow | Role::Reported => b's',
             Role::Quota => b'q',
         };
         // For `t` the charge and the tolerance; for `f` the period and the limit.
