@@ -1,6 +1,9 @@
 //! [`RateLimitActions`]: how a request becomes one descriptor, after Envoy's `RateLimit`
 //! and its [`Action`]s (`request_headers`, `remote_address`, `generic_key`,
-//! `header_value_match`).
+//! `header_value_match`, and `masked_remote_address` for `kind: RateLimit` rules), and the
+//! tests a [`HeaderMatcher`] makes of a value.
+
+use std::net::IpAddr;
 
 use serde_saphyr::Spanned;
 
@@ -8,6 +11,7 @@ use crate::error::ConfigError;
 use crate::file::{
     self, ActionDto, HeaderMatcherDto, HeaderValueMatchDto, RateLimitActionsDto, RequestHeadersDto,
 };
+use crate::matchers::{Regex, VirtualHostMatch};
 
 /// One item of `local.rate_limits`: its actions each add one entry to a request descriptor,
 /// in order; if any action yields nothing, the request gets no descriptor from this item.
@@ -49,6 +53,15 @@ pub enum Action {
         /// The value.
         descriptor_value: String,
     },
+    /// `("masked_remote_address", "<address>/<len>")`: the client address (the connection's
+    /// peer) masked to the prefix length of its family, as Envoy's `masked_remote_address`
+    /// writes it. Made from a `kind: RateLimit` rule's `match.sourceCIDR`.
+    MaskedRemoteAddress {
+        /// Leading bits kept of an IPv4 address, at most 32.
+        v4_prefix_mask_len: u8,
+        /// Leading bits kept of an IPv6 address, at most 128.
+        v6_prefix_mask_len: u8,
+    },
     /// `(descriptor_key, descriptor_value)` when the headers match (or, with `expect_match`
     /// false, when they do not); otherwise the descriptor is dropped.
     HeaderValueMatch {
@@ -73,6 +86,10 @@ pub struct HeaderMatcher {
     pub rule: MatchRule,
     /// Negate the result.
     pub invert_match: bool,
+    /// Test an absent header as an empty value (Envoy's `treat_missing_header_as_empty`)
+    /// rather than failing every test but `present`. Set by `kind: RateLimit` rules for an
+    /// inverted test, never by a `local` section.
+    pub treat_missing_as_empty: bool,
 }
 
 /// How a [`HeaderMatcher`] tests a header value (case-sensitive).
@@ -88,6 +105,49 @@ pub enum MatchRule {
     Contains(String),
     /// The header is present (true) or absent (false).
     Present(bool),
+    /// The whole value matches this regular expression (a `kind: RateLimit` rule's
+    /// `matchType: regex`).
+    Regex(Regex),
+    /// The value, a request's `:authority`, selects one of these virtual hosts (a `kind:
+    /// RateLimit` resource's `hosts`).
+    VirtualHost(VirtualHostMatch),
+}
+
+impl Action {
+    /// The value Envoy's `masked_remote_address` writes for a client at `address`: the
+    /// address masked to its family's length, then `/` and the length (`192.0.2.0/24`).
+    pub fn masked_remote_address(
+        address: IpAddr,
+        v4_prefix_mask_len: u8,
+        v6_prefix_mask_len: u8,
+    ) -> String {
+        let len = if address.is_ipv4() {
+            v4_prefix_mask_len
+        } else {
+            v6_prefix_mask_len
+        };
+        format!("{}/{len}", mask(address, len))
+    }
+}
+
+/// `address` with every bit past the first `len` cleared.
+pub(crate) fn mask(address: IpAddr, len: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((bits & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((bits & mask).into())
+        }
+    }
 }
 
 /// Validates one `rate_limits` item at `path`.
@@ -291,6 +351,7 @@ fn matcher(
         name: header_name(file, &format!("{path}.name"), &at, name)?,
         rule: rules.remove(0).1,
         invert_match: invert_match.unwrap_or(false),
+        treat_missing_as_empty: false,
     })
 }
 

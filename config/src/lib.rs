@@ -10,7 +10,8 @@
 //! `quota` ([`Rule`], [`Limit`], [`Unit`], [`Algorithm`]), `rate_limit` (the checks that
 //! make limits), `bounds` (the largest limits the
 //! bucket maths keeps exact, [`Excess`]), `local` ([`LocalSection`], after
-//! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `file` (the
+//! Envoy's `LocalRateLimit`), `actions` ([`RateLimitActions`], [`Action`]), `matchers` ([`Regex`],
+//! [`VirtualHosts`]: the tests `kind: RateLimit` rules add), `file` (the
 //! serde shape), `error` ([`ConfigError`]), [`resource`] (`kind: RateLimit` documents,
 //! mapped to a domain and descriptor rules), `xds` (the reference's `RateLimitConfig`
 //! resources, checked as quota files: [`QuotaSet::from_rate_limit_configs`]), `report`
@@ -41,6 +42,7 @@ mod error;
 mod file;
 mod load;
 mod local;
+mod matchers;
 mod pattern;
 mod position;
 mod quota;
@@ -63,6 +65,7 @@ pub use local::{
     DEFAULT_MAX_DYNAMIC_DESCRIPTORS, LocalDescriptor, LocalEntry, LocalSection, MIN_FILL_INTERVAL,
     Percent, TokenBucket,
 };
+pub use matchers::{Regex, VirtualHostMatch, VirtualHosts};
 pub use quota::{Algorithm, Limit, Rule, Unit};
 pub use report::Report;
 pub use tree::Domain;

@@ -11,6 +11,7 @@ use crate::error::{ConfigError, Position};
 use crate::file::{self, DomainFile};
 use crate::local::{self, LocalSection};
 use crate::quota::Algorithm;
+use crate::resource::{Document, LocalRules};
 use crate::tree::Domain;
 
 /// The default [`LoadOptions::max_depth`]: 32 levels, as many as the entries the RLS takes
@@ -136,8 +137,9 @@ impl QuotaSet {
         &self.files
     }
 
-    /// The `local` section of the load: this pod's own limits, for the embedded limiter. The
-    /// RLS ignores it.
+    /// This pod's own limits, for the embedded limiter: the load's `local` section, or the
+    /// section its `kind: RateLimit` resources' `mode: local` rules make (a load may not
+    /// have both). The RLS ignores it.
     pub fn local(&self) -> Option<&LocalSection> {
         self.local.as_ref()
     }
@@ -150,10 +152,20 @@ impl QuotaSet {
         let mut assembly = Assembly::new(options);
         for (name, text) in sources {
             for document in crate::resource::documents(name, text, options)? {
-                assembly.add(name, document.into_served())?;
+                match document {
+                    Document::Quota(served) => assembly.add(name, served)?,
+                    Document::RateLimit {
+                        resource,
+                        served,
+                        places,
+                    } => {
+                        assembly.add(name, served)?;
+                        assembly.resources.add(resource, places);
+                    }
+                }
             }
         }
-        Ok(assembly.finish(files))
+        assembly.finish(files)
     }
 }
 
@@ -165,6 +177,8 @@ pub(crate) struct Assembly<'o> {
     /// Domain name -> (index in `domains`, where its first `domain:` is).
     seen: HashMap<String, (usize, Position)>,
     local: Option<(LocalSection, Position)>,
+    /// The `kind: RateLimit` resources, for their local rules.
+    resources: LocalRules,
 }
 
 impl<'o> Assembly<'o> {
@@ -174,6 +188,7 @@ impl<'o> Assembly<'o> {
             domains: Vec::new(),
             seen: HashMap::new(),
             local: None,
+            resources: LocalRules::default(),
         }
     }
 
@@ -235,8 +250,23 @@ impl<'o> Assembly<'o> {
         self.domains[index].add_descriptors(name, descriptors, self.options)
     }
 
-    /// The set of every document added; `files` names their sources.
-    pub(crate) fn finish(self, files: Vec<PathBuf>) -> QuotaSet {
+    /// The set of every document added; `files` names their sources. Its local limits
+    /// are the `local` section or the resources' local rules: a load with both is refused.
+    pub(crate) fn finish(self, files: Vec<PathBuf>) -> Result<QuotaSet, ConfigError> {
+        let local = match (self.local, self.resources.first()) {
+            (Some((_, section)), Some((path, at))) => {
+                return Err(ConfigError::Conflict {
+                    at,
+                    path,
+                    other: format!(
+                        "the local section at {section} (the embedded limiter enforces either \
+                         a local section or the local rules of RateLimit resources)"
+                    ),
+                });
+            }
+            (Some((section, _)), None) => Some(section),
+            (None, _) => self.resources.section()?,
+        };
         let mut domains = self.domains;
         domains.sort_by(|a, b| a.name().cmp(b.name()));
         domains
@@ -247,12 +277,12 @@ impl<'o> Assembly<'o> {
             .enumerate()
             .map(|(i, d)| (d.name().to_owned(), i))
             .collect();
-        QuotaSet {
+        Ok(QuotaSet {
             domains,
             index,
             files,
-            local: self.local.map(|(section, _)| section),
-        }
+            local,
+        })
     }
 }
 

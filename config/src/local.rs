@@ -87,6 +87,11 @@ pub struct LocalDescriptor {
     pub token_bucket: TokenBucket,
     /// Charged and reported, but never refuses a request.
     pub shadow_mode: bool,
+    /// Matched descriptors are charged group by group, lowest first, as if each group were
+    /// a `local_ratelimit` filter of its own in a chain: 0 for a `local` section's; the
+    /// index of the resource for the local rules of `kind: RateLimit` resources, which
+    /// `rls render` gives one filter each, in load order.
+    pub group: u32,
     /// Where the descriptor was defined: `file:line:column`.
     pub origin: String,
 }
@@ -326,6 +331,7 @@ fn descriptor(
         entries,
         token_bucket,
         shadow_mode: dto.shadow_mode.unwrap_or(false),
+        group: 0,
         origin: at.to_string(),
     })
 }

@@ -31,7 +31,7 @@ impl QuotaSet {
             assembly.add(&name, spanned(document(config)))?;
             sources.push(PathBuf::from(name));
         }
-        Ok(assembly.finish(sources))
+        assembly.finish(sources)
     }
 }
 

@@ -118,6 +118,10 @@ const LOADER_ONLY: &[(&str, &str)] = &[
         "duplicate_host.yaml",
         "x-kubernetes-list-type: set, the API server's",
     ),
+    (
+        "duplicate_host_case.yaml",
+        "a set's items differ in case: rls check",
+    ),
     ("same_descriptor.yaml", "two rules of one name: rls check"),
     (
         "same_descriptor_default_name.yaml",

@@ -154,6 +154,16 @@ fn a_host_listed_twice_is_refused() {
 }
 
 #[test]
+fn a_host_listed_twice_in_another_case_is_refused() {
+    assert_eq!(
+        load_error("duplicate_host_case.yaml"),
+        "tests/bad/resource/duplicate_host_case.yaml:7:26: spec.hosts[1]: invalid value \
+         \"A.Example.com\": listed twice (first at \
+         tests/bad/resource/duplicate_host_case.yaml:7:11)"
+    );
+}
+
+#[test]
 fn an_unknown_mode_is_refused() {
     assert_eq!(
         load_error("unknown_mode.yaml"),

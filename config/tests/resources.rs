@@ -162,7 +162,7 @@ fn match_per_cost_shadow_and_mode_map_to_entries_and_actions() {
     assert_eq!(export.cost, 10);
     assert_eq!(
         export.headers[0].match_type,
-        MatchType::Regex("csv|xlsx".to_owned())
+        MatchType::Regex(config::Regex::new("csv|xlsx").unwrap())
     );
 
     let (anonymous, _) = rule("anonymous");

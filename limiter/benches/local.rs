@@ -308,5 +308,54 @@ fn whole_check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, direct, keyed, contended, whole_check);
+/// The local rules of a RateLimit resource (those of `config/examples/ratelimit-pod-limits.yaml`,
+/// quotas too large to refuse): `check_request` on an `http::Request`, actions included.
+fn resource_rules(c: &mut Criterion) {
+    let rule = |name: &str, rest: &str| {
+        format!("    - {{name: {name}, mode: local, quota: 1000000000, unit: second{rest}}}\n")
+    };
+    let yaml = [
+        "apiVersion: quota.rls.dev/v1alpha1\nkind: RateLimit\nmetadata: {name: pod-limits}\n",
+        "spec:\n  hosts: [checkout.shop.svc.cluster.local:8080, checkout.example.com]\n  rules:\n",
+        &rule("all", ""),
+        &rule("cart", ", match: {path: {matchType: prefix, value: /cart}}, per: {clientAddress: true}"),
+        &rule("pay", ", match: {path: {value: /pay}, method: POST}, per: {header: x-tenant}"),
+        &rule("receipts", ", match: {headers: [{key: x-receipt-format, matchType: regex, value: 'pdf|csv'}]}, cost: 5"),
+        &rule("anonymous", ", match: {headers: [{key: authorization, matchType: present, invert: true}]}"),
+        &rule("office", ", match: {sourceCIDR: 10.20.0.0/16}, shadow: true"),
+    ]
+    .concat();
+    let section = local::parse_section("bench.yaml", &yaml).expect("valid resource");
+    let clock = FakeClock::new(SystemClock::new().now());
+    let limits = LocalLimits::builder(&section).clock(clock).build();
+    let request = |host: &str| {
+        let mut request = http::Request::get("/cart/items")
+            .header("host", host)
+            .body(())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(std::net::SocketAddr::from(([192, 0, 2, 1], 40_000)));
+        request
+    };
+    let mut group = c.benchmark_group("resource_local_rules");
+    let on_host = request("checkout.example.com");
+    group.bench_function("six_rules_two_hosts_request_matching_three", |b| {
+        b.iter(|| black_box(limits.check_request(&on_host)))
+    });
+    let elsewhere = request("other.example.com");
+    group.bench_function("six_rules_two_hosts_request_for_another_host", |b| {
+        b.iter(|| black_box(limits.check_request(&elsewhere)))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    direct,
+    keyed,
+    contended,
+    whole_check,
+    resource_rules
+);
 criterion_main!(benches);

@@ -9,8 +9,11 @@ pub enum LimiterError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
 
-    /// The quota files loaded, but no document has a `local` section.
-    #[error("{files}: no document has a local section")]
+    /// The quota files loaded, but no document has a `local` section and no RateLimit
+    /// resource a `mode: local` rule.
+    #[error(
+        "{files}: no document has a local section, and no RateLimit resource a mode: local rule"
+    )]
     NoLocalSection {
         /// The files or sources read, comma-separated.
         files: String,

@@ -1,8 +1,9 @@
 //! Rate limits decided in-process: lock-free GCRA token buckets and fixed-window counters
 //! with an injected clock, keyed stores (unbounded with a sweep, or bounded), and the
 //! per-pod limits a Rust service embeds — Envoy's `local_ratelimit` filter as a tower layer,
-//! read from the `local` section of a quota file. It serves the RLS memory backend too, and
-//! knows nothing of gRPC stacks or Redis.
+//! read from the `local` section of a quota file or from the `mode: local` rules of its
+//! `kind: RateLimit` resources (`docs/ratelimit-resource.md`). It serves the RLS memory
+//! backend too, and knows nothing of gRPC stacks or Redis.
 //!
 //! - [`clock`]: [`Nanos`] since the Unix epoch, the [`Clock`] trait, [`SystemClock`],
 //!   [`FakeClock`].

@@ -170,5 +170,8 @@ fn a_failed_reload_keeps_the_limits_in_force() {
 #[test]
 fn a_file_without_a_local_section_is_refused_by_name() {
     let err = local::parse_section("rls.yaml", "domain: d\n").unwrap_err();
-    assert_eq!(err.to_string(), "rls.yaml: no document has a local section");
+    assert_eq!(
+        err.to_string(),
+        "rls.yaml: no document has a local section, and no RateLimit resource a mode: local rule"
+    );
 }

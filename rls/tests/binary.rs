@@ -221,8 +221,16 @@ fn a_redis_url_alone_keeps_the_buckets_in_redis() {
     let redis = common::redis::RedisServer::start();
     let config = examples();
     let config = config.to_str().expect("utf-8 path");
+    // A deadline a loaded machine keeps: an answer of the failure mode would leave no key.
     let server = RlsProcess::start(
-        &["--config", config, "--redis-url", &redis.url()],
+        &[
+            "--config",
+            config,
+            "--redis-url",
+            &redis.url(),
+            "--backend-timeout",
+            "10s",
+        ],
         &["serving"],
     );
     // Readiness waits for the connection; polled, bounded.

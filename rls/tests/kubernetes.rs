@@ -32,18 +32,32 @@ fn overlay(name: &str) -> Vec<Value> {
     build(&kubernetes(&format!("overlays/{name}"))).1
 }
 
-/// An overlay with `components/servicemonitor` added, as its comment tells users to.
-/// kustomize takes only relative paths to other kustomizations: the kustomization is
+/// An overlay with `components` added (paths from `deploy/`), as their comments tell users
+/// to. kustomize takes only relative paths to other kustomizations: the kustomization is
 /// written in a folder under `target/`, two levels below the workspace.
-fn with_service_monitor(overlay: &str) -> Vec<Value> {
+fn with_components(overlay: &str, components: &[&str]) -> (String, Vec<Value>) {
     let dir = tempfile::tempdir_in(workspace().join("target")).expect("temp dir");
+    let components: Vec<String> = components
+        .iter()
+        .map(|c| format!("../../deploy/{c}"))
+        .collect();
     let kustomization = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
          resources: [../../deploy/kubernetes/overlays/{overlay}]\n\
-         components: [../../deploy/kubernetes/components/servicemonitor]\n"
+         components: [{}]\n",
+        components.join(", ")
     );
     std::fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write");
-    build(dir.path()).1
+    build(dir.path())
+}
+
+fn with_service_monitor(overlay: &str) -> Vec<Value> {
+    with_components(overlay, &["kubernetes/components/servicemonitor"]).1
+}
+
+/// The overlay `redis-dev` with the Grafana dashboard's component.
+fn with_dashboard() -> (String, Vec<Value>) {
+    with_components("redis-dev", &["grafana"])
 }
 
 fn the<'a>(objects: &'a [Value], kind: &str, wanted: &str) -> &'a Value {
@@ -153,8 +167,11 @@ fn rls_reads_its_quota_files_where_the_config_map_is_mounted() {
 #[test]
 fn every_built_object_validates_against_the_kubernetes_openapi_schemas() {
     let validate = tools::program("kubernetes-validate");
-    for name in OVERLAYS {
-        let (yaml, objects) = build(&kubernetes(&format!("overlays/{name}")));
+    let builds = OVERLAYS
+        .map(|name| (name, build(&kubernetes(&format!("overlays/{name}")))))
+        .into_iter()
+        .chain([("redis-dev with grafana", with_dashboard())]);
+    for (name, (yaml, objects)) in builds {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(yaml.as_bytes()).expect("write");
         let (ok, out, err) = tools::run(Command::new(&validate).arg("--strict").arg(file.path()));
@@ -222,6 +239,22 @@ fn the_service_monitor_scrapes_the_port_and_path_of_the_metrics() {
         annotations["prometheus.io/port"],
         container_port(&objects, "http").to_string()
     );
+}
+
+#[test]
+fn the_grafana_component_ships_the_dashboard_as_the_sidecar_finds_it() {
+    let (_, objects) = with_dashboard();
+    let map = the(&objects, "ConfigMap", "rls-grafana-dashboard");
+    assert_eq!(map["metadata"]["namespace"], "rls");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let file = std::fs::read_to_string(workspace().join("deploy/grafana/rls.json")).expect("read");
+    assert_eq!(
+        map["data"]["rls.json"],
+        file.as_str(),
+        "the dashboard, byte for byte"
+    );
+    // Client-side `kubectl apply` keeps a copy in an annotation of at most 256 KiB.
+    assert!(file.len() < 256 * 1024, "{} bytes", file.len());
 }
 
 fn container_port(objects: &[Value], port_name: &str) -> u64 {

@@ -13,27 +13,20 @@ use crate::file::{self, DomainFile};
 use crate::load::LoadOptions;
 use crate::resource::dto::ResourceDto;
 use crate::resource::model::RateLimitResource;
+use crate::resource::validate::RulePlace;
 use crate::resource::{descriptor, validate};
 
 /// One non-empty document of a quota file.
 pub(crate) enum Document {
     /// The reference format (with our extensions).
     Quota(Spanned<DomainFile>),
-    /// A `kind: RateLimit` resource, and the quota document it serves as.
+    /// A `kind: RateLimit` resource, the quota document it serves as, and where each of
+    /// its rules is.
     RateLimit {
         resource: RateLimitResource,
         served: Spanned<DomainFile>,
+        places: Vec<RulePlace>,
     },
-}
-
-impl Document {
-    /// The quota document `rls` serves for this one.
-    pub(crate) fn into_served(self) -> Spanned<DomainFile> {
-        match self {
-            Document::Quota(doc) => doc,
-            Document::RateLimit { served, .. } => served,
-        }
-    }
 }
 
 /// Parses and validates every non-empty document of `text` (named `file` in errors), in
@@ -69,6 +62,7 @@ pub(crate) fn documents(
             documents.push(Document::RateLimit {
                 resource: valid.resource,
                 served,
+                places: valid.places,
             });
         }
     }

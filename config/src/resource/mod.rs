@@ -5,11 +5,13 @@
 //!
 //! Modules: `model` (the validated types), `descriptor` (the mapping), `dto` (the serde
 //! shape), `validate` and `rule` (the checks), `documents` (telling resources from
-//! reference-format documents in one file). The format is in `docs/ratelimit-resource.md`.
+//! reference-format documents in one file), `local` (the local rules as the
+//! [`LocalSection`](crate::LocalSection) an embedding service enforces). The format is in `docs/ratelimit-resource.md`.
 
 mod descriptor;
 mod documents;
 mod dto;
+mod local;
 mod model;
 mod rule;
 mod validate;
@@ -21,7 +23,8 @@ pub use model::{
     API_VERSION, Cidr, HeaderMatch, KIND, MatchType, Mode, Per, RateLimitResource, ResourceRule,
 };
 
-pub(crate) use documents::documents;
+pub(crate) use documents::{Document, documents};
+pub(crate) use local::LocalRules;
 
 use crate::error::ConfigError;
 
@@ -48,8 +51,8 @@ pub fn read_quota_file(
     let mut contents = QuotaFileContents::default();
     for document in documents(file, text, load)? {
         match document {
-            documents::Document::Quota(_) => contents.quota_documents += 1,
-            documents::Document::RateLimit { resource, .. } => contents.resources.push(resource),
+            Document::Quota(_) => contents.quota_documents += 1,
+            Document::RateLimit { resource, .. } => contents.resources.push(resource),
         }
     }
     Ok(contents)

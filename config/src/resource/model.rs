@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::matchers::Regex;
 use crate::quota::Limit;
 
 /// The `apiVersion` of the resource.
@@ -112,8 +113,9 @@ pub enum MatchType {
     Exact(String),
     /// The start of the value.
     Prefix(String),
-    /// The whole value matches this RE2 regular expression.
-    Regex(String),
+    /// The whole value matches this regular expression (RE2 syntax, as Envoy's
+    /// `safe_regex`).
+    Regex(Regex),
     /// The header is present, with any value.
     Present,
 }

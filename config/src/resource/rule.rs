@@ -9,6 +9,7 @@ use serde_saphyr::{Location, Spanned};
 use crate::actions;
 use crate::error::ConfigError;
 use crate::file;
+use crate::matchers::Regex;
 use crate::quota::{Algorithm, Limit, Unit};
 use crate::resource::descriptor::DescriptorEntry;
 use crate::resource::dto::{HeaderMatchDto, MatchDto, PathMatchDto, PerDto, RuleDto};
@@ -56,6 +57,7 @@ pub(crate) fn rule(
     };
     let id = format!("{domain}/{name}");
     let limit = limit(file, path, at, mode, Some(id.clone()), &dto)?;
+    within_bounds(file, path, at, &limit, &dto)?;
     let cost = cost(file, path, &limit, dto.cost)?;
     let (headers, source_cidr) = match dto.match_ {
         None => (Vec::new(), None),
@@ -157,6 +159,32 @@ fn limit(
         burst,
         algorithm,
         replaces: Vec::new(),
+    })
+}
+
+/// The limit's bucket maths stays exact (as a quota file's limits must): checked here for
+/// every rule, with the resource's own field names, since local rules are never served.
+fn within_bounds(
+    file: &str,
+    path: &str,
+    at: Location,
+    limit: &Limit,
+    dto: &RuleDto,
+) -> Result<(), ConfigError> {
+    let Some(excess) = limit.excess() else {
+        return Ok(());
+    };
+    let (field, written) = match excess.field {
+        "requests_per_unit" => ("quota", dto.quota.as_ref()),
+        "burst" => ("burst", dto.burst.as_ref().or(dto.quota.as_ref())),
+        _ => ("unitMultiplier", dto.unit_multiplier.as_ref()),
+    };
+    Err(ConfigError::TooLarge {
+        at: file::position(file, written.map_or(&at, |w| &w.referenced)),
+        path: format!("{path}.{field}"),
+        value: excess.value,
+        largest: excess.largest,
+        reason: excess.reason,
     })
 }
 
@@ -289,34 +317,38 @@ fn match_type(
             }),
         };
     }
-    let wrap: fn(String) -> MatchType = match kind {
-        "exact" => MatchType::Exact,
-        "prefix" => MatchType::Prefix,
-        "regex" => MatchType::Regex,
-        _ => {
-            let m = match_type.as_ref().map_or(at, |m| m.referenced);
-            return Err(ConfigError::UnknownValue {
-                at: pos(&m),
-                path: format!("{path}.matchType"),
-                value: kind.to_owned(),
-                expected: MatchType::EXPECTED,
-            });
-        }
-    };
+    if !matches!(kind, "exact" | "prefix" | "regex") {
+        let m = match_type.as_ref().map_or(at, |m| m.referenced);
+        return Err(ConfigError::UnknownValue {
+            at: pos(&m),
+            path: format!("{path}.matchType"),
+            value: kind.to_owned(),
+            expected: MatchType::EXPECTED,
+        });
+    }
     let value_path = format!("{path}.value");
     let value_at = value.as_ref().map_or(at, |v| v.referenced);
     let value = file::required_string(file, &value_path, &at, value)?;
-    if kind == "regex"
-        && let Err(err) = regex_syntax::Parser::new().parse(&value)
-    {
-        return Err(ConfigError::InvalidValue {
-            at: pos(&value_at),
-            path: value_path,
-            value,
-            reason: format!("not a regular expression: {}", first_line(&err.to_string())),
-        });
+    match kind {
+        "exact" => Ok(MatchType::Exact(value)),
+        "prefix" => Ok(MatchType::Prefix(value)),
+        _ => {
+            // The pattern alone first: wrapped to match whole values, an unbalanced `)`
+            // could pair with the wrapper.
+            let compiled = regex_syntax::Parser::new()
+                .parse(&value)
+                .map_err(|err| first_line(&err.to_string()).to_owned())
+                .and_then(|_| Regex::new(&value));
+            compiled
+                .map(MatchType::Regex)
+                .map_err(|reason| ConfigError::InvalidValue {
+                    at: pos(&value_at),
+                    path: value_path,
+                    value,
+                    reason: format!("not a regular expression: {reason}"),
+                })
+        }
     }
-    Ok(wrap(value))
 }
 
 /// regex-syntax's messages draw the pattern over several lines; the last says what is wrong.
@@ -353,29 +385,13 @@ fn cidr(file: &str, path: &str, value: Spanned<String>) -> Result<Cidr, ConfigEr
         address,
         prefix_len,
     };
-    let network = mask(address, prefix_len);
+    let network = actions::mask(address, prefix_len);
     if network != address {
         return Err(invalid(format!(
             "bits are set past the prefix; the range is {network}/{prefix_len}"
         )));
     }
     Ok(cidr)
-}
-
-/// `address` with every bit past the first `len` cleared.
-fn mask(address: IpAddr, len: u8) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            IpAddr::V4((bits & mask).into())
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            IpAddr::V6((bits & mask).into())
-        }
-    }
 }
 
 /// `per`: exactly one of `header` and `clientAddress: true`.

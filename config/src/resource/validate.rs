@@ -22,6 +22,18 @@ pub(crate) struct Validated {
     pub name_at: Location,
     /// Each rule, in order.
     pub rules_at: Vec<Location>,
+    /// Each rule's key path and position, in order, for the faults found once every file
+    /// is read.
+    pub places: Vec<RulePlace>,
+}
+
+/// Where a rule is: its key path (`spec.rules[1]`, or `spec` for the inline rule), the
+/// rule, and its `mode` when written.
+#[derive(Clone, Debug)]
+pub(crate) struct RulePlace {
+    pub path: String,
+    pub at: Position,
+    pub mode_at: Option<Position>,
 }
 
 /// Validates one `kind: RateLimit` document of `file`.
@@ -64,7 +76,7 @@ pub(crate) fn resource(file: &str, doc: Spanned<ResourceDto>) -> Result<Validate
         .take()
         .and_then(|s| s.value.labels)
         .unwrap_or_default();
-    let (rules, rules_at) = rules(file, &spec_at, &domain, spec)?;
+    let (rules, rules_at, places) = rules(file, &spec_at, &domain, spec)?;
     let resource = RateLimitResource {
         name,
         namespace,
@@ -79,6 +91,7 @@ pub(crate) fn resource(file: &str, doc: Spanned<ResourceDto>) -> Result<Validate
         resource,
         name_at,
         rules_at,
+        places,
     })
 }
 
@@ -174,7 +187,8 @@ pub(crate) fn check_name(
     })
 }
 
-/// `spec.hosts`: required, non-empty, each a valid virtual-host domain, none twice.
+/// `spec.hosts`: required, non-empty, each a valid virtual-host domain, none twice (in any
+/// case).
 fn hosts(
     file: &str,
     spec: &Location,
@@ -204,7 +218,8 @@ fn hosts(
         if let Some(reason) = host_problem(&host.value) {
             return Err(invalid(reason.to_owned()));
         }
-        if let Some(first) = seen.insert(host.value.clone(), at.clone()) {
+        // Envoy and the embedded limiter compare hosts without case.
+        if let Some(first) = seen.insert(host.value.to_ascii_lowercase(), at.clone()) {
             return Err(invalid(format!("listed twice (first at {first})")));
         }
         hosts.push(host.value);
@@ -227,13 +242,20 @@ fn host_problem(host: &str) -> Option<&'static str> {
     None
 }
 
+/// The rules and where each is.
+type Rules = (
+    Vec<crate::resource::ResourceRule>,
+    Vec<Location>,
+    Vec<RulePlace>,
+);
+
 /// The rules: `spec.rules`, or the one rule written inline in `spec` (named `default`).
 fn rules(
     file: &str,
     spec_at: &Location,
     domain: &str,
     mut spec: SpecDto,
-) -> Result<(Vec<crate::resource::ResourceRule>, Vec<Location>), ConfigError> {
+) -> Result<Rules, ConfigError> {
     let inline = spec.take_inline_rule();
     let items = match (spec.rules, inline) {
         (Some(list), Some(inline)) => {
@@ -268,9 +290,14 @@ fn rules(
     };
     let mut rules = Vec::with_capacity(items.len());
     let mut locations = Vec::with_capacity(items.len());
+    let mut places = Vec::with_capacity(items.len());
     let mut seen: BTreeMap<String, Position> = BTreeMap::new();
     for (i, (path, at, name, dto)) in items.into_iter().enumerate() {
         let default_name = name.map_or_else(|| format!("rule-{i}"), str::to_owned);
+        let mode_at = dto
+            .mode
+            .as_ref()
+            .map(|m| file::position(file, &m.referenced));
         let rule = rule::rule(file, &path, at, domain, default_name, dto)?;
         let descriptor = rule::describe(&rule.descriptor());
         let position = file::position(file, &at);
@@ -284,6 +311,11 @@ fn rules(
         }
         rules.push(rule);
         locations.push(at);
+        places.push(RulePlace {
+            path,
+            at: position,
+            mode_at,
+        });
     }
-    Ok((rules, locations))
+    Ok((rules, locations, places))
 }

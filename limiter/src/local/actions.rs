@@ -3,9 +3,10 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
-use config::{Action, HeaderMatcher, MatchRule, RateLimitActions};
+use config::{Action, HeaderMatcher, MatchRule, RateLimitActions, VirtualHostMatch, VirtualHosts};
 
 use crate::local::verdict::Descriptor;
 
@@ -16,14 +17,43 @@ pub(crate) fn descriptors<'r, B>(
     all: &'r [RateLimitActions],
     request: &'r http::Request<B>,
 ) -> Vec<Descriptor<'r>> {
+    let mut selected = Selected::default();
     all.iter()
-        .filter_map(|item| descriptor(item, request))
+        .filter_map(|item| descriptor(item, request, &mut selected))
         .collect()
+}
+
+/// The virtual host a request selects, found once per request: the host test of every
+/// rule of every RateLimit resource reads the same table of hosts.
+#[derive(Default)]
+struct Selected {
+    /// The table, the header read, and the host selected (outer `None`: no such header).
+    memo: Option<(*const VirtualHosts, String, Option<Option<usize>>)>,
+}
+
+impl Selected {
+    fn of<B>(
+        &mut self,
+        request: &http::Request<B>,
+        name: &str,
+        hosts: &VirtualHostMatch,
+    ) -> Option<Option<usize>> {
+        let table = Arc::as_ptr(&hosts.all);
+        match &self.memo {
+            Some((t, n, chosen)) if *t == table && n == name => *chosen,
+            _ => {
+                let chosen = header(request, name).map(|value| hosts.all.select(&value));
+                self.memo = Some((table, name.to_owned(), chosen));
+                chosen
+            }
+        }
+    }
 }
 
 fn descriptor<'r, B>(
     item: &'r RateLimitActions,
     request: &'r http::Request<B>,
+    selected: &mut Selected,
 ) -> Option<Descriptor<'r>> {
     let mut entries = Vec::with_capacity(item.actions.len());
     for action in &item.actions {
@@ -46,6 +76,20 @@ fn descriptor<'r, B>(
                     Cow::Owned(address.to_string()),
                 ));
             }
+            Action::MaskedRemoteAddress {
+                v4_prefix_mask_len,
+                v6_prefix_mask_len,
+            } => {
+                let address = client_address(request, 0)?;
+                entries.push((
+                    Cow::Borrowed("masked_remote_address"),
+                    Cow::Owned(Action::masked_remote_address(
+                        address,
+                        *v4_prefix_mask_len,
+                        *v6_prefix_mask_len,
+                    )),
+                ));
+            }
             Action::GenericKey {
                 descriptor_key,
                 descriptor_value,
@@ -59,7 +103,7 @@ fn descriptor<'r, B>(
                 expect_match,
                 headers,
             } => {
-                if headers.iter().all(|m| matches(request, m)) != *expect_match {
+                if headers.iter().all(|m| matches(request, m, selected)) != *expect_match {
                     return None;
                 }
                 entries.push((
@@ -99,16 +143,44 @@ fn utf8(value: &http::HeaderValue) -> Option<&str> {
     std::str::from_utf8(value.as_bytes()).ok()
 }
 
-fn matches<B>(request: &http::Request<B>, matcher: &HeaderMatcher) -> bool {
-    let value = header(request, &matcher.name);
-    let matched = match (&matcher.rule, value.as_deref()) {
-        (MatchRule::Present(present), value) => value.is_some() == *present,
-        (_, None) => false,
-        (MatchRule::Exact(s), Some(v)) => v == s,
-        (MatchRule::Prefix(s), Some(v)) => v.starts_with(s.as_str()),
-        (MatchRule::Suffix(s), Some(v)) => v.ends_with(s.as_str()),
-        (MatchRule::Contains(s), Some(v)) => v.contains(s.as_str()),
+/// Envoy's header test: a header sent on several lines passes when one of its lines
+/// does; an absent header fails every test but `present`, even inverted, unless it is
+/// tested as empty.
+fn matches<B>(
+    request: &http::Request<B>,
+    matcher: &HeaderMatcher,
+    selected: &mut Selected,
+) -> bool {
+    if let MatchRule::VirtualHost(hosts) = &matcher.rule {
+        return match selected.of(request, &matcher.name, hosts) {
+            None => false,
+            Some(chosen) => chosen.is_some_and(|c| hosts.own.contains(&c)) != matcher.invert_match,
+        };
+    }
+    let passes = |value: &str| match &matcher.rule {
+        MatchRule::Exact(s) => value == s,
+        MatchRule::Prefix(s) => value.starts_with(s.as_str()),
+        MatchRule::Suffix(s) => value.ends_with(s.as_str()),
+        MatchRule::Contains(s) => value.contains(s.as_str()),
+        MatchRule::Regex(regex) => regex.is_match(value),
+        // Answered above, once per request.
+        MatchRule::VirtualHost(hosts) => hosts.is_match(value),
+        MatchRule::Present(present) => *present,
     };
+    let Some(first) = header(request, &matcher.name) else {
+        return match &matcher.rule {
+            // Absent passes `present: false`, then the inversion: `!present != invert`.
+            MatchRule::Present(present) => *present == matcher.invert_match,
+            _ if matcher.treat_missing_as_empty => passes("") != matcher.invert_match,
+            _ => false,
+        };
+    };
+    let matched = passes(&first)
+        || (!matcher.name.starts_with(':')
+            && (request.headers().get_all(matcher.name.as_str()).iter())
+                .skip(1)
+                .filter_map(utf8)
+                .any(passes));
     matched != matcher.invert_match
 }
 

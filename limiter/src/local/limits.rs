@@ -103,7 +103,8 @@ impl LocalLimits {
     }
 
     /// Limits from the `local` section of a quota file or directory (see
-    /// `docs/quota-files.md`), on the system clock.
+    /// `docs/quota-files.md`), or from the `mode: local` rules of its `kind: RateLimit`
+    /// resources (`docs/ratelimit-resource.md`), on the system clock.
     pub fn from_quota_file(path: impl AsRef<Path>) -> Result<LocalLimits, LimiterError> {
         Ok(Self::new(&read_section(path.as_ref())?))
     }
@@ -289,7 +290,8 @@ fn quota(bucket: &Bucket, rate: &Rate, max_tokens: u32, decision: Decision, now:
     }
 }
 
-/// The `local` section of a quota file or directory.
+/// The local limits of a quota file or directory: its `local` section, or the section
+/// its resources' local rules make ([`QuotaSet::local`]).
 pub fn read_section(path: &Path) -> Result<LocalSection, LimiterError> {
     section_of(QuotaSet::load(path, &LoadOptions::default())?)
 }

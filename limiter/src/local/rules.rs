@@ -243,22 +243,22 @@ impl DescriptorRule {
     }
 }
 
-/// Each descriptor's rank, strictest first: a bucket that refuses everything, then by fill
-/// rate; ties keep file order (the sort is stable).
+/// Each descriptor's rank: group by group (lowest first), and within a group strictest
+/// first: a bucket that refuses everything, then by fill rate; ties keep file order (the
+/// sort is stable).
 fn strictest_first(section: &LocalSection) -> Vec<usize> {
     let mut order: Vec<usize> = (0..section.descriptors.len()).collect();
     order.sort_by(|&a, &b| {
-        let (a, b) = (
-            &section.descriptors[a].token_bucket,
-            &section.descriptors[b].token_bucket,
-        );
-        (b.max_tokens == 0).cmp(&(a.max_tokens == 0)).then_with(|| {
-            match (a.is_slower_than(b), b.is_slower_than(a)) {
+        let (a, b) = (&section.descriptors[a], &section.descriptors[b]);
+        let group = a.group.cmp(&b.group);
+        let (a, b) = (&a.token_bucket, &b.token_bucket);
+        group
+            .then_with(|| (b.max_tokens == 0).cmp(&(a.max_tokens == 0)))
+            .then_with(|| match (a.is_slower_than(b), b.is_slower_than(a)) {
                 (true, _) => std::cmp::Ordering::Less,
                 (_, true) => std::cmp::Ordering::Greater,
                 _ => std::cmp::Ordering::Equal,
-            }
-        })
+            })
     });
     let mut ranks = vec![0; order.len()];
     for (rank, &index) in order.iter().enumerate() {

@@ -177,7 +177,7 @@ fn header_matcher(condition: &HeaderMatch) -> Value {
         MatchType::Exact(value) => matcher["string_match"] = json!({"exact": value}),
         MatchType::Prefix(value) => matcher["string_match"] = json!({"prefix": value}),
         MatchType::Regex(regex) => {
-            matcher["string_match"] = json!({"safe_regex": {"regex": regex}});
+            matcher["string_match"] = json!({"safe_regex": {"regex": regex.as_str()}});
         }
         MatchType::Present => matcher["present_match"] = json!(true),
     }

@@ -90,14 +90,15 @@ fn http_filters(resources: &[RateLimitResource], args: &EnvoyArgs) -> Vec<Value>
     local.chain(global).collect()
 }
 
-/// One virtual host per distinct host, in order of first mention, carrying the
-/// configuration of every resource that lists it.
+/// One virtual host per distinct host (in any case, as Envoy compares them), in order of
+/// first mention and as first written, carrying the configuration of every resource that
+/// lists it.
 fn virtual_hosts(resources: &[RateLimitResource]) -> Vec<Value> {
     let mut hosts: Vec<(String, serde_json::Map<String, Value>)> = Vec::new();
     for resource in resources {
         let configs = per_host_configs(resource);
         for host in &resource.hosts {
-            let index = match hosts.iter().position(|(h, _)| h == host) {
+            let index = match hosts.iter().position(|(h, _)| h.eq_ignore_ascii_case(host)) {
                 Some(index) => index,
                 None => {
                     hosts.push((host.clone(), serde_json::Map::new()));
