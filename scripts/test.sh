@@ -51,3 +51,10 @@ if [ "$(cat "$RLS_TEST_TOOLS/installed" 2>/dev/null)" != "$wanted" ]; then
 fi
 
 cargo test --workspace --all-features
+
+# Every fuzz target for a bounded time (FUZZ_SECONDS each, default 20; 0 skips this);
+# scripts/fuzz.sh installs cargo-fuzz when missing. cargo test above has already replayed
+# the inputs they keep (rls/tests/robustness.rs).
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+    bash scripts/fuzz.sh
+fi
