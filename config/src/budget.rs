@@ -114,3 +114,56 @@ fn words(breach: &BudgetBreach) -> String {
         other => format!("the file passes a limit of the YAML parser ({other:?})"),
     }
 }
+
+/// Bytes of key paths the rules of a load may keep for each byte of its quota text.
+pub const PATH_BYTES_PER_BYTE: usize = 64;
+/// Bytes of key paths the rules of any load may keep, however small its text.
+pub const PATH_BYTES_FLOOR: usize = 1 << 20;
+
+/// The bytes of key paths a load's rules may keep. Each rule keeps its whole path (its
+/// stats key and steps, from the domain down), so many rules under one long key or value
+/// would each cost that key: charged before a rule is built, against a budget that grows
+/// with the text read, the loader's memory stays linear in its input.
+#[derive(Debug)]
+pub(crate) struct PathBudget {
+    used: usize,
+    allowed: usize,
+}
+
+impl PathBudget {
+    pub(crate) fn new() -> Self {
+        PathBudget {
+            used: 0,
+            allowed: PATH_BYTES_FLOOR,
+        }
+    }
+
+    /// Grows the budget by what `bytes` of quota text (or of an xDS resource) may keep.
+    pub(crate) fn allow(&mut self, bytes: usize) {
+        let more = bytes.saturating_mul(PATH_BYTES_PER_BYTE);
+        self.allowed = self.allowed.saturating_add(more);
+    }
+
+    /// Charges the path of `bytes` of the rule at `path` (defined at `at`).
+    pub(crate) fn charge(
+        &mut self,
+        bytes: usize,
+        at: &Position,
+        path: &str,
+    ) -> Result<(), ConfigError> {
+        self.used = self.used.saturating_add(bytes);
+        if self.used <= self.allowed {
+            return Ok(());
+        }
+        Err(ConfigError::TooLarge {
+            at: at.clone(),
+            path: path.to_owned(),
+            value: self.used.to_string(),
+            largest: self.allowed.to_string(),
+            reason: "the bytes of key paths its rules keep, with those before it (each rule \
+                     keeps its path from the domain down: a load may keep 64 bytes of paths \
+                     per byte of its text, and 1 MiB more); shorten the keys and values many \
+                     rules sit under",
+        })
+    }
+}

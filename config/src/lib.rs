@@ -56,7 +56,7 @@ mod yaml_nodes;
 
 pub use actions::{Action, HeaderMatcher, MatchRule, RateLimitActions};
 pub use bounds::{Excess, MAX_TOLERANCE_NANOS, MAX_WINDOW_SECS};
-pub use budget::METADATA_NESTING;
+pub use budget::{METADATA_NESTING, PATH_BYTES_FLOOR, PATH_BYTES_PER_BYTE};
 pub use error::{ConfigError, Position};
 pub use load::{
     DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, MOST_MAX_DEPTH, QuotaSet, is_quota_file_name,

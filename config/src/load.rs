@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
+use crate::budget::PathBudget;
 use crate::error::{ConfigError, Position};
 use crate::file::{self, DomainFile};
 use crate::local::{self, LocalSection};
@@ -151,6 +152,7 @@ impl QuotaSet {
     ) -> Result<QuotaSet, ConfigError> {
         let mut assembly = Assembly::new(options);
         for (name, text) in sources {
+            assembly.allow(text.len());
             for document in crate::resource::documents(name, text, options)? {
                 match document {
                     Document::Quota(served) => assembly.add(name, served)?,
@@ -179,6 +181,8 @@ pub(crate) struct Assembly<'o> {
     local: Option<(LocalSection, Position)>,
     /// The `kind: RateLimit` resources, for their local rules.
     resources: LocalRules,
+    /// What the rules may keep of their key paths.
+    paths: PathBudget,
 }
 
 impl<'o> Assembly<'o> {
@@ -189,7 +193,13 @@ impl<'o> Assembly<'o> {
             seen: HashMap::new(),
             local: None,
             resources: LocalRules::default(),
+            paths: PathBudget::new(),
         }
+    }
+
+    /// Lets the rules keep more of their paths for `bytes` more of source read.
+    pub(crate) fn allow(&mut self, bytes: usize) {
+        self.paths.allow(bytes);
     }
 
     /// Validates one document of the source `name` and adds it.
@@ -247,7 +257,7 @@ impl<'o> Assembly<'o> {
             }
         };
         let descriptors = doc.descriptors.unwrap_or_default();
-        self.domains[index].add_descriptors(name, descriptors, self.options)
+        self.domains[index].add_descriptors(name, descriptors, self.options, &mut self.paths)
     }
 
     /// The set of every document added; `files` names their sources. Its local limits

@@ -231,6 +231,14 @@ pub(crate) enum StepValue {
 }
 
 impl Step {
+    /// The length of [`Step::composite`], without building it.
+    pub fn composite_len(&self) -> usize {
+        match &self.value {
+            StepValue::Exact(v) | StepValue::Wildcard(v) => self.key.len() + 1 + v.len(),
+            StepValue::Default => self.key.len(),
+        }
+    }
+
     /// The reference's composite key: `key` or `key_value`.
     pub fn composite(&self) -> String {
         match &self.value {

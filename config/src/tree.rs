@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_saphyr::Spanned;
 
+use crate::budget::PathBudget;
 use crate::error::{ConfigError, Position};
 use crate::file::{self, DescriptorDto};
 use crate::load::LoadOptions;
@@ -145,6 +146,7 @@ impl Domain {
         file: &str,
         descriptors: Vec<Spanned<DescriptorDto>>,
         options: &LoadOptions,
+        paths: &mut PathBudget,
     ) -> Result<(), ConfigError> {
         let mut root = std::mem::take(&mut self.root);
         let mut builder = Builder {
@@ -153,6 +155,7 @@ impl Domain {
             default_algorithm: options.default_algorithm,
             max_depth: options.max_depth,
             steps: Vec::new(),
+            paths,
         };
         let result = builder.level(&mut root, "", descriptors);
         self.root = root;
@@ -161,7 +164,7 @@ impl Domain {
 }
 
 /// State while adding one document's descriptors.
-struct Builder<'d, 'f> {
+struct Builder<'d, 'f, 'p> {
     domain: &'d mut Domain,
     file: &'f str,
     default_algorithm: Algorithm,
@@ -169,9 +172,11 @@ struct Builder<'d, 'f> {
     max_depth: usize,
     /// The path from the root to the level being built.
     steps: Vec<Step>,
+    /// What the load's rules may keep of their paths.
+    paths: &'p mut PathBudget,
 }
 
-impl Builder<'_, '_> {
+impl Builder<'_, '_, '_> {
     /// Adds `descriptors` to `level`; `parent` is the key path of their parent.
     fn level(
         &mut self,
@@ -239,7 +244,7 @@ impl Builder<'_, '_> {
 
     /// The rule of the descriptor at the end of the current path, if it has limits.
     fn rule(
-        &self,
+        &mut self,
         path: &str,
         at: &Position,
         dto: &mut DescriptorDto,
@@ -248,6 +253,14 @@ impl Builder<'_, '_> {
         else {
             return Ok(None);
         };
+        // The stats key, and the steps again: what this rule keeps of its path.
+        let kept = self.domain.name.len()
+            + self
+                .steps
+                .iter()
+                .map(|s| 2 * (s.composite_len() + 1))
+                .sum::<usize>();
+        self.paths.charge(kept, at, path)?;
         Ok(Some(Rule {
             limits: limits.limits,
             unlimited: limits.unlimited,

@@ -28,6 +28,7 @@ impl QuotaSet {
         let mut sources = Vec::with_capacity(configs.len());
         for config in configs {
             let name = source_name(config);
+            assembly.allow(prost::Message::encoded_len(config));
             assembly.add(&name, spanned(document(config)))?;
             sources.push(PathBuf::from(name));
         }

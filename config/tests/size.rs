@@ -1,11 +1,15 @@
 //! How deep and how large a quota file may be (`LoadOptions::max_depth` and `max_nodes`),
-//! refused in plain words at the place that passes the bound, and a file that is not UTF-8
-//! refused at its first bad byte.
+//! refused in plain words at the place that passes the bound, a file that is not UTF-8
+//! refused at its first bad byte, and the bytes of key paths a load's rules keep bounded by
+//! its text.
+
+mod shapes;
 
 use std::io::Write;
 
 use config::{
-    ConfigError, DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, METADATA_NESTING, QuotaSet,
+    ConfigError, DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, LoadOptions, METADATA_NESTING,
+    PATH_BYTES_FLOOR, PATH_BYTES_PER_BYTE, QuotaSet,
 };
 
 /// A domain whose descriptors nest `levels` deep, each level one `key: lN`, the deepest
@@ -153,6 +157,35 @@ fn a_file_with_more_nodes_than_allowed_is_refused_in_plain_words() {
 // Reproduces a non-UTF-8 file refused as "stream did not contain valid UTF-8", without a
 // position.
 #[test]
+fn rules_under_a_long_key_keep_at_most_a_budget_of_paths_that_grows_with_the_text() {
+    assert_eq!(PATH_BYTES_FLOOR, 1 << 20, "the docs say 1 MiB");
+    // Realistic: ten thousand rules under a 200-byte key and value.
+    let text = shapes::long_parent(200, 10_000);
+    let set = load(&text, &LoadOptions::default()).expect("loads");
+    assert_eq!(set.rule_count(), 10_000);
+    // Each of 400 rules would keep a path of 128 KiB: 50 MiB for a file of 100 KiB.
+    let text = shapes::long_parent(64 * 1024, 400);
+    let allowed = PATH_BYTES_FLOOR + PATH_BYTES_PER_BYTE * text.len();
+    let error = load(&text, &LoadOptions::default()).expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        matches!(&error, ConfigError::TooLarge { largest, .. } if *largest == allowed.to_string()),
+        "{message}"
+    );
+    // At the first rule past the budget: the rules before it fit, and no more.
+    let kept_each = 2 * (2 * 64 * 1024 + 2) + 2 * 4 + 1;
+    let first_past = allowed / kept_each;
+    assert!(
+        message.starts_with(&format!(
+            "q.yaml:{}:9: descriptors[0].descriptors[{first_past}]: ",
+            6 + 2 * first_past
+        )),
+        "{message}"
+    );
+    assert!(message.contains("bytes of key paths"), "{message}");
+}
+
+#[test]
 fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
     let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     file.write_all(b"domain: d\ndescriptors:\n  - key: k\n    value: \xc3\xa9t\xe9\n")
@@ -187,6 +220,7 @@ fn the_docs_give_the_bounds_the_code_has() {
         format!("`metadata` up to {METADATA_NESTING} levels"),
         format!("| `max_nodes` | {} |", thousands(DEFAULT_MAX_NODES)),
         format!("nested up to {DEFAULT_MAX_DEPTH} levels deep by default"),
+        format!("| (paths) | {PATH_BYTES_PER_BYTE} per byte, and 1 MiB |"),
     ] {
         assert!(docs.contains(&row), "docs/quota-files.md lacks {row:?}");
     }
