@@ -1,6 +1,7 @@
 //! One `should_rate_limit` decision, server-side work only (no gRPC): 1 descriptor,
 //! 4 descriptors, and 100k distinct keys, on the memory store and, as the baseline in the
-//! same run, on a naive store that keeps every bucket behind one `Mutex<HashMap>`.
+//! same run, on a naive store that keeps every bucket behind one `Mutex<HashMap>`; then on
+//! the memory store again with the Prometheus recorder installed (`memory-prometheus`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -91,6 +92,10 @@ fn run<S: BucketStore>(c: &mut Criterion, name: &str, store: impl Fn() -> S) {
 fn decisions(c: &mut Criterion) {
     run(c, "memory", MemoryStore::new);
     run(c, "naive-mutex", NaiveStore::default);
+    // Last: once installed, the Prometheus recorder stays. Without it the metrics are
+    // no-ops; with it the decision pays for its per-rule counters, as `rls serve`'s do.
+    rls::stats::prometheus();
+    run(c, "memory-prometheus", MemoryStore::new);
 }
 
 criterion_group!(benches, decisions);
