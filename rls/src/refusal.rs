@@ -39,14 +39,24 @@ fn refuse(response: &mut Response<Body>, max_bytes: usize) {
     let Some(status) = Status::from_header_map(response.headers()) else {
         return;
     };
+    let Some(refusal) = of_decoder(&status, max_bytes) else {
+        return;
+    };
+    // A message of our own text always makes a valid header.
+    let _ = refusal.add_header(response.headers_mut());
+    outcome::count_refusal(ErrorKind::InvalidRequest);
+}
+
+/// The `INVALID_ARGUMENT` answer to `status` when it is a decoder's refusal (a message
+/// over `max_bytes`, or bytes that are no message); `None` for any other status. A stream's
+/// messages (RLQS) meet these refusals as they read, not in the response's headers.
+pub fn of_decoder(status: &Status, max_bytes: usize) -> Option<Status> {
     let message = match status.code() {
         Code::OutOfRange => too_large(status.message(), max_bytes),
         Code::Internal if status.message().starts_with(UNDECODABLE) => status.message().into(),
-        _ => return,
+        _ => return None,
     };
-    // A message of our own text always makes a valid header.
-    let _ = Status::invalid_argument(message).add_header(response.headers_mut());
-    outcome::count_refusal(ErrorKind::InvalidRequest);
+    Some(Status::invalid_argument(message))
 }
 
 /// The refusal of a request over `max_bytes`, with its size when tonic's message says it

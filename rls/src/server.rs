@@ -308,8 +308,9 @@ async fn run<S: BucketStore>(
 }
 
 /// The gRPC services: the rate limit service, RLQS and health. Their decoders refuse a
-/// message over --max-request-bytes from its length, before buffering it (the health
-/// service's messages are bounded alike), and the refusal is answered `INVALID_ARGUMENT`.
+/// message over --max-request-bytes (RLQS: --rlqs-max-message-bytes) from its length,
+/// before buffering it (the health service's messages are bounded alike), and the refusal
+/// is answered `INVALID_ARGUMENT`.
 fn grpc_service<S: BucketStore, H: tonic_health::pb::health_server::Health>(
     decider: &Arc<Decider<S>>,
     health: HealthServer<H>,
@@ -323,7 +324,10 @@ fn grpc_service<S: BucketStore, H: tonic_health::pb::health_server::Health>(
             RateLimitServiceServer::new(RlsService::new(decider.clone()))
                 .max_decoding_message_size(max_bytes),
         )
-        .add_service(RateLimitQuotaServiceServer::new(quotas));
+        .add_service({
+            let max_bytes = quotas.max_message_bytes();
+            RateLimitQuotaServiceServer::new(quotas).max_decoding_message_size(max_bytes)
+        });
     refusal::undecodable(max_bytes).layer(routes.routes().prepare())
 }
 

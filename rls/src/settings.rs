@@ -244,6 +244,11 @@ pub struct Settings {
     #[arg(long, env = "RLS_RLQS_MAX_BUCKETS", default_value_t = 10_000)]
     pub rlqs_max_buckets: usize,
 
+    /// RLQS: largest message a stream may send (a usage report), in bytes; a larger one
+    /// ends the stream before it is buffered.
+    #[arg(long, env = "RLS_RLQS_MAX_MESSAGE_BYTES", default_value_t = crate::rlqs::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub rlqs_max_message_bytes: NonZeroUsize,
+
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive.
     #[arg(long, env = "RLS_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -257,6 +257,33 @@ async fn a_stream_without_a_domain_is_refused_with_invalid_argument() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_report_over_the_message_bound_is_refused_and_the_next_stream_served() {
+    let bound = std::num::NonZeroUsize::new(1024).expect("not zero");
+    let server = Server::memory(RlqsOptions {
+        max_message_bytes: bound,
+        ..RlqsOptions::default()
+    })
+    .await;
+    let mut stream = server.stream().await;
+    let long = "a".repeat(2000);
+    stream
+        .report("api", vec![usage(&[("name", &long)], 1, 0)])
+        .await;
+    let status = stream.answers.message().await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("at most 1024 are allowed"),
+        "{}",
+        status.message()
+    );
+    // The bound ends that stream only: a report under it is answered.
+    let mut stream = server.stream().await;
+    stream.report("api", vec![usage(ALICE, 1, 0)]).await;
+    stream.assignment_of(ALICE).await;
+    server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn unknown_buckets_get_the_unmatched_rule_and_ids_without_entries_are_skipped() {
     let server = Server::memory(options(Unmatched::Deny, 100)).await;
     let mut stream = server.stream().await;

@@ -15,7 +15,7 @@ pub mod service;
 pub mod session;
 pub mod state;
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +49,13 @@ pub struct RlqsOptions {
     pub on_backend_error: OnBackendError,
     /// How many replicas share each quota, for [`OnBackendError::Local`].
     pub replicas: NonZeroU32,
+    /// The largest message a stream may send, refused from its length before it is buffered.
+    pub max_message_bytes: NonZeroUsize,
 }
+
+/// `--rlqs-max-message-bytes` by default: 4 MiB, tonic's own default, room for a report of
+/// the default `--rlqs-max-buckets` buckets with ids of a few hundred bytes each.
+pub const DEFAULT_MAX_MESSAGE_BYTES: NonZeroUsize = NonZeroUsize::new(4 << 20).unwrap();
 
 impl Default for RlqsOptions {
     fn default() -> Self {
@@ -63,6 +69,7 @@ impl Default for RlqsOptions {
             },
             on_backend_error: OnBackendError::Error,
             replicas: NonZeroU32::MIN,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -84,6 +91,7 @@ impl RlqsOptions {
             },
             on_backend_error: settings.on_backend_error.into(),
             replicas: settings.replicas,
+            max_message_bytes: settings.rlqs_max_message_bytes,
         };
         if options.limits.ttl < options.push_interval * 2 {
             return Err(SettingsError::Invalid {

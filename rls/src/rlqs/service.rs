@@ -60,6 +60,11 @@ pub struct RlqsService<B> {
 }
 
 impl<B: ShareBackend> RlqsService<B> {
+    /// The largest message its streams may send (`--rlqs-max-message-bytes`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.hub.options.max_message_bytes.get()
+    }
+
     /// A service assigning the quotas of `quotas` through `backend`; its streams end when
     /// `stop` turns true (the server shuts down), so that Envoy reconnects elsewhere.
     pub fn new(
@@ -138,6 +143,10 @@ impl<B: ShareBackend> Hub<B> {
                     },
                     Ok(None) => break None,
                     Err(status) => {
+                        let max_bytes = self.options.max_message_bytes.get();
+                        if let Some(refusal) = crate::refusal::of_decoder(&status, max_bytes) {
+                            break Some(refusal);
+                        }
                         tracing::debug!(client, %status, "rlqs stream broken");
                         break None;
                     }
