@@ -43,6 +43,11 @@ pub fn command() -> clap::Command {
     Cli::command()
         .mut_subcommand("serve", with_reference_help)
         .mut_subcommand("check", with_reference_help)
+        .mut_subcommand("render", |render| {
+            render
+                .mut_subcommand("envoy", with_reference_help)
+                .mut_subcommand("istio", with_reference_help)
+        })
 }
 
 impl Cli {
@@ -59,7 +64,11 @@ impl Cli {
         match &mut self.command {
             Command::Serve(settings) => settings.apply_reference_env(sub, env),
             Command::Check(args) => args.quotas.apply_reference_env(sub, env),
-            Command::Query(_) | Command::Render(_) => Ok(()),
+            Command::Render(args) => match sub.subcommand() {
+                Some((_, target)) => args.quotas_mut().apply_reference_env(target, env),
+                None => Ok(()),
+            },
+            Command::Query(_) => Ok(()),
         }
     }
 }

@@ -199,6 +199,33 @@ fn reference_format_files_are_named_on_stderr_and_the_resources_still_rendered()
     );
 }
 
+#[test]
+fn render_reads_the_quota_files_with_the_bounds_check_and_serve_take() {
+    let config = examples();
+    for target in [
+        &["envoy", "--rls-address", "127.0.0.1:8081"][..],
+        &["istio"],
+    ] {
+        let output = rls()
+            .arg("render")
+            .args(target)
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--max-quota-depth",
+                "1",
+            ])
+            .output()
+            .expect("rls render runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{target:?}: {stderr}");
+        assert!(
+            stderr.contains("api.yaml:25:9: descriptors[1].descriptors[0]: descriptors nested more than 1 levels deep"),
+            "{target:?}: {stderr}"
+        );
+    }
+}
+
 /// A bootstrap holding what `docs` (EnvoyFilters) patch in: their HTTP filters before the
 /// router, a virtual host per VIRTUAL_HOST patch with its merge, and Istio's cluster for
 /// rls.

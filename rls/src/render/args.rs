@@ -1,10 +1,11 @@
 //! [`RenderArgs`]: the command line of `rls render envoy|istio`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+
+use crate::settings::QuotaArgs;
 
 /// Arguments of `rls render`.
 #[derive(Debug, Args)]
@@ -12,6 +13,16 @@ pub struct RenderArgs {
     /// What to render.
     #[command(subcommand)]
     pub target: RenderTarget,
+}
+
+impl RenderArgs {
+    /// The quota files' arguments of the target chosen.
+    pub fn quotas_mut(&mut self) -> &mut QuotaArgs {
+        match &mut self.target {
+            RenderTarget::Envoy(args) => &mut args.quotas,
+            RenderTarget::Istio(args) => &mut args.quotas,
+        }
+    }
 }
 
 /// The proxy configuration to print.
@@ -26,9 +37,9 @@ pub enum RenderTarget {
 /// Arguments of `rls render envoy`.
 #[derive(Debug, Args)]
 pub struct EnvoyArgs {
-    /// Quota file, or directory of quota files, as given to `rls serve`.
-    #[arg(long, env = "RLS_CONFIG", value_name = "PATH")]
-    pub config: PathBuf,
+    /// The quota files, read as `rls serve` and `rls check` read them.
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
     /// Where Envoy reaches rls's gRPC port.
     #[arg(long, value_name = "HOST:PORT")]
     pub rls_address: String,
@@ -58,17 +69,14 @@ pub struct EnvoyArgs {
     /// cluster and each virtual host's rate-limit configuration.
     #[arg(long)]
     pub fragment: bool,
-    /// Let several quota documents add descriptors to one domain (as `rls serve`).
-    #[arg(long, env = "RLS_MERGE_DOMAINS")]
-    pub merge_domains: bool,
 }
 
 /// Arguments of `rls render istio`.
 #[derive(Debug, Args)]
 pub struct IstioArgs {
-    /// Quota file, or directory of quota files, as given to `rls serve`.
-    #[arg(long, env = "RLS_CONFIG", value_name = "PATH")]
-    pub config: PathBuf,
+    /// The quota files, read as `rls serve` and `rls check` read them.
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
     /// The rls Service's gRPC port, as host:port; Envoy reaches it through Istio's own
     /// cluster for it, `outbound|PORT||HOST`.
     #[arg(
@@ -80,9 +88,6 @@ pub struct IstioArgs {
     /// How long Envoy waits for rls before letting the request through uncounted.
     #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = humantime::parse_duration)]
     pub rls_timeout: Duration,
-    /// Let several quota documents add descriptors to one domain (as `rls serve`).
-    #[arg(long, env = "RLS_MERGE_DOMAINS")]
-    pub merge_domains: bool,
 }
 
 /// `host:port` split, the port a number.

@@ -3,6 +3,7 @@
 //! for rls and one for the upstream — or, with `--fragment`, only the pieces to paste.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
 use config::resource::{Mode, RateLimitResource};
 use serde_json::{Value, json};
@@ -29,7 +30,11 @@ pub(crate) fn render(input: &Input, args: &EnvoyArgs) -> anyhow::Result<Rendered
     let hosts = virtual_hosts(&input.resources);
     let mut lines = vec![format!(
         "Rendered by `rls render envoy` from {}: {} RateLimit resource(s), rls at {}.",
-        args.config.display(),
+        args.quotas
+            .config
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .display(),
         input.resources.len(),
         args.rls_address
     )];

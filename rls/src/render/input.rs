@@ -2,11 +2,12 @@
 //! validated as it validates them, and a note for each file that holds documents in the
 //! reference format (they say nothing of which requests they apply to).
 
-use std::path::Path;
-
 use anyhow::Context;
+use config::QuotaSet;
 use config::resource::{RateLimitResource, read_quota_file};
-use config::{LoadOptions, QuotaSet};
+
+use crate::error::RlsError;
+use crate::settings::QuotaArgs;
 
 /// What `rls render` renders from.
 #[derive(Debug)]
@@ -19,12 +20,10 @@ pub struct Input {
 }
 
 impl Input {
-    /// Loads `path` (a file or a directory) as `rls serve` does, refusing what it refuses.
-    pub fn load(path: &Path, merge_domains: bool) -> anyhow::Result<Input> {
-        let options = LoadOptions {
-            merge_domains,
-            ..LoadOptions::default()
-        };
+    /// Loads the quota files of `quotas` as `rls check` does, refusing what it refuses.
+    pub fn load(quotas: &QuotaArgs) -> anyhow::Result<Input> {
+        let path = quotas.config.as_deref().ok_or(RlsError::NoConfigPath)?;
+        let options = quotas.load_options();
         let quotas = QuotaSet::load(path, &options)?;
         let mut resources = Vec::new();
         let mut notes = Vec::new();

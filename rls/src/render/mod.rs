@@ -30,11 +30,11 @@ pub struct Rendered {
 pub fn run(args: &RenderArgs) -> anyhow::Result<Rendered> {
     match &args.target {
         RenderTarget::Envoy(envoy) => {
-            let input = Input::load(&envoy.config, envoy.merge_domains)?;
+            let input = Input::load(&envoy.quotas)?;
             envoy::render(&input, envoy)
         }
         RenderTarget::Istio(istio) => {
-            let input = Input::load(&istio.config, istio.merge_domains)?;
+            let input = Input::load(&istio.quotas)?;
             istio::render(&input, istio)
         }
     }
