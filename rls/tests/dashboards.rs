@@ -6,15 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ads::AdsServer;
+use common::manifest;
 use common::process::RlsProcess;
 use common::redis::RedisServer;
 use common::scrape::{samples, value};
-use common::tools::{self, workspace};
+use common::tools::workspace;
 use proto::rlqs::rate_limit_quota_service_client::RateLimitQuotaServiceClient;
 use proto::rlqs::rate_limit_quota_usage_reports::BucketQuotaUsage;
 use proto::rlqs::{BucketId, RateLimitQuotaUsageReports};
@@ -542,25 +541,6 @@ fn the_alerts_validate_as_a_prometheus_rule_and_name_runbooks_that_exist() {
         "metadata": {"name": "rls", "namespace": "rls"},
         "spec": alerts,
     });
-    let script = workspace().join("rls/tests/kubernetes/crds.mjs");
-    let mut child = Command::new(tools::program("node"))
-        .arg(script)
-        .arg(tools::node_modules())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    let input = serde_json::to_vec(&[object]).expect("json");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&input)
-        .expect("write");
-    let output = child.wait_with_output().expect("node ends");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && report.starts_with("OK"),
-        "{report}"
-    );
+    let (ok, report) = manifest::validate_custom_resources(&[&object]);
+    assert!(ok && report.starts_with("OK"), "{report}");
 }

@@ -10,15 +10,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::RedisServer;
+use common::redis::{RedisServer, store};
 use common::serve::{ServerTask, eventually, request};
-use common::{START_SECS, one_check, redis_options};
+use common::{START_SECS, one_check};
 use config::{LoadOptions, QuotaSet};
 use limiter::{Clock, FakeClock};
 use proto::rls::rate_limit_service_client::RateLimitServiceClient;
 use rls::Listeners;
 use rls::decide::{AnswerOptions, Decider};
-use rls::store::redis::{Endpoint, LeaseOptions, RedisStore};
+use rls::store::redis::RedisStore;
 use rls::store::{BucketStore, Meter};
 use tokio::net::TcpListener;
 
@@ -28,17 +28,6 @@ descriptors:
   - key: k
     rate_limit: {unit: minute, requests_per_unit: 100}
 ";
-
-fn store(redis: &RedisServer, clock: &FakeClock, lease: bool, prefix: &str) -> RedisStore {
-    let mut options = redis_options(vec![Endpoint::Server(redis.url())]);
-    options.key_prefix = prefix.into();
-    options.clock = Arc::new(clock.clone());
-    options.lease = lease.then_some(LeaseOptions {
-        threshold: 0,
-        span: Duration::from_millis(10),
-    });
-    RedisStore::new(options)
-}
 
 async fn decider(
     redis: &RedisServer,

@@ -8,23 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::RedisServer;
-use common::{one_check, redis_options};
+use common::one_check;
+use common::redis::{RedisServer, store};
 use futures_util::future::join_all;
 use limiter::{Clock, FakeClock, Rate};
-use rls::store::redis::{Endpoint, LeaseOptions, RedisStore};
+use rls::store::redis::RedisStore;
 use rls::store::{BucketStore, Meter};
-
-fn store(redis: &RedisServer, clock: &FakeClock, lease: bool, prefix: &str) -> RedisStore {
-    let mut options = redis_options(vec![Endpoint::Server(redis.url())]);
-    options.key_prefix = prefix.into();
-    options.clock = Arc::new(clock.clone());
-    options.lease = lease.then_some(LeaseOptions {
-        threshold: 0,
-        span: Duration::from_millis(10),
-    });
-    RedisStore::new(options)
-}
 
 #[tokio::test]
 async fn the_lease_script_agrees_with_the_rust_maths_on_every_shared_lease_vector() {

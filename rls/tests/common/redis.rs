@@ -4,7 +4,11 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
+use limiter::FakeClock;
+use rls::store::redis::{Endpoint, LeaseOptions, RedisStore};
 use tempfile::TempDir;
 
 /// A loopback port free at the time of asking.
@@ -193,4 +197,17 @@ pub fn create_cluster(addrs: &[String], replicas: usize) {
         created.status.success() && text.contains("All 16384 slots covered"),
         "cluster create failed: {text}"
     );
+}
+
+/// A Redis store on `redis` reading `clock`, its keys under `prefix`; with `lease`, every
+/// bucket leased (threshold 0) for a 10 ms span.
+pub fn store(redis: &RedisServer, clock: &FakeClock, lease: bool, prefix: &str) -> RedisStore {
+    let mut options = super::redis_options(vec![Endpoint::Server(redis.url())]);
+    options.key_prefix = prefix.into();
+    options.clock = Arc::new(clock.clone());
+    options.lease = lease.then_some(LeaseOptions {
+        threshold: 0,
+        span: Duration::from_millis(10),
+    });
+    RedisStore::new(options)
 }
